@@ -1,0 +1,153 @@
+"""The records an event store keeps, and their JSON form (Go's ``encoding/json``).
+
+The JSON Schemas in ``schemas/`` are the source of truth for the wire form;
+``from_dict`` validates against them, so an error always names the field and
+the rule that failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .timestamps import Timestamp, format_go_time, parse_go_time
+
+__all__ = ["Event", "ActorSnapshot", "Timestamp", "json_equal", "INT64_MIN", "INT64_MAX"]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def _check_str(owner: str, name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{owner}.{name}: must be a str, got {type(value).__name__}")
+
+
+def _check_version(owner: str, value: object) -> None:
+    # bool is an int subclass; True as a version is a bug, not version 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.version: must be an int, got {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{owner}.version: must fit in a Go int64, got {value}")
+
+
+def _check_object(owner: str, name: str, value: object) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{owner}.{name}: must be a dict or None (Go map, nil allowed), got {type(value).__name__}")
+
+
+def _check_timestamp(owner: str, value: object) -> None:
+    if not isinstance(value, datetime):
+        raise TypeError(f"{owner}.timestamp: must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{owner}.timestamp: must be timezone-aware (Go's time.Time always has a location)")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event in an actor's stream (Go: ``aether.Event``).
+
+    Any int64 version may be constructed, 0 and negatives included, so that a
+    conformance suite can offer them to a store and watch it refuse.
+    """
+
+    id: str
+    event_type: str
+    actor_id: str
+    version: int
+    data: dict[str, Any] | None
+    timestamp: datetime
+    command_id: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("id", "event_type", "actor_id", "command_id"):
+            _check_str("Event", name, getattr(self, name))
+        _check_version("Event", self.version)
+        _check_object("Event", "data", self.data)
+        _check_timestamp("Event", self.timestamp)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Go JSON shape: ``commandId`` is omitted when empty (``omitempty``)."""
+        result: dict[str, Any] = {
+            "id": self.id,
+            "eventType": self.event_type,
+            "actorId": self.actor_id,
+        }
+        if self.command_id:
+            result["commandId"] = self.command_id
+        result["version"] = self.version
+        result["data"] = self.data
+        result["timestamp"] = format_go_time(self.timestamp)
+        return result
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        from .schemas import validate
+
+        validate("event", data)
+        return cls(
+            id=data["id"],
+            event_type=data["eventType"],
+            actor_id=data["actorId"],
+            command_id=data.get("commandId", ""),
+            version=data["version"],
+            data=data["data"],
+            timestamp=parse_go_time(data["timestamp"]),
+        )
+
+
+@dataclass(frozen=True)
+class ActorSnapshot:
+    """An actor's state as of ``version`` (Go: ``aether.ActorSnapshot``)."""
+
+    actor_id: str
+    version: int
+    state: dict[str, Any] | None
+    timestamp: datetime
+
+    def __post_init__(self) -> None:
+        _check_str("ActorSnapshot", "actor_id", self.actor_id)
+        _check_version("ActorSnapshot", self.version)
+        _check_object("ActorSnapshot", "state", self.state)
+        _check_timestamp("ActorSnapshot", self.timestamp)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "actorId": self.actor_id,
+            "version": self.version,
+            "state": self.state,
+            "timestamp": format_go_time(self.timestamp),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ActorSnapshot:
+        from .schemas import validate
+
+        validate("actor-snapshot", data)
+        return cls(
+            actor_id=data["actorId"],
+            version=data["version"],
+            state=data["state"],
+            timestamp=parse_go_time(data["timestamp"]),
+        )
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Deep equality of JSON values as Go sees them.
+
+    Stricter than ``==`` where Python is loose (``True == 1``), looser where
+    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0``.
+    """
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        return left == right
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
+    if left is None or right is None:
+        return left is None and right is None
+    return type(left) is type(right) and left == right
+
