@@ -1,0 +1,753 @@
+"""Concurrency histories: record what racing writers did, then check it.
+
+A conformance run lets many writers race on the same actors.  Each call to the
+store is recorded as an :class:`Operation` with the monotonic time before the
+call (``invoke_ns``) and after it returned or raised (``complete_ns``).  After
+the run the suite reads every actor's stream once more and hands both to
+:func:`check_history`.
+
+The checker asks one question: could an *atomic* store -- one where every call
+takes effect at a single instant somewhere between its invoke and its
+completion -- have produced these answers?  It relies only on real-time order:
+operation A *precedes* B when A completed strictly before B was invoked.  An
+operation that never returned (``UNKNOWN``) is treated as completing at the end
+of time, and so is an ``ERROR``: either may or may not have taken effect, so
+neither is ever taken as proof of what the store held.
+
+Every check is a hash-map pass or a sort followed by a sweep, so a history of
+a million operations is checked in seconds.
+
+Contract with the recorder's user (the suite):
+
+* every save to an actor that appears in the history is recorded, setup saves
+  included -- an event no recorded save wrote is reported as a phantom;
+* a save is identified by ``(event_id, version)``: an event may be retried with
+  the same id, at the same or at another version;
+* the final read of every actor with a recorded save is passed to the checker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from operator import attrgetter
+from typing import Any
+
+from .errors import go_quote
+
+__all__ = [
+    "OK",
+    "CONFLICT",
+    "ERROR",
+    "UNKNOWN",
+    "SAVE",
+    "LATEST",
+    "Operation",
+    "PendingOperation",
+    "HistoryRecorder",
+    "StoredEvent",
+    "Violation",
+    "CheckResult",
+    "check_history",
+    "history_to_json",
+    "history_from_json",
+    "to_jepsen",
+]
+
+OK, CONFLICT, ERROR, UNKNOWN = "ok", "conflict", "error", "unknown"
+SAVE, LATEST = "save", "latest"
+_OUTCOMES = (OK, CONFLICT, ERROR, UNKNOWN)
+_KINDS = (SAVE, LATEST)
+_INF = float("inf")
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int subclass; True as a version or a time is a bug.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One call to the store, as a writer saw it."""
+
+    index: int
+    writer: str
+    kind: str
+    actor_id: str
+    invoke_ns: int
+    complete_ns: int | None
+    outcome: str
+    version: int | None = None
+    event_id: str | None = None
+    digest: str | None = None
+    current_version: int | None = None
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        def bad(field: str, rule: str) -> ValueError:
+            return ValueError(f"Operation #{self.index}.{field}: {rule}")
+
+        if not _is_int(self.index) or self.index < 0:
+            raise ValueError(f"Operation.index: must be a non-negative int, got {self.index!r}")
+        for name in ("writer", "actor_id", "detail"):
+            if not isinstance(getattr(self, name), str):
+                raise bad(name, f"must be a str, got {type(getattr(self, name)).__name__}")
+        if self.kind not in _KINDS:
+            raise bad("kind", f"must be one of {', '.join(_KINDS)}; got {self.kind!r}")
+        if self.outcome not in _OUTCOMES:
+            raise bad("outcome", f"must be one of {', '.join(_OUTCOMES)}; got {self.outcome!r}")
+        if not _is_int(self.invoke_ns):
+            raise bad("invoke_ns", f"must be an int, got {type(self.invoke_ns).__name__}")
+        if self.outcome == UNKNOWN:
+            if self.complete_ns is not None:
+                raise bad("complete_ns", "must be None when the outcome is unknown (the call never returned)")
+        elif not _is_int(self.complete_ns):
+            raise bad("complete_ns", f"must be an int when the outcome is {self.outcome}, got {self.complete_ns!r}")
+        elif self.complete_ns < self.invoke_ns:
+            raise bad("complete_ns", f"must not be before invoke_ns ({self.complete_ns} < {self.invoke_ns})")
+        if self.kind == SAVE:
+            if not _is_int(self.version):
+                raise bad("version", f"a save must carry the attempted version as an int, got {self.version!r}")
+            for name in ("event_id", "digest"):
+                if not isinstance(getattr(self, name), str):
+                    raise bad(name, f"a save must carry the event's {name} as a str, got {getattr(self, name)!r}")
+        else:
+            if self.outcome == OK and not _is_int(self.version):
+                raise bad("version", f"a successful latest read must carry the returned version, got {self.version!r}")
+            if self.outcome != OK and self.version is not None:
+                raise bad("version", f"must be None for a latest read that is {self.outcome}")
+            for name in ("event_id", "digest"):
+                if getattr(self, name) is not None:
+                    raise bad(name, "must be None for a latest read")
+        if self.outcome == CONFLICT:
+            if self.kind != SAVE:
+                raise bad("outcome", "only a save can end in a version conflict")
+            if not _is_int(self.current_version):
+                raise bad("current_version", f"a conflict must carry the error's current_version, got {self.current_version!r}")
+        elif self.current_version is not None:
+            raise bad("current_version", f"must be None unless the outcome is conflict (it is {self.outcome})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _OPERATION_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Operation:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"an operation record must be a dict, got {type(data).__name__}")
+        missing = [name for name in _REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"operation record {dict(data)!r}: missing field(s) {', '.join(missing)}")
+        unknown = [name for name in data if name not in _OPERATION_FIELDS]
+        if unknown:
+            raise ValueError(f"operation record: unknown field(s) {', '.join(map(str, unknown))}")
+        return cls(**data)
+
+
+_OPERATION_FIELDS = (
+    "index", "writer", "kind", "actor_id", "invoke_ns", "complete_ns", "outcome",
+    "version", "event_id", "digest", "current_version", "detail",
+)
+_REQUIRED_FIELDS = _OPERATION_FIELDS[:7]
+_INVOKE_FIELDS = ("version", "event_id", "digest")
+
+
+class PendingOperation:
+    """An operation that has been invoked; finish it with exactly one of ok, conflict or error."""
+
+    __slots__ = ("_recorder", "_started", "_done")
+
+    def __init__(self, recorder: HistoryRecorder, started: Operation) -> None:
+        self._recorder = recorder
+        self._started = started
+        self._done = False
+
+    @property
+    def index(self) -> int:
+        return self._started.index
+
+    def ok(self, version: int | None = None) -> Operation:
+        """The call returned.  For a latest read, ``version`` is what it returned."""
+        if self._started.kind == SAVE and version is not None:
+            raise ValueError(
+                f"operation #{self.index}: ok(version=...) is for latest reads; "
+                "a save's attempted version is given to invoke()"
+            )
+        fields = {"version": version} if self._started.kind == LATEST else {}
+        return self._finish(OK, fields)
+
+    def conflict(self, current_version: int) -> Operation:
+        """The call raised a version conflict reporting ``current_version``."""
+        return self._finish(CONFLICT, {"current_version": current_version})
+
+    def error(self, detail: object) -> Operation:
+        """The call raised anything else; an exception is recorded as ``Type: message``."""
+        if isinstance(detail, BaseException):
+            detail = f"{type(detail).__name__}: {detail}"
+        return self._finish(ERROR, {"detail": str(detail)})
+
+    def _finish(self, outcome: str, fields: dict[str, Any]) -> Operation:
+        complete_ns = self._recorder._clock()
+        # Validate (Operation.__post_init__) before taking the lock or marking done,
+        # so a wrong call leaves the operation pending rather than half-recorded.
+        finished = replace(self._started, complete_ns=complete_ns, outcome=outcome, **fields)
+        with self._recorder._lock:
+            if self._done:
+                raise RuntimeError(f"operation #{self.index} was already completed")
+            self._done = True
+            self._recorder._operations[self.index] = finished
+        return finished
+
+
+class HistoryRecorder:
+    """Records operations from many threads (or asyncio tasks).  Thread-safe; one per test run."""
+
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Pending operations sit here as their UNKNOWN form until completed, so
+        # operations() needs no second pass to report them.
+        self._operations: list[Operation] = []
+
+    def invoke(self, writer: str, kind: str, actor_id: str, **fields: Any) -> PendingOperation:
+        """Record that ``writer`` is about to call the store; call this right before the call."""
+        unexpected = [name for name in fields if name not in _INVOKE_FIELDS]
+        if unexpected:
+            raise TypeError(
+                f"invoke: unexpected field(s) {', '.join(unexpected)}; allowed: {', '.join(_INVOKE_FIELDS)}"
+            )
+        with self._lock:
+            # Clock and index under one lock: recording order is invoke-time order.
+            index = len(self._operations)
+            started = Operation(
+                index=index, writer=writer, kind=kind, actor_id=actor_id,
+                invoke_ns=self._clock(), complete_ns=None, outcome=UNKNOWN, **fields,
+            )
+            self._operations.append(started)
+        return PendingOperation(self, started)
+
+    def operations(self) -> list[Operation]:
+        """Every operation in recording order; those still pending have outcome UNKNOWN."""
+        with self._lock:
+            return list(self._operations)
+
+    def extend(self, ops: Iterable[Operation | Mapping[str, Any]]) -> None:
+        """Merge records made elsewhere (e.g. a child process's ``to_dict()`` output), re-indexed after ours."""
+        incoming = [op if isinstance(op, Operation) else Operation.from_dict(op) for op in ops]
+        with self._lock:
+            start = len(self._operations)
+            self._operations.extend(replace(op, index=start + i) for i, op in enumerate(incoming))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One element of the final read of an actor's stream."""
+
+    version: int
+    event_id: str
+    digest: str
+
+
+@dataclass
+class Violation:
+    rule: str
+    actor_id: str
+    explanation: str
+    operations: list[Operation]
+
+
+@dataclass
+class CheckResult:
+    violations: list[Violation]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def explain(self) -> str:
+        """The first violation (in time order) in plain language, or "" when the history is valid."""
+        if not self.violations:
+            return ""
+        first = self.violations[0].explanation
+        more = len(self.violations) - 1
+        return f"{first} (and {more} more)" if more else first
+
+
+# ---------------------------------------------------------------------------
+# The checker
+
+
+_by_invoke = attrgetter("invoke_ns")
+_by_complete = attrgetter("complete_ns")
+
+
+def check_history(
+    operations: Sequence[Operation], final_streams: Mapping[str, Sequence[StoredEvent]]
+) -> CheckResult:
+    """Check a recorded history against the final read of each actor's stream.
+
+    ``final_streams`` must hold every actor the history saved to (an empty list
+    when the read found nothing); streams of actors the history never touched
+    are ignored.  Violations come back ordered by the time of the first
+    operation they involve.
+    """
+    ops = sorted(operations, key=_by_invoke)
+    if not ops:
+        return CheckResult([])
+    groups: dict[str, list[Operation]] = {}
+    for op in ops:
+        group = groups.get(op.actor_id)
+        if group is None:
+            groups[op.actor_id] = [op]
+        else:
+            group.append(op)
+    missing = [
+        actor for actor, group in groups.items()
+        if actor not in final_streams and any(op.kind == SAVE for op in group)
+    ]
+    if missing:
+        raise ValueError(
+            "final_streams: missing the final read of actor(s) "
+            + ", ".join(go_quote(actor) for actor in missing[:5])
+            + (" ..." if len(missing) > 5 else "")
+            + "; every actor the history saved to must be read back (an empty list if nothing was stored)"
+        )
+    t0 = ops[0].invoke_ns
+    violations: list[Violation] = []
+    for actor, group in groups.items():
+        _ActorCheck(actor, group, final_streams.get(actor), t0, violations).run()
+    violations.sort(key=_violation_order)
+    return CheckResult(violations)
+
+
+def _violation_order(violation: Violation) -> tuple[float, int]:
+    if not violation.operations:
+        return (_INF, 0)
+    first = min(violation.operations, key=_by_invoke)
+    return (first.invoke_ns, first.index)
+
+
+class _ActorCheck:
+    """All checks for one actor; ``group`` is that actor's operations in invoke order."""
+
+    def __init__(
+        self, actor: str, group: list[Operation], stream: Sequence[StoredEvent] | None,
+        t0: int, out: list[Violation],
+    ) -> None:
+        self.actor = actor
+        self.quoted = go_quote(actor)
+        self.group = group
+        self.stream = stream
+        self.t0 = t0
+        self.out = out
+        self.saves = [op for op in group if op.kind == SAVE]
+        self.ok_saves = [op for op in self.saves if op.outcome == OK]
+        self._by_id: dict[str, list[Operation]] | None = None
+
+    def run(self) -> None:
+        self.check_one_winner_per_version()
+        landed = self.check_stream() if self.stream is not None else {}
+        self.check_real_time(self.sources(landed))
+
+    # -- reporting -----------------------------------------------------------
+
+    def report(self, rule: str, explanation: str, ops: Iterable[Operation]) -> None:
+        ordered = sorted(ops, key=lambda op: (op.invoke_ns, op.index))
+        self.out.append(Violation(rule, self.actor, explanation, ordered))
+
+    def ms(self, ns: int) -> str:
+        return f"{(ns - self.t0) / 1e6:.3f} ms"
+
+    def describe(self, op: Operation) -> str:
+        if op.kind == SAVE:
+            what = f"#{op.index} {op.writer} save v{op.version} (id {op.event_id})"
+        elif op.outcome == OK:
+            what = f"#{op.index} {op.writer} read latest = {op.version}"
+        else:
+            what = f"#{op.index} {op.writer} read latest"
+        if op.outcome == OK:
+            end = f"ok at {self.ms(op.complete_ns)}"
+        elif op.outcome == CONFLICT:
+            end = f"conflict (current version {op.current_version}) at {self.ms(op.complete_ns)}"
+        elif op.outcome == ERROR:
+            detail = op.detail if len(op.detail) <= 120 else op.detail[:117] + "..."
+            end = f"error at {self.ms(op.complete_ns)}: {detail}"
+        else:
+            end = "never returned"
+        return f"{what} [invoked {self.ms(op.invoke_ns)}, {end}]"
+
+    def describe_all(self, ops: Iterable[Operation]) -> str:
+        return "; ".join(self.describe(op) for op in sorted(ops, key=lambda op: (op.invoke_ns, op.index)))
+
+    # -- rule 1: one winner per version --------------------------------------
+
+    def check_one_winner_per_version(self) -> None:
+        first: dict[int, Operation] = {}
+        winners: dict[int, list[Operation]] = {}
+        for op in self.ok_saves:
+            earlier = first.setdefault(op.version, op)
+            if earlier is not op:
+                winners.setdefault(op.version, [earlier]).append(op)
+        for version, ops in winners.items():
+            count = "two saves" if len(ops) == 2 else f"{len(ops)} saves"
+            both = "both" if len(ops) == 2 else "all"
+            self.report(
+                "duplicate-winner",
+                f"{count} of version {version} to actor {self.quoted} {both} succeeded: {self.describe_all(ops)}. "
+                f"An atomic store accepts one save per version: the one it applies second must find "
+                f"version {version} taken and raise a version conflict.",
+                ops,
+            )
+
+    # -- rules 2-5: the final read against the saves ---------------------------
+
+    def check_stream(self) -> dict[tuple[str, int], StoredEvent]:
+        """Check the final read; return the stored events by (event_id, version)."""
+        by_key: dict[tuple[str, int], Operation] = {}
+        same_key: dict[tuple[str, int], list[Operation]] = {}  # retries of one event at one version (rare)
+        for op in self.saves:
+            key = (op.event_id, op.version)
+            first = by_key.setdefault(key, op)
+            if first is not op:
+                same_key.setdefault(key, [first]).append(op)
+
+        stored: dict[tuple[str, int], StoredEvent] = {}
+        repeats: dict[tuple[str, int], int] = {}
+        previous: StoredEvent | None = None
+        for event in self.stream:
+            key = (event.event_id, event.version)
+            if key in stored:
+                repeats[key] = repeats.get(key, 1) + 1
+            else:
+                stored[key] = event
+            if previous is not None and event.version <= previous.version and key != (
+                previous.event_id, previous.version
+            ):
+                self.report(
+                    "stream-not-increasing",
+                    f"the final read of actor {self.quoted} is not in strictly increasing version order: "
+                    f"version {previous.version} (event {previous.event_id}) is followed by version "
+                    f"{event.version} (event {event.event_id}). A stream is returned in ascending version "
+                    f"order and holds each version once.",
+                    self._saves_of(by_key, same_key, previous, event),
+                )
+            previous = event
+
+        for key, event in stored.items():
+            ops = same_key.get(key) or ([by_key[key]] if key in by_key else [])
+            count = repeats.get(key, 1)
+            if count > 1:
+                saved_by = f" It was saved by: {self.describe_all(ops)}." if ops else ""
+                self.report(
+                    "duplicate-event",
+                    f"event {event.event_id} at version {event.version} appears {count} times in the final "
+                    f"read of actor {self.quoted}.{saved_by} Each save adds one event, so it must appear once.",
+                    ops,
+                )
+            if not ops:
+                self.report_phantom(event)
+                continue
+            effective = [op for op in ops if op.outcome != CONFLICT]
+            if not effective:
+                self.report(
+                    "rejected-visible",
+                    f"a save to actor {self.quoted} was rejected with a version conflict, yet its event "
+                    f"{event.event_id} is in the final read at version {event.version}: {self.describe_all(ops)}. "
+                    f"A rejected save must leave no trace: the writer retries after a conflict, so its "
+                    f"change would be applied twice.",
+                    ops,
+                )
+            elif all(op.digest != event.digest for op in effective):
+                self.report(
+                    "wrong-content",
+                    f"event {event.event_id} of actor {self.quoted} was read back at version {event.version} "
+                    f"with different content from what was saved (stored digest {event.digest}, saved "
+                    f"{' or '.join(sorted({op.digest for op in effective}))}): {self.describe_all(effective)}. "
+                    f"A store must return events exactly as they were saved.",
+                    effective,
+                )
+
+        at_version: dict[int, StoredEvent] | None = None
+        for op in self.ok_saves:
+            if (op.event_id, op.version) in stored:
+                continue
+            if at_version is None:  # built only when needed: a valid history never gets here
+                at_version = {}
+                for event in self.stream:
+                    at_version.setdefault(event.version, event)
+            there = at_version.get(op.version)
+            instead = (
+                f"The final read has event {there.event_id} at version {op.version} instead."
+                if there is not None
+                else f"The final read has no event at version {op.version}."
+            )
+            self.report(
+                "lost-ack",
+                f"a save to actor {self.quoted} succeeded but its event is missing from the final read of "
+                f"the stream: {self.describe(op)}. {instead} A store must keep every event it acknowledged.",
+                [op],
+            )
+        return stored
+
+    def _saves_of(self, by_key, same_key, *events: StoredEvent) -> list[Operation]:
+        found: list[Operation] = []
+        for event in events:
+            key = (event.event_id, event.version)
+            found.extend(same_key.get(key) or ([by_key[key]] if key in by_key else []))
+        return found
+
+    def report_phantom(self, event: StoredEvent) -> None:
+        same_id = self._saves_by_id().get(event.event_id, [])
+        note = (
+            f" (saves of event id {event.event_id} were for other versions: {self.describe_all(same_id)})"
+            if same_id
+            else ""
+        )
+        self.report(
+            "phantom-event",
+            f"the final read of actor {self.quoted} contains event {event.event_id} at version "
+            f"{event.version}, which no recorded save wrote{note}. Every event in a stream must come "
+            f"from a save.",
+            same_id,
+        )
+
+    def _saves_by_id(self) -> dict[str, list[Operation]]:
+        # Only phantoms need this, so it is built on the first one.
+        if self._by_id is None:
+            self._by_id = {}
+            for op in self.saves:
+                self._by_id.setdefault(op.event_id, []).append(op)
+        return self._by_id
+
+    # -- rules 6-8: answers consistent with real time ----------------------------
+
+    def sources(self, landed: Mapping[tuple[str, int], StoredEvent]) -> dict[int, Operation]:
+        """For each version, the earliest-invoked save of it that took effect.
+
+        A save took effect when it was acknowledged, or when its event is in
+        the final read (an error, a lost answer or even a conflict may hide a
+        write that happened).  A version that a read or a conflict reports
+        must have been written by one of these, invoked before the report.
+        """
+        first: dict[int, Operation] = {}
+        for op in self.saves:
+            if op.outcome == OK or (op.event_id, op.version) in landed:
+                first.setdefault(op.version, op)
+        return first
+
+    def check_real_time(self, sources: Mapping[int, Operation]) -> None:
+        """One sweep in invoke order against the answers completed before each invoke.
+
+        Every answer pins the actor's latest version at some instant inside
+        the call: an acknowledged save of v makes it v, a latest read or a
+        conflict reports it.  The latest version never decreases, so anything
+        invoked after an answer completed must see at least that much.
+        """
+        # Acknowledged saves, successful reads and conflicts: the operations that told us something.
+        answered = [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT]
+        by_completion = sorted(answered, key=_by_complete)
+        count = len(by_completion)
+        j = 0
+        next_done = by_completion[0].complete_ns if count else _INF
+        saved_max: float = -_INF  # highest acknowledged save completed so far ...
+        saved_by: Operation | None = None  # ... and the save that set it
+        seen_max: float = -_INF  # highest version reported by a completed read or conflict ...
+        seen_by: Operation | None = None
+        for op in answered:
+            invoked = op.invoke_ns
+            while next_done < invoked:
+                done = by_completion[j]
+                if done.kind == LATEST:
+                    if done.version > seen_max:
+                        seen_max, seen_by = done.version, done
+                elif done.outcome == OK:
+                    if done.version > saved_max:
+                        saved_max, saved_by = done.version, done
+                elif done.current_version > seen_max:
+                    seen_max, seen_by = done.current_version, done
+                j += 1
+                next_done = by_completion[j].complete_ns if j < count else _INF
+
+            if op.kind == LATEST:
+                value = op.version
+                if value < saved_max:
+                    self.report_stale_read(op, saved_by)
+                elif value < seen_max:
+                    self.report_backwards(op, seen_by)
+                if value != 0:
+                    self.check_possible(op, value, sources)
+            elif op.outcome == OK:
+                value = op.version
+                if value < saved_max:
+                    self.report_accepted_below(op, saved_by)
+                elif value <= seen_max and value != saved_max:  # equal to saved_max: duplicate-winner
+                    self.report_accepted_below(op, seen_by)
+            else:
+                value = op.current_version
+                if value < op.version:
+                    self.report_false_conflict(op)
+                if value < saved_max:
+                    self.report_stale_conflict(op, saved_by)
+                elif value < seen_max:
+                    self.report_stale_conflict(op, seen_by)
+                if value != 0:
+                    self.check_possible(op, value, sources)
+
+    def check_possible(self, op: Operation, value: int, sources: Mapping[int, Operation]) -> None:
+        source = sources.get(value)
+        if source is not None and source.invoke_ns <= op.complete_ns:
+            return
+        if op.kind == LATEST:
+            rule, said = "impossible-latest", f"a read returned latest version {value} for actor {self.quoted}"
+        else:
+            rule, said = "impossible-current", (
+                f"a save got a version conflict saying actor {self.quoted} was at version {value}"
+            )
+        if source is None:
+            why = (
+                f"no save of version {value} to this actor was acknowledged or appears in the final read, "
+                f"so the store reported a version it never held: {self.describe(op)}"
+            )
+            ops = [op]
+        else:
+            why = (
+                f"the first save of version {value} that took effect was only invoked after that answer "
+                f"was given: {self.describe_all([op, source])}"
+            )
+            ops = [op, source]
+        self.report(
+            rule,
+            f"{said}, but {why}. A store can only report a version that a save had already written "
+            f"(or 0 when there is none).",
+            ops,
+        )
+
+    def _told(self, witness: Operation) -> str:
+        if witness.kind == LATEST:
+            return f"a read returned latest version {witness.version}"
+        if witness.outcome == OK:
+            return f"a save of version {witness.version} succeeded"
+        return f"a version conflict reported current version {witness.current_version}"
+
+    def _witness_version(self, witness: Operation) -> int:
+        return witness.current_version if witness.outcome == CONFLICT else witness.version
+
+    def report_stale_read(self, op: Operation, witness: Operation) -> None:
+        self.report(
+            "stale-latest",
+            f"a read of the latest version of actor {self.quoted} returned {op.version}, although "
+            f"{self._told(witness)} before the read began: {self.describe_all([witness, op])}. "
+            f"The latest version never goes down, so an atomic store returns at least {witness.version}.",
+            [witness, op],
+        )
+
+    def report_backwards(self, op: Operation, witness: Operation) -> None:
+        seen = self._witness_version(witness)
+        self.report(
+            "latest-went-backwards",
+            f"the latest version of actor {self.quoted} went backwards from {seen} to {op.version}: "
+            f"{self._told(witness)}, and a read invoked after that returned {op.version}: "
+            f"{self.describe_all([witness, op])}. In an atomic store the latest version never decreases.",
+            [witness, op],
+        )
+
+    def report_accepted_below(self, op: Operation, witness: Operation) -> None:
+        seen = self._witness_version(witness)
+        self.report(
+            "accepted-below-latest",
+            f"a save of version {op.version} to actor {self.quoted} succeeded although the latest version "
+            f"was already {seen} before it was invoked ({self._told(witness)}): "
+            f"{self.describe_all([witness, op])}. An atomic store rejects a save at or below the latest "
+            f"version with a version conflict.",
+            [witness, op],
+        )
+
+    def report_false_conflict(self, op: Operation) -> None:
+        self.report(
+            "false-conflict",
+            f"a save of version {op.version} to actor {self.quoted} was rejected, but the version conflict "
+            f"says the actor was at version {op.current_version}, below the attempted version: "
+            f"{self.describe(op)}. A store rejects only versions at or below the latest; with latest "
+            f"{op.current_version} it must accept version {op.version}.",
+            [op],
+        )
+
+    def report_stale_conflict(self, op: Operation, witness: Operation) -> None:
+        seen = self._witness_version(witness)
+        self.report(
+            "stale-conflict",
+            f"a save to actor {self.quoted} got a version conflict reporting current version "
+            f"{op.current_version}, although {self._told(witness)} before the save was invoked: "
+            f"{self.describe_all([witness, op])}. The latest version never goes down, so an atomic store "
+            f"reports at least {seen}.",
+            [witness, op],
+        )
+
+
+# ---------------------------------------------------------------------------
+# Serialisation
+
+
+def history_to_json(operations: Iterable[Operation]) -> list[dict[str, Any]]:
+    """The history as JSON-ready dicts (one per operation, field names as in :class:`Operation`)."""
+    return [op.to_dict() for op in operations]
+
+
+def history_from_json(data: Iterable[Mapping[str, Any]]) -> list[Operation]:
+    if isinstance(data, (str, bytes, Mapping)):
+        raise TypeError(f"a history must be a list of operation records, got {type(data).__name__}")
+    return [Operation.from_dict(record) for record in data]
+
+
+def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
+    """The history in the invoke/complete form of Jepsen, Elle and Porcupine.
+
+    Each operation becomes two entries, ``{"index", "time", "process", "type",
+    "f", "value"}``, listed by time:
+
+    * ``time`` is nanoseconds since the history's first invoke; ``index`` the
+      entry's position in the returned list; ``process`` the writer.
+    * ``f`` is ``"append"`` for a save and ``"read-latest"`` for a latest read.
+    * ``value`` is ``{"actor", "version"}``, plus ``"event_id"`` for an append.
+      An append's version is the attempted one; a read's is ``None`` on invoke
+      and the returned version on ``ok``.
+    * completion ``type``: ``ok`` -> ``"ok"``; conflict -> ``"fail"`` (the store
+      definitely did not apply it; ``value`` adds ``"current_version"``);
+      error -> ``"info"`` with ``"error"`` set to the detail (it may or may not
+      have happened); unknown -> ``"info"`` with ``"error": "no response"``, at
+      the time of the history's last entry.
+    * at equal times invokes come before completions, so operations whose
+      timestamps touch stay concurrent, as they are for :func:`check_history`.
+    """
+    ops = list(operations)
+    if not ops:
+        return []
+    t0 = min(op.invoke_ns for op in ops)
+    end = max(op.invoke_ns if op.complete_ns is None else op.complete_ns for op in ops)
+    staged: list[tuple[int, int, int, dict[str, Any]]] = []
+    for op in ops:
+        if op.kind == SAVE:
+            f = "append"
+            value: dict[str, Any] = {"actor": op.actor_id, "version": op.version, "event_id": op.event_id}
+        else:
+            f = "read-latest"
+            value = {"actor": op.actor_id, "version": None}
+        staged.append((op.invoke_ns, 0, op.index, {"process": op.writer, "type": "invoke", "f": f, "value": value}))
+        done = {"process": op.writer, "f": f, "value": dict(value)}
+        if op.outcome == OK:
+            done["type"] = "ok"
+            done["value"]["version"] = op.version
+        elif op.outcome == CONFLICT:
+            done["type"] = "fail"
+            done["value"]["current_version"] = op.current_version
+        else:
+            done["type"] = "info"
+            done["error"] = op.detail if op.outcome == ERROR else "no response"
+        # An unknown completion sorts after every real entry at the last time.
+        staged.append((end, 2, op.index, done) if op.complete_ns is None else (op.complete_ns, 1, op.index, done))
+    staged.sort(key=lambda item: item[:3])
+    entries = []
+    for position, (at, _, _, entry) in enumerate(staged):
+        entries.append({"index": position, "time": at - t0, **entry})
+    return entries
