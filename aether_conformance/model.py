@@ -37,6 +37,16 @@ def _check_object(owner: str, name: str, value: object) -> None:
         raise TypeError(f"{owner}.{name}: must be a dict or None (Go map, nil allowed), got {type(value).__name__}")
 
 
+def _parse_timestamp(where: str, text: str) -> Timestamp:
+    # The schema has checked the text, but its pattern cannot refuse a trailing
+    # newline (Python's "$" matches before one); the parser does, and the error
+    # must still name the field.
+    try:
+        return parse_go_time(text)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
 def _check_timestamp(owner: str, value: object) -> None:
     if not isinstance(value, datetime):
         raise TypeError(f"{owner}.timestamp: must be a datetime, got {type(value).__name__}")
@@ -93,7 +103,7 @@ class Event:
             command_id=data.get("commandId", ""),
             version=data["version"],
             data=data["data"],
-            timestamp=parse_go_time(data["timestamp"]),
+            timestamp=_parse_timestamp("event.timestamp", data["timestamp"]),
         )
 
 
@@ -129,7 +139,7 @@ class ActorSnapshot:
             actor_id=data["actorId"],
             version=data["version"],
             state=data["state"],
-            timestamp=parse_go_time(data["timestamp"]),
+            timestamp=_parse_timestamp("actor-snapshot.timestamp", data["timestamp"]),
         )
 
 

@@ -54,15 +54,42 @@ class Timestamp(datetime):
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, datetime):
             return NotImplemented
-        other_ns = other.nanosecond if isinstance(other, Timestamp) else 0
-        return datetime.__eq__(self, other) and self._nanosecond == other_ns
+        return datetime.__eq__(self, other) and self._nanosecond == _nanosecond_of(other)
 
     def __ne__(self, other: object) -> bool:
         result = self.__eq__(other)
         return result if result is NotImplemented else not result
 
     def __hash__(self) -> int:
+        # Equal objects must hash equal, and a plain datetime equals a Timestamp
+        # whose nanosecond is 0: that one must hash as the datetime does.
+        if not self._nanosecond:
+            return datetime.__hash__(self)
         return hash((datetime.__hash__(self), self._nanosecond))
+
+    # datetime's ordering stops at microseconds; without these, two timestamps
+    # 1ns apart would be neither equal nor ordered, and sorted() would misplace them.
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        if datetime.__eq__(self, other):
+            return self._nanosecond < _nanosecond_of(other)
+        return datetime.__lt__(self, other)
+
+    def __le__(self, other: object) -> bool:
+        result = self.__gt__(other)
+        return result if result is NotImplemented else not result
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, datetime):
+            return NotImplemented
+        if datetime.__eq__(self, other):
+            return self._nanosecond > _nanosecond_of(other)
+        return datetime.__gt__(self, other)
+
+    def __ge__(self, other: object) -> bool:
+        result = self.__lt__(other)
+        return result if result is NotImplemented else not result
 
     def __reduce_ex__(self, protocol):
         # datetime's own __reduce_ex__ would drop the nanoseconds.
@@ -74,6 +101,10 @@ class Timestamp(datetime):
     @classmethod
     def parse(cls, text: str) -> Timestamp:
         return parse_go_time(text)
+
+
+def _nanosecond_of(value: datetime) -> int:
+    return value.nanosecond if isinstance(value, Timestamp) else 0
 
 
 def _rebuild_timestamp(text: str) -> Timestamp:

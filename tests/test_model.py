@@ -1,0 +1,423 @@
+"""Event, ActorSnapshot and Timestamp: construction rules and Go's JSON form.
+
+The literal JSON strings below are written byte for byte as Go's
+``encoding/json`` writes them (struct field order, map keys sorted, no
+spaces, ``time.RFC3339Nano``), so the round trip is checked against Go's
+bytes, not only against a dict.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aether_conformance.model import INT64_MAX, INT64_MIN, ActorSnapshot, Event, Timestamp, json_equal
+from aether_conformance.schemas import SchemaValidationError
+from aether_conformance.timestamps import format_go_time, parse_go_time
+
+UTC = timezone.utc
+T0 = Timestamp.parse("2024-01-02T03:04:05.123456789Z")
+
+
+def go_bytes(value: dict) -> str:
+    # Go's Marshal: no whitespace, non-ASCII as UTF-8.  (Go also escapes <, >, &
+    # and U+2028/U+2029; the literals below avoid them.)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def event(**changes) -> Event:
+    fields = dict(id="e1", event_type="Created", actor_id="a", version=1, data=None, timestamp=T0)
+    fields.update(changes)
+    return Event(**fields)
+
+
+def snapshot(**changes) -> ActorSnapshot:
+    fields = dict(actor_id="a", version=1, state=None, timestamp=T0)
+    fields.update(changes)
+    return ActorSnapshot(**fields)
+
+
+# --- construction ---------------------------------------------------------------------
+
+
+def test_event_keyword_construction():
+    e = Event(id="e1", event_type="Created", actor_id="a", version=1, data={"k": [1]}, timestamp=T0, command_id="c")
+    assert (e.id, e.event_type, e.actor_id, e.version, e.data, e.timestamp, e.command_id) == (
+        "e1", "Created", "a", 1, {"k": [1]}, T0, "c",
+    )
+    assert event().command_id == ""
+
+
+def test_snapshot_keyword_construction():
+    s = ActorSnapshot(actor_id="a", version=4, state={"n": 4}, timestamp=T0)
+    assert (s.actor_id, s.version, s.state, s.timestamp) == ("a", 4, {"n": 4}, T0)
+
+
+def test_records_are_frozen():
+    with pytest.raises(AttributeError):
+        event().version = 2  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        snapshot().state = {}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("version", [0, -1, INT64_MIN, INT64_MAX, 1])
+def test_any_int64_version_can_be_constructed(version):
+    # The suite must be able to offer 0 and negatives to a store.
+    assert event(version=version).version == version
+    assert snapshot(version=version).version == version
+
+
+@pytest.mark.parametrize("version", [INT64_MAX + 1, INT64_MIN - 1, 2**64])
+def test_version_beyond_int64_is_a_value_error(version):
+    with pytest.raises(ValueError, match=r"^Event\.version: must fit in a Go int64"):
+        event(version=version)
+    with pytest.raises(ValueError, match=r"^ActorSnapshot\.version: must fit in a Go int64"):
+        snapshot(version=version)
+
+
+@pytest.mark.parametrize("version", [True, False, 1.0, "1", None])
+def test_non_int_version_is_a_type_error(version):
+    with pytest.raises(TypeError, match=r"^Event\.version: must be an int"):
+        event(version=version)
+    with pytest.raises(TypeError, match=r"^ActorSnapshot\.version: must be an int"):
+        snapshot(version=version)
+
+
+@pytest.mark.parametrize("field", ["id", "event_type", "actor_id", "command_id"])
+@pytest.mark.parametrize("value", [1, None, b"a"])
+def test_non_str_event_ids_are_type_errors(field, value):
+    with pytest.raises(TypeError, match=rf"^Event\.{field}: must be a str"):
+        event(**{field: value})
+
+
+def test_non_str_snapshot_actor_id_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^ActorSnapshot\.actor_id: must be a str"):
+        snapshot(actor_id=7)
+
+
+@pytest.mark.parametrize("value", [[], "{}", 1])
+def test_data_and_state_must_be_dict_or_none(value):
+    with pytest.raises(TypeError, match=r"^Event\.data: must be a dict or None"):
+        event(data=value)
+    with pytest.raises(TypeError, match=r"^ActorSnapshot\.state: must be a dict or None"):
+        snapshot(state=value)
+
+
+def test_naive_datetime_is_a_value_error():
+    with pytest.raises(ValueError, match=r"^Event\.timestamp: must be timezone-aware"):
+        event(timestamp=datetime(2024, 1, 2, 3, 4, 5))
+    with pytest.raises(ValueError, match=r"^ActorSnapshot\.timestamp: must be timezone-aware"):
+        snapshot(timestamp=datetime(2024, 1, 2, 3, 4, 5))
+
+
+def test_timestamp_string_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^Event\.timestamp: must be a datetime"):
+        event(timestamp="2024-01-02T03:04:05Z")
+
+
+def test_plain_aware_datetime_is_accepted_and_written_as_go_does():
+    e = event(timestamp=datetime(2024, 1, 2, 3, 4, 5, 120000, tzinfo=UTC))
+    assert e.to_dict()["timestamp"] == "2024-01-02T03:04:05.12Z"
+
+
+# --- Go's JSON, byte for byte ---------------------------------------------------------
+
+GO_EVENTS = [
+    # nil map, no command id, nine fractional digits
+    '{"id":"e1","eventType":"Created","actorId":"a","version":1,"data":null,'
+    '"timestamp":"2024-01-02T03:04:05.123456789Z"}',
+    # command id, nested data (keys sorted as Go sorts map keys), no fraction
+    '{"id":"e2","eventType":"ItemAdded","actorId":"order-42","commandId":"cmd-7","version":2,'
+    '"data":{"items":[{"qty":2,"sku":"A-1"}],"meta":{"n":null,"ok":true},"total":19.5},'
+    '"timestamp":"2024-01-02T03:04:05Z"}',
+    # empty map, +05:30 offset, trimmed fraction
+    '{"id":"e3","eventType":"Noted","actorId":"a","version":3,"data":{},'
+    '"timestamp":"2024-01-02T08:34:05.1+05:30"}',
+    # Unicode, -08:00 offset, int64 max
+    '{"id":"évènement","eventType":"Créé","actorId":"Zoë-日本語-🎉","version":9223372036854775807,'
+    '"data":{"emoji":"🎉","name":"Zoë"},"timestamp":"2024-01-01T19:04:05.000000001-08:00"}',
+    # empty strings Go allows, Go's zero time
+    '{"id":"","eventType":"","actorId":"","version":1,"data":null,"timestamp":"0001-01-01T00:00:00Z"}',
+]
+
+GO_SNAPSHOTS = [
+    '{"actorId":"a","version":3,"state":{"count":3},"timestamp":"2024-01-02T03:04:05.123456789Z"}',
+    '{"actorId":"a","version":0,"state":null,"timestamp":"2024-01-02T03:04:05-08:00"}',
+    '{"actorId":"Zoë","version":-9223372036854775808,"state":{"a":[1,2.5,"x"]},'
+    '"timestamp":"9999-12-31T23:59:59.999999999+05:30"}',
+]
+
+
+@pytest.mark.parametrize("text", GO_EVENTS)
+def test_event_round_trips_go_json(text):
+    wire = json.loads(text)
+    e = Event.from_dict(wire)
+    assert e.to_dict() == wire
+    assert go_bytes(e.to_dict()) == text
+
+
+@pytest.mark.parametrize("text", GO_SNAPSHOTS)
+def test_snapshot_round_trips_go_json(text):
+    wire = json.loads(text)
+    s = ActorSnapshot.from_dict(wire)
+    assert s.to_dict() == wire
+    assert go_bytes(s.to_dict()) == text
+
+
+def test_from_dict_reads_fields_into_the_model():
+    e = Event.from_dict(json.loads(GO_EVENTS[1]))
+    assert (e.id, e.event_type, e.actor_id, e.command_id, e.version) == ("e2", "ItemAdded", "order-42", "cmd-7", 2)
+    assert e.data == {"items": [{"qty": 2, "sku": "A-1"}], "meta": {"n": None, "ok": True}, "total": 19.5}
+    assert e.timestamp == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = Event.from_dict(json.loads(GO_EVENTS[0]))
+    assert first.command_id == "" and first.data is None
+    assert first.timestamp.nanosecond == 789 and first.timestamp.microsecond == 123456
+
+
+def test_empty_command_id_is_omitted_as_go_omits_it():
+    assert "commandId" not in event(command_id="").to_dict()
+    assert event(command_id="c").to_dict()["commandId"] == "c"
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        # Go decodes these but writes its own form: trailing zeros trimmed, Z for UTC.
+        ("2024-01-02T03:04:05.500Z", "2024-01-02T03:04:05.5Z"),
+        ("2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05Z"),
+        ("2024-01-02T03:04:05.000000000Z", "2024-01-02T03:04:05Z"),
+    ],
+)
+def test_non_go_spellings_are_read_and_written_in_go_form(text, written):
+    wire = json.loads(GO_EVENTS[0]) | {"timestamp": text}
+    assert Event.from_dict(wire).to_dict()["timestamp"] == written
+
+
+# --- from_dict errors name the field --------------------------------------------------
+
+_GO_EVENT = json.loads(GO_EVENTS[0])
+_GO_SNAPSHOT = json.loads(GO_SNAPSHOTS[0])
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        ({k: v for k, v in _GO_EVENT.items() if k != "actorId"}, r"^event: 'actorId' is a required property"),
+        (_GO_EVENT | {"version": "1"}, r"^event\.version: .*\(rule: type\)"),
+        (_GO_EVENT | {"version": 2**63}, r"^event\.version: .*\(rule: maximum\)"),
+        (_GO_EVENT | {"version": 0}, r"^event\.version: .*\(rule: minimum\)"),
+        (_GO_EVENT | {"commandId": ""}, r"^event\.commandId: "),
+        (_GO_EVENT | {"data": [1]}, r"^event\.data: "),
+        (_GO_EVENT | {"timestamp": "2024-02-30T00:00:00Z"}, r"^event\.timestamp: .*\(rule: format\)"),
+        # Python's "$" lets the schema pattern accept a trailing newline; the parser must not.
+        (_GO_EVENT | {"timestamp": "2024-01-02T03:04:05Z\n"}, r"^event\.timestamp: "),
+        (_GO_EVENT | {"extra": 1}, r"^event: .*'extra'"),
+    ],
+)
+def test_event_from_dict_errors_name_the_field(wire, message):
+    with pytest.raises(ValueError, match=message):
+        Event.from_dict(wire)
+
+
+@pytest.mark.parametrize(
+    ("wire", "message"),
+    [
+        ({k: v for k, v in _GO_SNAPSHOT.items() if k != "state"}, r"^actor-snapshot: 'state' is a required property"),
+        (_GO_SNAPSHOT | {"state": "x"}, r"^actor-snapshot\.state: "),
+        (_GO_SNAPSHOT | {"version": -(2**63) - 1}, r"^actor-snapshot\.version: .*\(rule: minimum\)"),
+        (_GO_SNAPSHOT | {"timestamp": "2024-01-02T03:04:05Z\n"}, r"^actor-snapshot\.timestamp: "),
+    ],
+)
+def test_snapshot_from_dict_errors_name_the_field(wire, message):
+    with pytest.raises(ValueError, match=message):
+        ActorSnapshot.from_dict(wire)
+
+
+def test_schema_errors_are_value_errors_of_their_own_class():
+    with pytest.raises(SchemaValidationError):
+        Event.from_dict(_GO_EVENT | {"version": 0})
+
+
+def test_version_written_as_float_is_refused_by_the_model():
+    # JSON Schema counts 1.0 as an integer; Go cannot decode it into an int64.
+    with pytest.raises(TypeError, match=r"^Event\.version: must be an int, got float"):
+        Event.from_dict(_GO_EVENT | {"version": 1.0})
+
+
+# --- Timestamp ------------------------------------------------------------------------
+
+
+def test_timestamp_keeps_nanoseconds_in_equality():
+    assert T0 == Timestamp.parse("2024-01-02T03:04:05.123456789Z")
+    assert T0 != Timestamp.parse("2024-01-02T03:04:05.123456788Z")
+    assert T0 != datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+
+
+def test_timestamp_equality_is_by_instant_across_offsets():
+    same = Timestamp.parse("2024-01-02T08:34:05.123456789+05:30")
+    assert same == T0 and hash(same) == hash(T0)
+    assert format_go_time(same) == "2024-01-02T08:34:05.123456789+05:30"  # the offset is kept
+
+
+def test_timestamp_without_nanoseconds_equals_and_hashes_as_datetime():
+    plain = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    stamp = Timestamp.from_datetime(plain)
+    assert stamp == plain and plain == stamp
+    assert hash(stamp) == hash(plain)
+    assert stamp in {plain} and plain in {stamp}
+
+
+def test_timestamp_hash_distinguishes_nanoseconds_in_sets():
+    stamps = {Timestamp.parse(f"2024-01-02T03:04:05.123456{ns:03d}Z") for ns in range(1000)}
+    assert len(stamps) == 1000
+
+
+def test_timestamp_ordering_sees_nanoseconds():
+    earlier = Timestamp.parse("2024-01-02T03:04:05.123456788Z")
+    assert earlier < T0 and T0 > earlier and earlier <= T0 and T0 >= earlier
+    assert not (T0 < earlier) and not (T0 <= earlier)
+    plain = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    assert plain < T0 and T0 > plain and plain <= T0 and not (plain >= T0)
+    assert sorted([T0, earlier, plain]) == [plain, earlier, T0]
+
+
+def test_timestamp_ordering_with_naive_datetime_is_a_type_error():
+    with pytest.raises(TypeError):
+        T0 < datetime(2024, 1, 1)  # noqa: B015
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_timestamp_pickle_keeps_nanoseconds_and_offset(protocol):
+    stamp = Timestamp.parse("2024-01-02T08:34:05.123456789+05:30")
+    back = pickle.loads(pickle.dumps(stamp, protocol))
+    assert type(back) is Timestamp and back == stamp
+    assert back.nanosecond == 789 and back.utcoffset() == timedelta(hours=5, minutes=30)
+
+
+def test_timestamp_copy_and_deepcopy_keep_nanoseconds():
+    for clone in (copy.copy(T0), copy.deepcopy(T0)):
+        assert type(clone) is Timestamp and clone.nanosecond == 789 and clone == T0
+
+
+def test_event_pickle_and_deepcopy_keep_timestamp_nanoseconds():
+    e = event(data={"k": [1, {"x": None}]})
+    for clone in (pickle.loads(pickle.dumps(e)), copy.deepcopy(e)):
+        assert clone == e and clone.timestamp.nanosecond == 789
+
+
+def test_timestamp_repr_evaluates_back():
+    assert eval(repr(T0), {"Timestamp": Timestamp}) == T0
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-02T03:04:05.1234567891Z", "2024-01-02T03:04:05", "2024-01-02 03:04:05Z", "2024-02-30T00:00:00Z",
+     "2024-01-02T03:04:05+24:00", "2024-01-02T23:59:60Z"],
+)
+def test_parse_go_time_refuses_what_go_refuses(text):
+    with pytest.raises(ValueError):
+        parse_go_time(text)
+
+
+@pytest.mark.parametrize("nanosecond", [-1, 1000])
+def test_from_datetime_nanosecond_range(nanosecond):
+    with pytest.raises(ValueError, match="nanosecond must be in 0..999"):
+        Timestamp.from_datetime(datetime(2024, 1, 1, tzinfo=UTC), nanosecond)
+
+
+# --- json_equal -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "equal"),
+    [
+        (True, 1, False),
+        (False, 0, False),
+        (1, 1.0, True),
+        (0, -0.0, True),
+        (None, {}, False),
+        (None, None, True),
+        ({}, [], False),
+        ("1", 1, False),
+        ({"a": True}, {"a": 1}, False),
+        ({"a": [1, {"b": 2}]}, {"a": [1.0, {"b": 2.0}]}, True),
+        ({"a": 1}, {"a": 1, "b": None}, False),
+        ([1, 2], [2, 1], False),
+        ([1, 2], [1, 2, 3], False),
+        ("é", "é", True),
+        ("é", "e\u0301", False),  # no Unicode normalisation
+    ],
+)
+def test_json_equal(left, right, equal):
+    assert json_equal(left, right) is equal
+    assert json_equal(right, left) is equal
+
+
+# --- round-trip property --------------------------------------------------------------
+
+# No deadline: the machine is shared, and speed is not what these properties test.
+no_deadline = settings(deadline=None)
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+json_objects = st.none() | st.dictionaries(st.text(), json_values, max_size=5)
+# Offsets Go can write: whole minutes within +/-23:59.
+offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+timestamps = st.builds(
+    Timestamp.from_datetime,
+    st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=offsets),
+    st.integers(0, 999),
+)
+stored_events = st.builds(
+    Event,
+    id=st.text(),
+    event_type=st.text(),
+    actor_id=st.text(),
+    version=st.integers(1, INT64_MAX),
+    data=json_objects,
+    timestamp=timestamps,
+    command_id=st.text(),
+)
+snapshots = st.builds(
+    ActorSnapshot,
+    actor_id=st.text(),
+    version=st.integers(INT64_MIN, INT64_MAX),
+    state=json_objects,
+    timestamp=timestamps,
+)
+
+
+@no_deadline
+@given(stored_events)
+def test_event_json_round_trip_property(e):
+    back = Event.from_dict(json.loads(json.dumps(e.to_dict())))
+    assert back == e
+    assert json_equal(back.data, e.data)
+    assert back.timestamp.nanosecond == e.timestamp.nanosecond
+    assert back.timestamp.utcoffset() == e.timestamp.utcoffset()
+
+
+@no_deadline
+@given(snapshots)
+def test_snapshot_json_round_trip_property(s):
+    back = ActorSnapshot.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert back == s
+    assert back.timestamp.nanosecond == s.timestamp.nanosecond
+
+
+@no_deadline
+@given(timestamps)
+def test_timestamp_text_round_trip_property(stamp):
+    text = format_go_time(stamp)
+    assert parse_go_time(text) == stamp
+    assert format_go_time(parse_go_time(text)) == text
