@@ -91,7 +91,7 @@ class VersionConflictError(Exception):
         )
         if data["message"] != error.message:
             raise ValueError(
-                f"message: must equal the text derived from the other fields, "
+                f"version-conflict.message: must equal the text derived from the other fields, "
                 f"{error.message!r}; got {data['message']!r}"
             )
         return error
