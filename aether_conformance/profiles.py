@@ -1,0 +1,33 @@
+"""How hard a conformance run pushes: hypothesis examples and concurrent-writer load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Profile", "PROFILES"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # Examples of the rule-based state machine, and steps in each.
+    state_machine_examples: int
+    state_machine_steps: int
+    # Concurrent writers per concurrency test, and the barrier-synchronised rounds
+    # in which all of them try to append to the same actor at once.
+    writers: int
+    rounds: int
+    # ES-CONC-002: writer processes, and writer threads in each.
+    processes: int
+    threads_per_process: int
+    process_rounds: int
+
+
+PROFILES: dict[str, Profile] = {
+    profile.name: profile
+    for profile in (
+        Profile("quick", 40, 20, writers=4, rounds=60, processes=2, threads_per_process=2, process_rounds=40),
+        Profile("default", 200, 25, writers=8, rounds=350, processes=3, threads_per_process=3, process_rounds=120),
+        Profile("thorough", 1000, 40, writers=16, rounds=1500, processes=4, threads_per_process=4, process_rounds=500),
+    )
+}

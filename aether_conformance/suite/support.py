@@ -1,0 +1,140 @@
+"""What the suite's tests share: building events, and failing with a requirement ID.
+
+Every failure message reads ``REQ-ID: what was done; expected …; store
+returned …`` so a store author can act on it without reading the test.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any, NoReturn
+
+from ..driver import DrivenHandle, StoreRaised
+from ..errors import VersionConflictError, go_quote
+from ..model import ActorSnapshot, Event, Timestamp, json_equal
+
+__all__ = [
+    "RequirementViolation",
+    "violated",
+    "q",
+    "new_event",
+    "new_snapshot",
+    "save_ok",
+    "save_conflict",
+    "diff_event",
+    "diff_snapshot",
+    "summary",
+    "versions",
+]
+
+BASE_TIME = Timestamp.parse("2024-03-01T12:00:00.123456789Z")
+
+
+class RequirementViolation(AssertionError):
+    """A store broke the requirement named at the start of the message."""
+
+
+def violated(req_id: str, message: str) -> NoReturn:
+    raise RequirementViolation(f"{req_id}: {message}")
+
+
+def q(text: str) -> str:
+    """Quote an id the way the seed's error text does."""
+    return go_quote(text)
+
+
+def new_event(actor_id: str, version: int, **fields: Any) -> Event:
+    values: dict[str, Any] = {
+        "id": f"evt-{uuid.uuid4().hex}",
+        "event_type": "ThingHappened",
+        "actor_id": actor_id,
+        "version": version,
+        "data": {"version": version, "note": "conformance"},
+        "timestamp": Timestamp.from_datetime(
+            BASE_TIME + timedelta(seconds=version % 100_000), nanosecond=789
+        ),
+    }
+    values.update(fields)
+    return Event(**values)
+
+
+def new_snapshot(actor_id: str, version: int, **fields: Any) -> ActorSnapshot:
+    values: dict[str, Any] = {
+        "actor_id": actor_id,
+        "version": version,
+        "state": {"version": version, "items": [1, 2, 3]},
+        "timestamp": datetime(2024, 3, 2, 8, 30, 0, 654321, tzinfo=timezone.utc),
+    }
+    values.update(fields)
+    return ActorSnapshot(**values)
+
+
+def summary(event: Event) -> str:
+    return f"v{event.version} (id {event.id})"
+
+
+def versions(events: list[Event]) -> list[int]:
+    return [event.version for event in events]
+
+
+def save_ok(req_id: str, store: DrivenHandle, event: Event, context: str = "") -> None:
+    """Save ``event``, which a conforming store must accept."""
+    try:
+        store.save_event(event)
+    except VersionConflictError as error:
+        violated(
+            req_id,
+            f"saved version {event.version} to actor {q(event.actor_id)}{context}; expected success, "
+            f"store raised VersionConflictError({error})",
+        )
+
+
+def save_conflict(req_id: str, store: DrivenHandle, event: Event, latest: int) -> VersionConflictError:
+    """Save ``event``, which a conforming store must refuse; return the error."""
+    try:
+        store.save_event(event)
+    except VersionConflictError as error:
+        return error
+    except StoreRaised as error:
+        violated(
+            req_id,
+            f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
+            f"expected VersionConflictError, store raised {type(error.original).__name__}: {error.original}",
+        )
+    violated(
+        req_id,
+        f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
+        f"expected VersionConflictError, store returned None",
+    )
+
+
+def _same_instant_to_microsecond(left: datetime, right: datetime) -> bool:
+    return left.astimezone(timezone.utc).replace(tzinfo=None) == right.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def diff_event(expected: Event, got: Event) -> list[str]:
+    """Fields ES-READ-003 requires to round-trip that differ (empty when equal)."""
+    problems = []
+    for name in ("id", "event_type", "actor_id", "command_id", "version"):
+        want, have = getattr(expected, name), getattr(got, name)
+        if type(want) is not type(have) or want != have:
+            problems.append(f"{name}: saved {want!r}, read {have!r}")
+    if not json_equal(expected.data, got.data):
+        problems.append(f"data: saved {expected.data!r}, read {got.data!r}")
+    if not _same_instant_to_microsecond(expected.timestamp, got.timestamp):
+        problems.append(f"timestamp: saved {expected.timestamp.isoformat()}, read {got.timestamp.isoformat()}")
+    return problems
+
+
+def diff_snapshot(expected: ActorSnapshot, got: ActorSnapshot) -> list[str]:
+    problems = []
+    for name in ("actor_id", "version"):
+        want, have = getattr(expected, name), getattr(got, name)
+        if type(want) is not type(have) or want != have:
+            problems.append(f"{name}: saved {want!r}, read {have!r}")
+    if not json_equal(expected.state, got.state):
+        problems.append(f"state: saved {expected.state!r}, read {got.state!r}")
+    if not _same_instant_to_microsecond(expected.timestamp, got.timestamp):
+        problems.append(f"timestamp: saved {expected.timestamp.isoformat()}, read {got.timestamp.isoformat()}")
+    return problems

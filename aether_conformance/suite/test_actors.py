@@ -1,0 +1,190 @@
+"""ES-ACTOR-* and ES-ID-001: actors are independent exact strings; what a store may refuse."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import pytest
+
+from ..driver import StoreRaised
+from ..errors import VersionConflictError
+from .support import diff_event, new_event, q, save_conflict, save_ok, versions, violated
+
+
+@pytest.mark.requirement("ES-ACTOR-001")
+def test_actors_do_not_share_versions(store, fresh_actor):
+    first, second = fresh_actor("first"), fresh_actor("second")
+    for version in (1, 2, 3, 4, 5):
+        save_ok("ES-ACTOR-001", store, new_event(first, version))
+    save_ok("ES-ACTOR-001", store, new_event(second, 1), context=f" (actor {q(first)} is at version 5)")
+    save_ok("ES-ACTOR-001", store, new_event(second, 2))
+    save_conflict("ES-ACTOR-001", store, new_event(second, 2), latest=2)
+    for actor, expected in ((first, [1, 2, 3, 4, 5]), (second, [1, 2])):
+        got = versions(store.get_events(actor, 0))
+        latest = store.get_latest_version(actor)
+        if got != expected or latest != expected[-1]:
+            violated(
+                "ES-ACTOR-001",
+                f"saved versions 1-5 to {q(first)} and 1-2 to {q(second)}; {q(actor)} has versions {got} "
+                f"and latest {latest}; expected {expected} and {expected[-1]}",
+            )
+
+
+@pytest.mark.requirement("ES-ACTOR-001")
+def test_a_conflict_on_one_actor_does_not_touch_another(store, fresh_actor):
+    first, second = fresh_actor("first"), fresh_actor("second")
+    save_ok("ES-ACTOR-001", store, new_event(first, 1))
+    save_ok("ES-ACTOR-001", store, new_event(second, 1))
+    error = save_conflict("ES-ACTOR-001", store, new_event(first, 1), latest=1)
+    if error.actor_id != first:
+        violated("ES-ACTOR-001", f"a conflict on {q(first)} named actor {q(error.actor_id)}")
+    if store.get_latest_version(second) != 1:
+        violated("ES-ACTOR-001", f"a rejected save to {q(first)} changed the latest version of {q(second)}")
+
+
+def _nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
+
+
+# Pairs of ids a store must keep apart; "{}" is where a fresh, per-run part goes.
+DISTINCT_PAIRS = {
+    "case": ("Order-{}", "order-{}"),
+    "unicode-normalisation": ("café-{}", _nfd("café") + "-{}"),
+    "suffix": ("{}-account", "{}-account-1"),
+    "trailing-space": ("{}-account", "{}-account "),
+    "leading-space": ("account-{}", " account-{}"),
+    "dot-token": ("{}.orders", "{}.orders.eu"),
+    "star-wildcard": ("{}.orders.*", "{}.orders.eu"),
+    "gt-wildcard": ("{}.orders.>", "{}.orders.eu.1"),
+    "percent-encoding": ("{}/a/b", "{}/a%2Fb"),
+    "full-width": ("ＡＢＣ-{}", "ABC-{}"),
+}
+
+
+@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.parametrize("kind", sorted(DISTINCT_PAIRS))
+def test_ids_that_look_alike_are_different_actors(store, fresh_actor, kind):
+    fresh = fresh_actor("x")
+    left, right = (pattern.format(fresh) for pattern in DISTINCT_PAIRS[kind])
+    left_events = [new_event(left, v) for v in (1, 2, 3)]
+    right_events = [new_event(right, v) for v in (1, 2)]
+    for event in left_events + right_events:
+        save_ok("ES-ACTOR-002", store, event, context=f" (ids differing only by {kind})")
+    for actor, expected, other in ((left, left_events, right), (right, right_events, left)):
+        got = store.get_events(actor, 0)
+        if [e.id for e in got] != [e.id for e in expected]:
+            violated(
+                "ES-ACTOR-002",
+                f"saved {len(expected)} events to {q(actor)} and others to {q(other)} (ids differing by "
+                f"{kind}); get_events({q(actor)}) returned {len(got)} events with actor ids "
+                f"{sorted({e.actor_id for e in got})}",
+            )
+        latest = store.get_latest_version(actor)
+        if latest != expected[-1].version:
+            violated(
+                "ES-ACTOR-002",
+                f"get_latest_version({q(actor)}) returned {latest}, expected {expected[-1].version}: "
+                f"its stream is mixed up with {q(other)} (ids differing by {kind})",
+            )
+
+
+EXACT_IDS = {
+    "spaces": "order 17 for  Zoë",
+    "dots": "com.example.orders.17",
+    "wildcards": "*.>.*",
+    "only-star": "*",
+    "only-gt": ">",
+    "slashes-and-colons": "tenant/7:order#3?x=1&y=%20",
+    "quotes": "it's \"quoted\" \\ back",
+    "control": "tab\tnewline\ncr\rnul\x00",
+    "emoji": "🦀🎉👩‍👩‍👧",
+    "cjk": "订单-注文-주문",
+    "rtl": "طلب-הזמנה",
+    "max-length": "x" * 256,
+    "max-length-wide": "🦀" * 256,
+}
+
+
+@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.parametrize("kind", sorted(EXACT_IDS))
+def test_any_id_is_accepted_and_kept_exactly(store, fresh_actor, kind):
+    base = EXACT_IDS[kind]
+    # keep the id within 256 characters while making it fresh
+    suffix = fresh_actor("")
+    actor = (base[: 256 - len(suffix)] + suffix) if len(base) + len(suffix) > 256 else base + suffix
+    event = new_event(actor, 1)
+    save_ok("ES-ACTOR-002", store, event, context=f" (an id with {kind})")
+    got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]):
+        violated(
+            "ES-ACTOR-002",
+            f"saved one event to actor {q(actor)} ({kind}); get_events returned "
+            f"{[(e.actor_id, e.version) for e in got]}",
+        )
+    if store.get_latest_version(actor) != 1:
+        violated("ES-ACTOR-002", f"saved version 1 to actor {q(actor)} ({kind}); latest is not 1")
+    save_conflict("ES-ACTOR-002", store, new_event(actor, 1), latest=1)
+
+
+def _refused_with_value_error(req_id, store, event, what):
+    """Save ``event``; True if refused with ValueError, False if accepted; anything else fails."""
+    try:
+        store.save_event(event)
+    except StoreRaised as error:
+        if isinstance(error.original, ValueError):
+            return True
+        violated(req_id, f"{what}: the store refused it with {type(error.original).__name__}: {error.original}; "
+                         "a refusal must be a ValueError")
+    except VersionConflictError as error:
+        violated(req_id, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
+    return False
+
+
+def _stream_or_refusal(store, actor):
+    """The actor's (event ids, latest), or None when the store refuses the id on reads with ValueError."""
+    try:
+        return [e.id for e in store.get_events(actor, 0)], store.get_latest_version(actor)
+    except StoreRaised as error:
+        if isinstance(error.original, ValueError):
+            return None
+        raise
+
+
+@pytest.mark.requirement("ES-ACTOR-003")
+@pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
+def test_empty_or_long_ids_are_accepted_or_cleanly_refused(store, fresh_actor, kind):
+    if kind == "empty":
+        actor = ""  # shared by every run against a long-lived store: write above what is there
+    else:
+        fresh = fresh_actor("y")
+        actor = "y" * ((257 if kind == "257-characters" else 4096) - len(fresh)) + fresh
+    before = _stream_or_refusal(store, actor)
+    start = before[1] if before else 0
+    event = new_event(actor, start + 1)
+    what = f"saved version {start + 1} to a {kind} actor id"
+    if _refused_with_value_error("ES-ACTOR-003", store, event, what):
+        after = _stream_or_refusal(store, actor)
+        if after != before:
+            violated("ES-ACTOR-003", f"{what}; it was refused with ValueError, yet the stream changed from {before} to {after}")
+        return
+    got = store.get_events(actor, start + 1)
+    if [e.id for e in got] != [event.id] or store.get_latest_version(actor) != start + 1:
+        violated("ES-ACTOR-003", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}")
+    save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
+
+
+@pytest.mark.requirement("ES-ID-001")
+def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
+    actor = fresh_actor()
+    first = new_event(actor, 1)
+    save_ok("ES-ID-001", store, first)
+    again = new_event(actor, 2, id=first.id, data={"second": True})
+    what = f"saved version 2 to {q(actor)} reusing the event id {first.id!r} of version 1"
+    if _refused_with_value_error("ES-ID-001", store, again, what):
+        after = _stream_or_refusal(store, actor)
+        if after != ([first.id], 1):
+            violated("ES-ID-001", f"{what}; it was refused with ValueError, yet the stream is now {after}")
+        return
+    got = store.get_events(actor, 0)
+    if len(got) != 2 or diff_event(first, got[0]) or diff_event(again, got[1]):
+        violated("ES-ID-001", f"{what}; it was accepted but the stream reads back as {[(e.id, e.version, e.data) for e in got]}")

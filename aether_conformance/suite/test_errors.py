@@ -1,0 +1,49 @@
+"""ES-ERR-*: the conflict error's type, fields and text."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..errors import go_quote
+from .support import new_event, q, save_conflict, save_ok, violated
+
+
+def _conflict_after(store, actor, history, attempt, req_id):
+    for version in history:
+        save_ok(req_id, store, new_event(actor, version))
+    return save_conflict(req_id, store, new_event(actor, attempt), latest=history[-1] if history else 0)
+
+
+@pytest.mark.requirement("ES-ERR-001")
+@pytest.mark.parametrize(
+    "history, attempt", [([1, 2, 3], 3), ([1, 2, 3], 2), ([1, 2, 3], -4), ([4, 9], 6), ([], 0), ([], -1)],
+    ids=lambda v: str(v).replace(" ", ""),
+)
+def test_conflict_error_fields(store, fresh_actor, history, attempt):
+    actor = fresh_actor()
+    error = _conflict_after(store, actor, history, attempt, "ES-ERR-001")
+    latest = history[-1] if history else 0
+    expected = {"actor_id": actor, "attempted_version": attempt, "current_version": latest}
+    got = {name: getattr(error, name, "<missing>") for name in expected}
+    if got != expected:
+        violated(
+            "ES-ERR-001",
+            f"saved version {attempt} to actor {q(actor)} whose latest is {latest}; expected "
+            f"VersionConflictError with {expected}, store raised {type(error).__name__} with {got}",
+        )
+
+
+@pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.parametrize(
+    "label", ["plain", 'quote"and\\slash', "tab\tnew\nline", "ünïcödé-🦀", "nul\x00bell\x07", "nbsp\u00a0sep\u2028"],
+)
+def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
+    actor = fresh_actor(label)
+    error = _conflict_after(store, actor, [1, 2, 3], 2, "ES-ERR-002")
+    expected = f"version conflict: actor {go_quote(actor)} has version 3, cannot save version 2"
+    if str(error) != expected:
+        violated(
+            "ES-ERR-002",
+            f"saved version 2 to actor {q(actor)} whose latest is 3; expected error text {expected!r}, "
+            f"store's error text is {str(error)!r}",
+        )

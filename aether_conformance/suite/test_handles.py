@@ -1,0 +1,54 @@
+"""ES-HANDLE-001: every handle of one factory sees every other handle's writes at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from .support import new_event, new_snapshot, q, save_conflict, save_ok, versions, violated
+
+
+@pytest.mark.requirement("ES-HANDLE-001")
+def test_a_write_through_one_handle_is_read_through_another(store, other_store, fresh_actor):
+    actor = fresh_actor()
+    # Read through the second handle first, so that a per-handle cache would be warm (and stale).
+    before = (other_store.get_latest_version(actor), versions(other_store.get_events(actor, 0)))
+    for version in (1, 2, 3):
+        save_ok("ES-HANDLE-001", store, new_event(actor, version))
+    latest, events = other_store.get_latest_version(actor), versions(other_store.get_events(actor, 0))
+    if (latest, events) != (3, [1, 2, 3]):
+        violated(
+            "ES-HANDLE-001",
+            f"saved versions 1-3 to {q(actor)} through {store.name}; {other_store.name} then read latest "
+            f"{latest} and versions {events} (before the writes it read {before}); expected 3 and [1, 2, 3]",
+        )
+
+
+@pytest.mark.requirement("ES-HANDLE-001")
+def test_conflicts_are_checked_against_other_handles_writes(store, other_store, fresh_actor):
+    actor = fresh_actor()
+    save_ok("ES-HANDLE-001", other_store, new_event(actor, 1))
+    other_store.get_latest_version(actor)  # warm any per-handle cache at version 1
+    for version in (2, 3):
+        save_ok("ES-HANDLE-001", store, new_event(actor, version))
+    error = save_conflict("ES-HANDLE-001", other_store, new_event(actor, 2), latest=3)
+    if error.current_version != 3:
+        violated(
+            "ES-HANDLE-001",
+            f"{other_store.name} was refused version 2 of {q(actor)} with current_version "
+            f"{error.current_version}; {store.name} had saved up to 3",
+        )
+    save_ok("ES-HANDLE-001", other_store, new_event(actor, 4), context=f" through {other_store.name} after 3 through {store.name}")
+    save_conflict("ES-HANDLE-001", store, new_event(actor, 4), latest=4)
+
+
+@pytest.mark.requirement("ES-HANDLE-001")
+def test_snapshots_are_shared_between_handles(store, other_store, fresh_actor):
+    if not store.driver.has_snapshots:
+        pytest.skip("capability 'snapshots' not available (detected from the store handle)")
+    actor = fresh_actor()
+    other_store.get_latest_snapshot(actor)
+    store.save_snapshot(new_snapshot(actor, 5))
+    got = other_store.get_latest_snapshot(actor)
+    if got is None or got.version != 5:
+        violated("ES-HANDLE-001", f"saved a snapshot at version 5 of {q(actor)} through {store.name}; "
+                                  f"{other_store.name} read {got!r}")

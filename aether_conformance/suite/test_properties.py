@@ -1,0 +1,137 @@
+"""Property-based tests: a state machine drives the store and a model side by side.
+
+Hypothesis chooses saves with fresh, gapped, equal, stale, zero and negative
+versions across several actors and two handles, reads from any version, and
+compares every answer with the model.  A failure prints the shrunk sequence
+of steps as a program you can replay (``state = StoreMachine()`` …).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from .. import strategies as aether_st
+from ..errors import VersionConflictError
+from .support import diff_event, diff_snapshot, q, versions, violated
+
+ACTORS_PER_EXAMPLE = 3
+VERSION_MOVES = ("next", "gap", "equal", "stale", "zero", "negative")
+
+STATE_MACHINE_REQUIREMENTS = (
+    "ES-SAVE-001", "ES-SAVE-002", "ES-SAVE-003", "ES-ERR-001", "ES-READ-001", "ES-READ-003",
+    "ES-LATEST-001", "ES-LATEST-002", "ES-ACTOR-001", "ES-HANDLE-001",
+)
+
+
+def _settings(profile, examples, steps=None):
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps or profile.state_machine_steps,
+        deadline=None,  # store calls are bounded by the driver's timeout instead
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+        print_blob=True,
+    )
+
+
+@pytest.mark.requirement(*STATE_MACHINE_REQUIREMENTS)
+def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile):
+    handles = (store, other_store)
+
+    class StoreMachine(RuleBasedStateMachine):
+        def __init__(self):
+            super().__init__()
+            self.actors = [fresh_actor(f"sm{i}") for i in range(ACTORS_PER_EXAMPLE)]
+            self.model = {actor: [] for actor in self.actors}  # the events each actor should hold
+
+        def latest(self, actor):
+            return self.model[actor][-1].version if self.model[actor] else 0
+
+        @rule(
+            actor=st.integers(0, ACTORS_PER_EXAMPLE - 1),
+            handle=st.integers(0, 1),
+            move=st.sampled_from(VERSION_MOVES),
+            distance=st.integers(1, 5),
+            event=aether_st.events(actor_id=st.just("placeholder"), version=st.just(1)),
+        )
+        def save(self, actor, handle, move, distance, event):
+            actor_id, latest = self.actors[actor], self.latest(self.actors[actor])
+            version = {
+                "next": latest + 1, "gap": latest + 1 + distance, "equal": latest,
+                "stale": latest - distance, "zero": 0, "negative": -distance,
+            }[move]
+            candidate = replace(event, actor_id=actor_id, version=version)
+            where = f"saved version {version} ({move}) to {q(actor_id)} through {handles[handle].name}, latest {latest}"
+            try:
+                handles[handle].save_event(candidate)
+            except VersionConflictError as error:
+                if version > latest:
+                    violated("ES-SAVE-001", f"{where}; expected success, store raised VersionConflictError({error})")
+                fields = (error.actor_id, error.attempted_version, error.current_version)
+                if fields != (actor_id, version, latest):
+                    violated("ES-ERR-001", f"{where}; the conflict carried (actor_id, attempted, current) = "
+                                           f"{fields}, expected {(actor_id, version, latest)}")
+                return
+            if version <= latest:
+                violated("ES-SAVE-002", f"{where}; expected VersionConflictError, store returned None")
+            self.model[actor_id].append(candidate)
+
+        @rule(actor=st.integers(0, ACTORS_PER_EXAMPLE - 1), handle=st.integers(0, 1), offset=st.integers(-2, 3))
+        def read(self, actor, handle, offset):
+            actor_id = self.actors[actor]
+            expected = self.model[actor_id]
+            # from_version anywhere from below the first version to past the latest
+            from_version = (expected[len(expected) // 2].version if expected else 0) + offset
+            got = handles[handle].get_events(actor_id, from_version)
+            want = [e for e in expected if e.version >= from_version]
+            if versions(got) != versions(want):
+                violated("ES-READ-001", f"get_events({q(actor_id)}, {from_version}) through {handles[handle].name} "
+                                        f"returned versions {versions(got)}; expected {versions(want)}")
+            for saved, read in zip(want, got):
+                problems = diff_event(saved, read)
+                if problems:
+                    violated("ES-READ-003", f"event v{saved.version} of {q(actor_id)} came back changed: "
+                                            + "; ".join(problems))
+
+        @invariant()
+        def latest_versions_match(self):
+            for number, actor_id in enumerate(self.actors):
+                handle = handles[number % 2]
+                got = handle.get_latest_version(actor_id)
+                want = self.latest(actor_id)
+                if got != want:
+                    req = "ES-LATEST-001" if want == 0 else "ES-LATEST-002"
+                    violated(req, f"get_latest_version({q(actor_id)}) through {handle.name} returned {got}; "
+                                  f"expected {want} (saved versions {versions(self.model[actor_id])})")
+
+    run_state_machine_as_test(
+        StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
+    )
+
+
+@pytest.mark.requirement("SS-SNAP-002", "SS-SNAP-003")
+def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_profile):
+    @given(snapshots=st.lists(aether_st.snapshots(actor_id=st.just("placeholder"), version=st.integers(1, 50)),
+                              min_size=1, max_size=8))
+    def check(snapshots):
+        actor = fresh_actor("snap")
+        saved = [replace(s, actor_id=actor) for s in snapshots]
+        for snapshot in saved:
+            snapshot_store.save_snapshot(snapshot)
+        got = snapshot_store.get_latest_snapshot(actor)
+        highest = max(s.version for s in saved)
+        if got is None or got.version != highest:
+            violated("SS-SNAP-002", f"saved snapshots of {q(actor)} at versions {[s.version for s in saved]}; "
+                                    f"get_latest_snapshot returned {'None' if got is None else got.version}, expected {highest}")
+        # Ties are unspecified: the answer must equal one of the snapshots saved at that version.
+        candidates = [s for s in saved if s.version == highest]
+        if all(diff_snapshot(candidate, got) for candidate in candidates):
+            violated("SS-SNAP-003", f"the snapshot of {q(actor)} at version {highest} came back changed: "
+                                    + "; ".join(diff_snapshot(candidates[0], got)))
+
+    settings_ = _settings(aether_profile, max(20, aether_profile.state_machine_examples // 2))
+    settings_(check)()

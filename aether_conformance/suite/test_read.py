@@ -1,0 +1,177 @@
+"""ES-READ-* and ES-LATEST-*: what get_events and get_latest_version return."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ..model import INT64_MIN, Timestamp
+from .support import diff_event, new_event, q, save_ok, versions, violated
+
+GAPPED = [1, 2, 4, 7, 8, 15]
+
+
+def _saved(store, actor, version_list, req_id, **fields):
+    events = [new_event(actor, v, **fields) for v in version_list]
+    for event in events:
+        save_ok(req_id, store, event)
+    return events
+
+
+@pytest.mark.requirement("ES-READ-001")
+@pytest.mark.parametrize("from_version", [INT64_MIN, -1, 0, 1, 2, 3, 4, 5, 7, 8, 14, 15])
+def test_reads_are_inclusive_and_ascending(store, fresh_actor, from_version):
+    actor = fresh_actor()
+    saved = _saved(store, actor, GAPPED, "ES-READ-001")
+    expected = [v for v in GAPPED if v >= from_version]
+    got = store.get_events(actor, from_version)
+    if versions(got) != expected:
+        violated(
+            "ES-READ-001",
+            f"saved versions {GAPPED} to actor {q(actor)}; get_events(from_version={from_version}) returned "
+            f"versions {versions(got)}; expected {expected} (inclusive, ascending)",
+        )
+    by_version = {e.version: e.id for e in saved}
+    wrong = [(e.version, e.id) for e in got if by_version.get(e.version) != e.id]
+    if wrong:
+        violated("ES-READ-001", f"get_events on {q(actor)} returned events not saved at their versions: {wrong}")
+
+
+@pytest.mark.requirement("ES-READ-002")
+def test_unknown_actor_has_no_events(store, fresh_actor):
+    actor = fresh_actor("never-written")
+    for from_version in (0, 1, 100):
+        got = store.get_events(actor, from_version)
+        if got != []:
+            violated("ES-READ-002", f"get_events({q(actor)}, {from_version}) on an unknown actor returned {got!r}; expected []")
+
+
+@pytest.mark.requirement("ES-READ-002")
+@pytest.mark.parametrize("from_version", [16, 100, 2**62])
+def test_reading_past_the_latest_is_empty(store, fresh_actor, from_version):
+    actor = fresh_actor()
+    _saved(store, actor, GAPPED, "ES-READ-002")
+    got = store.get_events(actor, from_version)
+    if got != []:
+        violated(
+            "ES-READ-002",
+            f"saved versions {GAPPED} to actor {q(actor)}; get_events(from_version={from_version}) returned "
+            f"versions {versions(got)}; expected []",
+        )
+
+
+ROUND_TRIP_CASES = {
+    "null-data": {"data": None},
+    "empty-data": {"data": {}},
+    "nested-data": {"data": {"a": {"b": [1, 2.5, -3, True, False, None, {"c": "d"}]}, "e": [], "f": {}}},
+    "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b"}},
+    "numbers": {"data": {"int": 2**53 - 1, "neg": -(2**53 - 1), "float": 0.1, "tiny": 5e-324, "big": 1.7976931348623157e308}},
+    "bools-are-not-numbers": {"data": {"t": True, "f": False, "one": 1, "zero": 0}},
+    "command-id": {"command_id": "cmd-42"},
+    "no-command-id": {"command_id": ""},
+    "empty-strings": {"id": "", "event_type": ""},
+    "microseconds": {"timestamp": datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)},
+    "offset": {"timestamp": datetime(2024, 6, 1, 9, 0, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))},
+    "negative-offset": {"timestamp": datetime(1999, 12, 31, 23, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-8)))},
+    "go-zero-time": {"timestamp": datetime(1, 1, 1, tzinfo=timezone.utc)},
+}
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("case", sorted(ROUND_TRIP_CASES))
+def test_events_round_trip(store, fresh_actor, case):
+    actor = fresh_actor()
+    event = new_event(actor, 1, **ROUND_TRIP_CASES[case])
+    save_ok("ES-READ-003", store, event)
+    got = store.get_events(actor, 1)
+    if len(got) != 1:
+        violated("ES-READ-003", f"saved one event to {q(actor)}; get_events returned {len(got)} events")
+    problems = diff_event(event, got[0])
+    if problems:
+        violated("ES-READ-003", f"event saved to {q(actor)} ({case}) came back changed: " + "; ".join(problems))
+
+
+@pytest.mark.requirement("ES-READ-003")
+def test_many_events_round_trip_in_one_read(store, fresh_actor):
+    actor = fresh_actor()
+    saved = _saved(store, actor, range(1, 251), "ES-READ-003")
+    got = store.get_events(actor, 1)
+    if versions(got) != list(range(1, 251)):
+        violated("ES-READ-003", f"saved versions 1..250 to {q(actor)}; get_events returned versions {versions(got)[:20]}...")
+    for expected, actual in zip(saved, got):
+        problems = diff_event(expected, actual)
+        if problems:
+            violated("ES-READ-003", f"event v{expected.version} of {q(actor)} came back changed: " + "; ".join(problems))
+
+
+@pytest.mark.requirement("ES-READ-004")
+@pytest.mark.parametrize(
+    "stamp",
+    ["2024-01-02T03:04:05.123456789Z", "2024-01-02T03:04:05.000000001+02:00", "2024-01-02T03:04:05.1-07:30",
+     "2024-01-02T03:04:05+14:00"],
+)
+def test_timestamps_keep_nanoseconds_and_offset(store, fresh_actor, stamp):
+    actor = fresh_actor()
+    timestamp = Timestamp.parse(stamp)
+    save_ok("ES-READ-004", store, new_event(actor, 1, timestamp=timestamp))
+    got = store.get_events(actor, 1)[0].timestamp
+    got_ns = got.nanosecond if isinstance(got, Timestamp) else 0
+    if got != timestamp or got.utcoffset() != timestamp.utcoffset():
+        violated(
+            "ES-READ-004",
+            f"saved timestamp {stamp} to {q(actor)}; read back {got.isoformat()} "
+            f"(+{got_ns} ns, offset {got.utcoffset()}); expected nanoseconds {timestamp.nanosecond} and "
+            f"offset {timestamp.utcoffset()}",
+        )
+
+
+@pytest.mark.requirement("ES-READ-005")
+def test_mutating_a_saved_event_does_not_change_the_store(store, fresh_actor):
+    actor = fresh_actor()
+    event = new_event(actor, 1, data={"items": [1, 2], "nested": {"k": "v"}})
+    original = copy.deepcopy(event.data)
+    save_ok("ES-READ-005", store, event)
+    event.data["items"].append(3)
+    event.data["nested"]["k"] = "changed"
+    event.data["added"] = True
+    got = store.get_events(actor, 1)[0].data
+    if got != original:
+        violated("ES-READ-005", f"mutated the caller's data after saving it to {q(actor)}; the store now returns {got!r}, expected {original!r}")
+
+
+@pytest.mark.requirement("ES-READ-005")
+def test_mutating_a_read_event_does_not_change_the_store(store, fresh_actor):
+    actor = fresh_actor()
+    event = new_event(actor, 1, data={"items": [1, 2], "nested": {"k": "v"}})
+    original = copy.deepcopy(event.data)
+    save_ok("ES-READ-005", store, event)
+    first = store.get_events(actor, 1)[0]
+    first.data["items"].append(3)
+    first.data["nested"]["k"] = "changed"
+    got = store.get_events(actor, 1)[0].data
+    if got != original:
+        violated("ES-READ-005", f"mutated the data of an event read from {q(actor)}; the store now returns {got!r}, expected {original!r}")
+
+
+@pytest.mark.requirement("ES-LATEST-001")
+def test_unknown_actor_is_at_version_0(store, fresh_actor):
+    actor = fresh_actor("never-written")
+    latest = store.get_latest_version(actor)
+    if latest != 0:
+        violated("ES-LATEST-001", f"get_latest_version({q(actor)}) on an unknown actor returned {latest!r}; expected 0")
+
+
+@pytest.mark.requirement("ES-LATEST-002")
+@pytest.mark.parametrize("sequence", [[1], [1, 2, 3], [3, 9], GAPPED], ids=str)
+def test_latest_is_the_highest_saved(store, fresh_actor, sequence):
+    actor = fresh_actor()
+    for count, version in enumerate(sequence, 1):
+        save_ok("ES-LATEST-002", store, new_event(actor, version))
+        latest = store.get_latest_version(actor)
+        if latest != version:
+            violated(
+                "ES-LATEST-002",
+                f"saved versions {sequence[:count]} to {q(actor)}; get_latest_version returned {latest}; expected {version}",
+            )

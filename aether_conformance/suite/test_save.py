@@ -1,0 +1,120 @@
+"""ES-SAVE-*: which saves a store accepts and which it refuses, and that refusals leave no trace."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..model import INT64_MAX, INT64_MIN
+from .support import new_event, q, save_conflict, save_ok, versions, violated
+
+
+
+@pytest.mark.requirement("ES-SAVE-001")
+def test_first_event_at_version_1_is_accepted(store, fresh_actor):
+    actor = fresh_actor()
+    save_ok("ES-SAVE-001", store, new_event(actor, 1), context=" (a new actor, latest 0)")
+
+
+@pytest.mark.requirement("ES-SAVE-001")
+@pytest.mark.parametrize("sequence", [[1, 2, 3], [2, 5], [1, 3, 4, 10], [7], [1, 1000, 1001]], ids=str)
+def test_versions_above_latest_are_accepted_with_gaps(store, fresh_actor, sequence):
+    actor = fresh_actor()
+    latest = 0
+    for version in sequence:
+        save_ok("ES-SAVE-001", store, new_event(actor, version), context=f" whose latest is {latest}")
+        latest = version
+
+
+@pytest.mark.requirement("ES-SAVE-002")
+@pytest.mark.parametrize(
+    "history, attempt",
+    [
+        ([1, 2, 3], 3),
+        ([1, 2, 3], 2),
+        ([1, 2, 3], 1),
+        ([1, 2, 3], 0),
+        ([1, 2, 3], -1),
+        ([2, 5], 4),
+        ([2, 5], 3),
+        ([], 0),
+        ([], -7),
+        ([], INT64_MIN),
+    ],
+    ids=lambda v: str(v).replace(" ", ""),
+)
+def test_versions_at_or_below_latest_conflict(store, fresh_actor, history, attempt):
+    actor = fresh_actor()
+    for version in history:
+        save_ok("ES-SAVE-002", store, new_event(actor, version), context=" while preparing the history")
+    save_conflict("ES-SAVE-002", store, new_event(actor, attempt), latest=history[-1] if history else 0)
+
+
+@pytest.mark.requirement("ES-SAVE-002")
+def test_resaving_the_same_event_conflicts(store, fresh_actor):
+    # No idempotency: a retried save of a stored version is a conflict, as in the seed.
+    actor = fresh_actor()
+    event = new_event(actor, 1)
+    save_ok("ES-SAVE-002", store, event)
+    save_conflict("ES-SAVE-002", store, event, latest=1)
+
+
+@pytest.mark.requirement("ES-SAVE-003")
+@pytest.mark.parametrize("attempt", [3, 2, 0, -5])
+def test_rejected_save_leaves_no_trace(store, fresh_actor, attempt):
+    actor = fresh_actor()
+    saved = [new_event(actor, v) for v in (1, 2, 3)]
+    for event in saved:
+        save_ok("ES-SAVE-003", store, event)
+    rejected = new_event(actor, attempt)
+    save_conflict("ES-SAVE-003", store, rejected, latest=3)
+    events = store.get_events(actor, INT64_MIN)
+    if [e.id for e in events] != [e.id for e in saved]:
+        violated(
+            "ES-SAVE-003",
+            f"after a rejected save of version {attempt} (id {rejected.id}) to actor {q(actor)} at latest 3, "
+            f"get_events returned versions {versions(events)} with ids {[e.id for e in events]}; expected "
+            f"exactly the 3 saved events {[e.id for e in saved]}",
+        )
+    latest = store.get_latest_version(actor)
+    if latest != 3:
+        violated(
+            "ES-SAVE-003",
+            f"after a rejected save of version {attempt} to actor {q(actor)} at latest 3, "
+            f"get_latest_version returned {latest}; expected 3",
+        )
+
+
+@pytest.mark.requirement("ES-SAVE-003")
+def test_rejected_first_save_creates_nothing(store, fresh_actor):
+    actor = fresh_actor()
+    save_conflict("ES-SAVE-003", store, new_event(actor, 0), latest=0)
+    events, latest = store.get_events(actor, INT64_MIN), store.get_latest_version(actor)
+    if events or latest != 0:
+        violated(
+            "ES-SAVE-003",
+            f"after a rejected save of version 0 to new actor {q(actor)}, the store holds versions "
+            f"{versions(events)} and latest {latest}; expected no events and latest 0",
+        )
+
+
+@pytest.mark.requirement("ES-SAVE-004")
+@pytest.mark.parametrize(
+    "sequence",
+    [[INT64_MAX], [1, INT64_MAX], [2**53, 2**53 + 1], [2**31 - 1, 2**31, 2**32 + 1], [INT64_MAX - 1, INT64_MAX]],
+    ids=str,
+)
+def test_int64_versions_are_exact(store, fresh_actor, sequence):
+    actor = fresh_actor()
+    for version in sequence:
+        save_ok("ES-SAVE-004", store, new_event(actor, version))
+    events = store.get_events(actor, 0)
+    if versions(events) != sequence:
+        violated(
+            "ES-SAVE-004",
+            f"saved versions {sequence} to actor {q(actor)}; get_events returned versions {versions(events)}",
+        )
+    latest = store.get_latest_version(actor)
+    if latest != sequence[-1]:
+        violated("ES-SAVE-004", f"saved versions {sequence} to actor {q(actor)}; get_latest_version returned {latest}")
+    # 2^53+1 and 2^53 are the same float64: a lossy store would let this through.
+    save_conflict("ES-SAVE-004", store, new_event(actor, sequence[-1]), latest=sequence[-1])
