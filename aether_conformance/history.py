@@ -98,6 +98,13 @@ class Operation:
             raise bad("kind", f"must be one of {', '.join(_KINDS)}; got {self.kind!r}")
         if self.outcome not in _OUTCOMES:
             raise bad("outcome", f"must be one of {', '.join(_OUTCOMES)}; got {self.outcome!r}")
+        if self.outcome == CONFLICT:
+            if self.kind != SAVE:
+                raise bad("outcome", "only a save can end in a version conflict")
+            if not _is_int(self.current_version):
+                raise bad("current_version", f"a conflict must carry the error's current_version, got {self.current_version!r}")
+        elif self.current_version is not None:
+            raise bad("current_version", f"must be None unless the outcome is conflict (it is {self.outcome})")
         if not _is_int(self.invoke_ns):
             raise bad("invoke_ns", f"must be an int, got {type(self.invoke_ns).__name__}")
         if self.outcome == UNKNOWN:
@@ -121,13 +128,6 @@ class Operation:
             for name in ("event_id", "digest"):
                 if getattr(self, name) is not None:
                     raise bad(name, "must be None for a latest read")
-        if self.outcome == CONFLICT:
-            if self.kind != SAVE:
-                raise bad("outcome", "only a save can end in a version conflict")
-            if not _is_int(self.current_version):
-                raise bad("current_version", f"a conflict must carry the error's current_version, got {self.current_version!r}")
-        elif self.current_version is not None:
-            raise bad("current_version", f"must be None unless the outcome is conflict (it is {self.outcome})")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _OPERATION_FIELDS}
@@ -424,13 +424,15 @@ class _ActorCheck:
             if previous is not None and event.version <= previous.version and key != (
                 previous.event_id, previous.version
             ):
+                writers = self._saves_of(by_key, same_key, previous, event)
+                saved_by = f" They were saved by: {self.describe_all(writers)}." if writers else ""
                 self.report(
                     "stream-not-increasing",
                     f"the final read of actor {self.quoted} is not in strictly increasing version order: "
                     f"version {previous.version} (event {previous.event_id}) is followed by version "
-                    f"{event.version} (event {event.event_id}). A stream is returned in ascending version "
-                    f"order and holds each version once.",
-                    self._saves_of(by_key, same_key, previous, event),
+                    f"{event.version} (event {event.event_id}).{saved_by} A stream is returned in ascending "
+                    f"version order and holds each version once.",
+                    writers,
                 )
             previous = event
 
