@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from datetime import datetime, timezone
 
 import pytest
@@ -182,22 +182,72 @@ def test_reads_do_not_create_actors(store):
 # --- isolation --------------------------------------------------------------
 
 
-def test_mutating_the_saved_events_data_does_not_change_the_store(store):
-    data = {"amount": 1, "nested": {"items": [1, 2]}}
+def _unpicklable_data() -> dict:
+    class Box:  # a local class: pickle refuses it, copy.deepcopy does not
+        def __init__(self, items: list) -> None:
+            self.items = items
+
+        def __eq__(self, other: object) -> bool:
+            return type(other).__name__ == "Box" and other.items == self.items
+
+    return {"box": Box([1, {"k": "v"}])}
+
+
+# Each shape takes a different path through the store's copying; each factory call
+# builds a fresh, equal value, so one copy can be vandalised and another compared.
+DATA_SHAPES = {
+    "flat": lambda: {"amount": 1, "rate": 0.5, "ok": True, "none": None, "note": "Zoë"},
+    "nested": lambda: {
+        "lines": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1.0}],
+        "meta": {"tags": ["x", "\ud800 lone surrogate", "🎉"], "empty": {}},
+        "big": 2**70,
+    },
+    "dict subclass": lambda: OrderedDict([("b", 1), ("a", 2)]),
+    "unpicklable": _unpicklable_data,
+}
+
+
+def vandalise(value: object) -> None:
+    """Mutate every container reachable from ``value``, all the way down."""
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            vandalise(item)
+        value["vandal"] = True
+    elif isinstance(value, list):
+        for item in value:
+            vandalise(item)
+        value.append("vandal")
+    elif hasattr(value, "__dict__"):
+        for item in list(vars(value).values()):
+            vandalise(item)
+        value.vandal = True
+
+
+@pytest.mark.parametrize("shape", DATA_SHAPES)
+def test_data_round_trips_with_its_types(store, shape):
+    store.save_event(event("a", 1, DATA_SHAPES[shape]()))
+    expected = DATA_SHAPES[shape]()
+    got = store.get_events("a", 0)[0].data
+    assert got == expected
+    assert type(got) is type(expected)
+    assert list(got) == list(expected)  # key order survives too
+    # By name: each factory call of the unpicklable shape defines its own Box class.
+    assert [type(v).__qualname__ for v in got.values()] == [type(v).__qualname__ for v in expected.values()]
+
+
+@pytest.mark.parametrize("shape", DATA_SHAPES)
+def test_mutating_the_saved_events_data_does_not_change_the_store(store, shape):
+    data = DATA_SHAPES[shape]()
     store.save_event(event("a", 1, data))
-    data["amount"] = 999
-    data["nested"]["items"].append(3)
-    data["added"] = True
-    assert store.get_events("a", 0)[0].data == {"amount": 1, "nested": {"items": [1, 2]}}
+    vandalise(data)
+    assert store.get_events("a", 0)[0].data == DATA_SHAPES[shape]()
 
 
-def test_mutating_a_returned_events_data_does_not_change_the_store(store):
-    store.save_event(event("a", 1, {"amount": 1, "nested": {"items": [1, 2]}}))
-    returned = store.get_events("a", 0)[0]
-    returned.data["amount"] = 999
-    returned.data["nested"]["items"].clear()
-    del returned.data["nested"]
-    assert store.get_events("a", 0)[0].data == {"amount": 1, "nested": {"items": [1, 2]}}
+@pytest.mark.parametrize("shape", DATA_SHAPES)
+def test_mutating_a_returned_events_data_does_not_change_the_store(store, shape):
+    store.save_event(event("a", 1, DATA_SHAPES[shape]()))
+    vandalise(store.get_events("a", 0)[0].data)
+    assert store.get_events("a", 0)[0].data == DATA_SHAPES[shape]()
 
 
 def test_null_and_empty_data_stay_distinct(store):
