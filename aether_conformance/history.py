@@ -588,7 +588,9 @@ class _ActorCheck:
                         self.report_impossible(op, value, source)
             elif op.outcome == OK:
                 value = op.version
-                if value < saved_max:
+                if value <= 0:
+                    self.report_accepted_at_start(op)
+                elif value < saved_max:
                     self.report_accepted_below(op, saved_by)
                 elif value <= seen_max and value != saved_max:  # equal to saved_max: duplicate-winner
                     self.report_accepted_below(op, seen_by)
@@ -670,6 +672,16 @@ class _ActorCheck:
             f"{self.describe_all([witness, op])}. An atomic store rejects a save at or below the latest "
             f"version with a version conflict.",
             [witness, op],
+        )
+
+    def report_accepted_at_start(self, op: Operation) -> None:
+        # The history holds every save to the actor, so it started with none: at version 0.
+        self.report(
+            "accepted-below-latest",
+            f"a save of version {op.version} to actor {self.quoted} succeeded: {self.describe(op)}. "
+            f"An actor with no events is at version 0 and a save at or below the latest version must be "
+            f"rejected with a version conflict, so a version of 0 or below is never accepted.",
+            [op],
         )
 
     def report_false_conflict(self, op: Operation) -> None:

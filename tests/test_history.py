@@ -381,6 +381,17 @@ def test_save_acknowledged_at_a_version_a_read_already_saw_is_reported():
     assert rules(check_history(h.ops[:2], {ACTOR: stored(landed)})) == []
 
 
+def test_save_of_version_zero_acknowledged_on_a_new_actor_is_reported():
+    h = History()
+    zero = h.save("w1", 0, 0, 1)
+    result = check_history(h.ops, {ACTOR: stored(zero)})
+    assert rules(result) == ["accepted-below-latest"]
+    assert "a version of 0 or below is never accepted" in only(result, "accepted-below-latest").explanation
+    h2 = History()
+    h2.save("w1", 0, 0, 1, CONFLICT, current=0)
+    assert check_history(h2.ops, {ACTOR: []}).ok
+
+
 def test_violations_are_ordered_by_time_across_actors():
     h = History()
     h.read("w1", 9, 10, 11, actor="late")
