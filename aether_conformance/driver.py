@@ -90,6 +90,10 @@ def load_factory(spec: str) -> Callable[[], Any]:
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, Event):
+        return f"Event(actor_id={value.actor_id!r}, version={value.version}, id={value.id!r})"
+    if isinstance(value, ActorSnapshot):
+        return f"ActorSnapshot(actor_id={value.actor_id!r}, version={value.version})"
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
 
@@ -154,6 +158,10 @@ class StoreDriver:
         self._lock = threading.Lock()
         self.is_async: bool | None = None
         self.has_snapshots: bool | None = None
+        # Calls that never returned.  A store that has hung this often is treated as hung:
+        # later calls fail at once instead of each waiting out the timeout.
+        self.hung_calls: list[str] = []
+        self.hung_limit = 3
 
     # -- event loop for async handles ---------------------------------------------------
     @property
@@ -246,6 +254,12 @@ class DrivenHandle:
         call = f"{method}({', '.join(_describe(a) for a in args)})"
         fn = getattr(self.raw, method)
         timeout = self.driver.timeout
+        hung = self.driver.hung_calls
+        if len(hung) >= self.driver.hung_limit:
+            raise StoreTimeout(
+                f"{call} not attempted: {len(hung)} earlier calls never returned (first: {hung[0]}), "
+                "so the store is treated as hung"
+            )
         try:
             if self.is_async:
                 try:
@@ -258,6 +272,7 @@ class DrivenHandle:
                     raise self._raised(call, error) from error
             ok, value = self.driver.runner.run(fn, args, timeout)
         except TimeoutError:
+            hung.append(call)
             raise StoreTimeout(f"{call} did not return within {timeout:g}s (per-call timeout)") from None
         if ok:
             return value

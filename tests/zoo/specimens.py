@@ -1,0 +1,311 @@
+"""The zoo: broken stores, each breaking one requirement the way real stores do.
+
+``SPECIMENS`` maps each factory name to the requirement its flaw breaks; the
+kit's tests run the suite against every one and require that requirement to
+be reported failed.  ``correct`` is the control: it must pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime
+
+from aether_conformance import ActorSnapshot, Event, VersionConflictError
+
+from .base import CorrectStore, ShareState, factory
+
+
+class OffByOne(CorrectStore):
+    """Compares with < instead of <=: a second writer of the same version wins too."""
+
+    def is_conflict(self, event, latest):
+        return event.version < latest
+
+
+class UniquenessOnly(CorrectStore):
+    """Treats the check as a unique key on (actor, version): stale versions that are free get in."""
+
+    def is_conflict(self, event, latest):
+        return any(e.version == event.version for e in self.shared.events.get(event.actor_id, []))
+
+
+class ExclusiveReads(CorrectStore):
+    """Reads events strictly after from_version (the off-by-one of replay code)."""
+
+    def select(self, actor_id, from_version):
+        return [copy.deepcopy(e) for e in self.shared.events.get(actor_id, []) if e.version > from_version]
+
+
+class NoneForUnknownActor(CorrectStore):
+    """Returns None where the seed returns 0 for an actor it has never seen."""
+
+    def latest(self, actor_id):
+        stream = self.shared.events.get(actor_id)
+        return stream[-1].version if stream else None
+
+    def is_conflict(self, event, latest):
+        return event.version <= (latest or 0)
+
+    def conflict(self, event, latest):
+        return super().conflict(event, latest or 0)
+
+
+class NoneForNoEvents(CorrectStore):
+    """Returns None instead of an empty list."""
+
+    def select(self, actor_id, from_version):
+        return super().select(actor_id, from_version) or None
+
+
+class SwappedErrorFields(CorrectStore):
+    """Builds the conflict error with attempted and current versions swapped."""
+
+    def conflict(self, event, latest):
+        return VersionConflictError(actor_id=event.actor_id, attempted_version=latest, current_version=event.version)
+
+
+class PythonQuotedError(VersionConflictError):
+    def __str__(self):
+        return (f"version conflict: actor {self.actor_id!r} has version {self.current_version}, "
+                f"cannot save version {self.attempted_version}")
+
+
+class PythonQuotedErrorText(CorrectStore):
+    """Ports the Go message with Python's repr quoting instead of Go's %q."""
+
+    def conflict(self, event, latest):
+        return PythonQuotedError(actor_id=event.actor_id, attempted_version=event.version, current_version=latest)
+
+
+class ValueErrorOnConflict(CorrectStore):
+    """Raises a generic ValueError for conflicts: clients cannot catch VersionConflictError."""
+
+    def conflict(self, event, latest):
+        return ValueError(f"version {event.version} is not above {latest}")
+
+
+class WritesThenRaises(CorrectStore):
+    """Appends first and validates after, leaving the rejected event in the stream."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+            self.append(event)
+            if event.version <= latest:
+                raise self.conflict(event, latest)
+
+
+class SharedCounter(CorrectStore):
+    """Keeps one version counter for the whole store instead of one per actor."""
+
+    def latest(self, actor_id):
+        versions = [stream[-1].version for stream in self.shared.events.values() if stream]
+        return max(versions, default=0)
+
+
+class UnorderedReads(CorrectStore):
+    """Returns events in storage-hash order, not by version."""
+
+    def select(self, actor_id, from_version):
+        return sorted(super().select(actor_id, from_version), key=lambda e: hash(e.id))
+
+
+class StaleHandleCache(CorrectStore):
+    """Caches each actor's latest version per handle and trusts the cache (the seed's JetStream idea)."""
+
+    def __init__(self, shared):
+        super().__init__(shared)
+        self.cache: dict[str, int] = {}
+
+    def latest(self, actor_id):
+        if actor_id not in self.cache:
+            self.cache[actor_id] = super().latest(actor_id)
+        return self.cache[actor_id]
+
+    def append(self, event):
+        super().append(event)
+        self.cache[event.actor_id] = event.version
+
+
+class CheckThenWriteRace(CorrectStore):
+    """Checks, does 1 ms of I/O, then writes, with no lock held across the two."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+        if event.version <= latest:
+            raise self.conflict(event, latest)
+        time.sleep(0.001)
+        with self.shared.lock:
+            self.append(event)
+
+
+class LockPerHandle(CorrectStore):
+    """Guards shared data with a lock that belongs to the handle, not to the data."""
+
+    def __init__(self, shared):
+        super().__init__(shared)
+        self.own_lock = threading.Lock()
+
+    def check_and_append(self, event):
+        with self.own_lock:
+            latest = self.latest(event.actor_id)
+            if event.version <= latest:
+                raise self.conflict(event, latest)
+            time.sleep(0.001)  # the write's I/O
+            self.append(event)
+
+
+class FloatVersions(CorrectStore):
+    """Keeps versions as float64 (a JSON-number store): 2^53+1 becomes 2^53."""
+
+    def append(self, event):
+        super().append(replace(event, version=int(float(event.version))))
+
+
+class MillisecondTimestamps(CorrectStore):
+    """Stores timestamps with millisecond precision, as many databases do by default."""
+
+    def append(self, event):
+        stamp = event.timestamp
+        truncated = datetime(stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second,
+                             stamp.microsecond // 1000 * 1000, tzinfo=stamp.tzinfo)
+        super().append(replace(event, timestamp=truncated))
+
+
+class NullDataBecomesEmpty(CorrectStore):
+    """Turns a nil map into an empty object on the way in."""
+
+    def append(self, event):
+        super().append(replace(event, data=event.data or {}))
+
+
+class CaseInsensitiveIds(CorrectStore):
+    """Keys streams by the lower-cased id (a case-insensitive collation)."""
+
+    def latest(self, actor_id):
+        return super().latest(actor_id.lower())
+
+    def append(self, event):
+        self.shared.events.setdefault(event.actor_id.lower(), []).append(copy.deepcopy(event))
+
+    def select(self, actor_id, from_version):
+        return super().select(actor_id.lower(), from_version)
+
+
+class SnapshotLastWritten(CorrectStore):
+    """Returns the snapshot written last rather than the one with the highest version."""
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            snapshots = self.shared.snapshots.get(actor_id)
+            return copy.deepcopy(snapshots[-1]) if snapshots else None
+
+
+class HangsOnUnknownActor(CorrectStore):
+    """Blocks forever reading an actor that has no stream (waits for a stream that never comes)."""
+
+    def get_events(self, actor_id, from_version):
+        if actor_id not in self.shared.events:
+            threading.Event().wait()
+        return super().get_events(actor_id, from_version)
+
+
+class AsyncCheckThenWriteRace:
+    """An asyncio store that awaits I/O between its check and its write."""
+
+    def __init__(self, shared: ShareState) -> None:
+        self.shared = shared
+
+    async def save_event(self, event: Event) -> None:
+        stream = self.shared.events.setdefault(event.actor_id, [])
+        latest = stream[-1].version if stream else 0
+        if event.version <= latest:
+            raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version, current_version=latest)
+        await asyncio.sleep(0.001)
+        stream.append(copy.deepcopy(event))
+
+    async def get_events(self, actor_id: str, from_version: int) -> list[Event]:
+        return [copy.deepcopy(e) for e in self.shared.events.get(actor_id, []) if e.version >= from_version]
+
+    async def get_latest_version(self, actor_id: str) -> int:
+        stream = self.shared.events.get(actor_id)
+        return stream[-1].version if stream else 0
+
+
+class AsyncCorrect(AsyncCheckThenWriteRace):
+    """The async control: no await between check and write, so asyncio makes it atomic."""
+
+    async def save_event(self, event: Event) -> None:
+        stream = self.shared.events.setdefault(event.actor_id, [])
+        latest = stream[-1].version if stream else 0
+        if event.version <= latest:
+            raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version, current_version=latest)
+        stream.append(copy.deepcopy(event))
+
+
+def _async_factory(cls):
+    shared = ShareState()
+
+    async def make():
+        return cls(shared)
+
+    return make
+
+
+correct = factory(CorrectStore)
+async_correct = _async_factory(AsyncCorrect)
+off_by_one = factory(OffByOne)
+uniqueness_only = factory(UniquenessOnly)
+exclusive_reads = factory(ExclusiveReads)
+none_for_unknown_actor = factory(NoneForUnknownActor)
+none_for_no_events = factory(NoneForNoEvents)
+swapped_error_fields = factory(SwappedErrorFields)
+python_quoted_error_text = factory(PythonQuotedErrorText)
+value_error_on_conflict = factory(ValueErrorOnConflict)
+writes_then_raises = factory(WritesThenRaises)
+shared_counter = factory(SharedCounter)
+unordered_reads = factory(UnorderedReads)
+stale_handle_cache = factory(StaleHandleCache)
+check_then_write_race = factory(CheckThenWriteRace)
+lock_per_handle = factory(LockPerHandle)
+float_versions = factory(FloatVersions)
+millisecond_timestamps = factory(MillisecondTimestamps)
+null_data_becomes_empty = factory(NullDataBecomesEmpty)
+case_insensitive_ids = factory(CaseInsensitiveIds)
+snapshot_last_written = factory(SnapshotLastWritten)
+hangs_on_unknown_actor = factory(HangsOnUnknownActor)
+async_check_then_write_race = _async_factory(AsyncCheckThenWriteRace)
+
+# factory name -> the requirement its flaw breaks (None: a control that must conform)
+SPECIMENS: dict[str, str | None] = {
+    "correct": None,
+    "async_correct": None,
+    "off_by_one": "ES-SAVE-002",
+    "uniqueness_only": "ES-SAVE-002",
+    "exclusive_reads": "ES-READ-001",
+    "none_for_unknown_actor": "ES-LATEST-001",
+    "none_for_no_events": "ES-READ-002",
+    "swapped_error_fields": "ES-ERR-001",
+    "python_quoted_error_text": "ES-ERR-002",
+    "value_error_on_conflict": "ES-SAVE-002",
+    "writes_then_raises": "ES-SAVE-003",
+    "shared_counter": "ES-ACTOR-001",
+    "unordered_reads": "ES-READ-001",
+    "stale_handle_cache": "ES-HANDLE-001",
+    "check_then_write_race": "ES-CONC-001",
+    "lock_per_handle": "ES-CONC-001",
+    "float_versions": "ES-SAVE-004",
+    "millisecond_timestamps": "ES-READ-003",
+    "null_data_becomes_empty": "ES-READ-003",
+    "case_insensitive_ids": "ES-ACTOR-002",
+    "snapshot_last_written": "SS-SNAP-002",
+    "hangs_on_unknown_actor": "ES-READ-002",
+    "async_check_then_write_race": "ES-CONC-001",
+}
+
+__all__ = ["SPECIMENS", "ActorSnapshot"]
