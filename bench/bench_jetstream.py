@@ -20,7 +20,8 @@ Starts its own nats-server (127.0.0.1, temporary store) and measures:
   messages.
 
 Every figure is the best of ``--repeat`` rounds (the machine is shared);
-ratios are store / raw, higher is better.
+ratios are store / raw, higher is better.  The target is async save >= 0.8x
+raw read+publish; the exit status is 1 on a miss.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ from reference_store.jetstream import (  # noqa: E402
     actor_token,
 )
 
+# The store may cost at most a fifth more than the raw protocol it speaks.
+TARGET = 0.8
 SUBJECTS = "aether.events."
 STREAM = "AETHER_EVENTS"
 
@@ -263,6 +266,11 @@ def main() -> None:
     reads = f"store get_events, {args.read_events} events (events/s)"
     raw_reads = f"raw batched direct get, {args.read_events} (events/s)"
     print(f"  get_events all vs raw batched direct get  {best[reads] / best[raw_reads]:.2f}x")
+    ratio = best["async store save"] / fair
+    verdict = "PASS" if ratio >= TARGET else "MISS"
+    print(f"target: async save >= {TARGET}x raw read+publish: {verdict} ({ratio:.2f}x)")
+    if verdict == "MISS":
+        sys.exit(1)
 
 
 if __name__ == "__main__":
