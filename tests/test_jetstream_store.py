@@ -423,6 +423,104 @@ def test_a_foreign_stream_of_the_same_name_is_reported(server):
         asyncio.run(main())
 
 
+# --- publishes whose outcome is unknown ----------------------------------------------------------
+
+
+class FaultyNetwork:
+    """The handle's real JetStream context, with chosen publishes' requests or acks lost.
+
+    The server is real and stores (or never sees) each message for real; only
+    what the store learns about it is taken away, as a dropped connection would.
+    """
+
+    def __init__(self, js, plan: list) -> None:
+        self._js, self._plan = js, plan
+        self.publishes = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._js, name)
+
+    async def publish(self, *args, **kwargs):
+        self.publishes += 1
+        step = self._plan.pop(0) if self._plan else "deliver"
+        if callable(step):  # something else happens while our request is lost
+            await step()
+            raise nats.errors.TimeoutError
+        if step == "lose-request":
+            raise nats.errors.TimeoutError
+        ack = await self._js.publish(*args, **kwargs)
+        if step == "lose-ack":
+            raise nats.errors.TimeoutError
+        return ack
+
+
+def run_with_faults(url: str, plan: list, body):
+    async def main():
+        handle = await JetStreamStore(url, request_timeout=0.5, op_timeout=10.0).connect()
+        network = handle._js = FaultyNetwork(handle._js, plan)
+        try:
+            return await body(handle), network.publishes
+        finally:
+            await handle.close()
+
+    return asyncio.run(main())
+
+
+def test_a_lost_ack_is_settled_by_reading_back_and_reported_as_success(server, store):
+    actor = fresh()
+    store.save_event(event(actor, 1))
+    mine = event(actor, 2)
+    _, publishes = run_with_faults(server.url, ["lose-ack"], lambda handle: handle.save_event(mine))
+    assert publishes == 1  # the read-back found it: no second publish
+    assert store.get_events(actor, 0)[1:] == [mine]
+
+
+def test_a_lost_request_is_retried_and_stored_once(server, store):
+    actor = fresh()
+    mine = event(actor, 1)
+    _, publishes = run_with_faults(server.url, ["lose-request", "lose-request"], lambda handle: handle.save_event(mine))
+    assert publishes == 3
+    assert store.get_events(actor, 0) == [mine]
+
+
+def test_a_lost_request_overtaken_by_another_writer_is_a_conflict(server, store, other):
+    actor = fresh()
+    store.save_event(event(actor, 1))
+    theirs = event(actor, 2, {"writer": "other"})
+
+    async def other_writer_wins() -> None:
+        await asyncio.to_thread(other.save_event, theirs)
+
+    mine = event(actor, 2, {"writer": "me"})
+    with pytest.raises(VersionConflictError) as caught:
+        run_with_faults(server.url, [other_writer_wins], lambda handle: handle.save_event(mine))
+    assert caught.value.current_version == 2
+    assert store.get_events(actor, 0)[1:] == [theirs]
+
+
+def test_a_lost_ack_then_a_later_writer_still_counts_as_ours(server, store, other):
+    # Our message landed (ack lost), then another writer appended after it before we
+    # looked: the read-back must find ours right after the sequence we expected.
+    actor = fresh()
+    mine, later = event(actor, 1), event(actor, 2)
+
+    async def body(handle):
+        network = handle._js
+
+        async def publish_then_other_writes(*args, **kwargs):
+            network.publishes += 1
+            await network._js.publish(*args, **kwargs)
+            await asyncio.to_thread(other.save_event, later)
+            raise nats.errors.TimeoutError
+
+        network.publish = publish_then_other_writes
+        await handle.save_event(mine)
+
+    _, publishes = run_with_faults(server.url, [], body)
+    assert publishes == 1
+    assert store.get_events(actor, 0) == [mine, later]
+
+
 # --- concurrency across processes -----------------------------------------------------------------
 
 
