@@ -16,7 +16,6 @@ Options (each has an ini key; a command-line option beats the ini key)::
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,8 +29,7 @@ from .report import RequirementOutcome, CaseOutcome, build_report, summarise, wr
 from .requirements import CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
-MESSAGE_KEY = "aether_message"
-_ID_PREFIX = re.compile(r"^((?:(?:ES|SS)-[A-Z]+-\d{3})(?:, (?:ES|SS)-[A-Z]+-\d{3})*): ")
+MESSAGES_KEY = "aether_messages"
 
 
 @dataclass
@@ -149,7 +147,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     except StoreMisbehaviour as error:
         # Name the requirement(s) the test was checking when the store misbehaved.
         ids = _requirement_ids(item)
-        if ids and not _ID_PREFIX.match(str(error)):
+        if ids and not cited_ids(str(error)):
             error.args = (f"{', '.join(ids)}: {error}",)
         raise
 
@@ -158,9 +156,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     report = yield
     if report.failed and call.excinfo is not None and _requirement_ids(item):
-        message = str(call.excinfo.value).strip() or call.excinfo.typename
-        report.user_properties.append((MESSAGE_KEY, message))
+        report.user_properties.append((MESSAGES_KEY, _leaf_messages(call.excinfo.value)))
     return report
+
+
+def _leaf_messages(error: BaseException) -> list[str]:
+    """One message per failure; hypothesis reports several distinct bugs as an exception group."""
+    if isinstance(error, BaseExceptionGroup):
+        return [message for sub in error.exceptions for message in _leaf_messages(sub)]
+    return [str(error).strip() or type(error).__name__]
 
 
 class ConformanceReporter:
@@ -182,19 +186,10 @@ class ConformanceReporter:
             outcome = "passed"
         else:
             return
-        message = properties.get(MESSAGE_KEY)
+        messages = list(properties.get(MESSAGES_KEY, []))
         if report.skipped and isinstance(report.longrepr, tuple):
-            message = report.longrepr[2].removeprefix("Skipped: ")
-        failed_ids = ids
-        if outcome == "failed" and message:
-            # A test that checks several requirements names the one it found broken.
-            prefix = _ID_PREFIX.match(message)
-            named = prefix.group(1).split(", ") if prefix else []
-            failed_ids = [i for i in ids if i in named] or ids
-        self.run.outcomes.append(
-            CaseOutcome(nodeid=report.nodeid, requirements=ids, failed_requirements=failed_ids,
-                        outcome=outcome, message=message)
-        )
+            messages = [report.longrepr[2].removeprefix("Skipped: ")]
+        self.run.outcomes.append(CaseOutcome(nodeid=report.nodeid, requirements=ids, outcome=outcome, messages=messages))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:

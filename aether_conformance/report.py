@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,13 +36,31 @@ _STARTED = time.time()
 CAPABILITY_SKIP = "capability '"
 
 
+_ID_PREFIX = re.compile(r"^((?:(?:ES|SS)-[A-Z]+-\d{3})(?:, (?:ES|SS)-[A-Z]+-\d{3})*): ")
+
+
+def cited_ids(message: str) -> list[str]:
+    """The requirement IDs a failure message starts with (``ES-SAVE-002: ...``)."""
+    prefix = _ID_PREFIX.match(message)
+    return prefix.group(1).split(", ") if prefix else []
+
+
 @dataclass(frozen=True)
 class CaseOutcome:
+    """One conformance test's outcome; for a skip, ``messages`` holds the reason."""
+
     nodeid: str
     requirements: list[str]
-    failed_requirements: list[str]
     outcome: str  # passed | failed | skipped
-    message: str | None
+    messages: list[str]
+
+    def failures_of(self, req_id: str) -> list[str]:
+        """The failure messages that concern ``req_id``: those naming it, or naming no requirement."""
+        if self.outcome != "failed":
+            return []
+        if not self.messages:
+            return [f"{self.nodeid} failed"]
+        return [m for m in self.messages if req_id in cited_ids(m) or not cited_ids(m)]
 
 
 @dataclass
@@ -64,16 +83,16 @@ def summarise(outcomes: list[CaseOutcome]) -> list[RequirementOutcome]:
             result = results[req_id]
             if test.nodeid not in result.tests:
                 result.tests.append(test.nodeid)
-            if test.outcome == "failed" and req_id in test.failed_requirements:
+            failures = test.failures_of(req_id)
+            if failures:
                 result.outcome = "failed"
                 result.reason = None
-                if test.message and test.message not in result.messages:
-                    result.messages.append(test.message)
+                result.messages.extend(m for m in failures if m not in result.messages)
             elif test.outcome == "passed" and result.outcome != "failed":
                 result.outcome = "passed"
                 result.reason = None
             elif test.outcome == "skipped" and result.outcome == "skipped" and result.reason is None:
-                result.reason = test.message or "skipped"
+                result.reason = test.messages[0] if test.messages else "skipped"
     for result in results.values():
         if result.outcome == "skipped" and result.reason is None:
             result.reason = "no test of this requirement ran (deselected or not collected)"

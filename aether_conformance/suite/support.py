@@ -7,16 +7,19 @@ returned …`` so a store author can act on it without reading the test.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
-from ..driver import DrivenHandle, StoreRaised
+from ..driver import DrivenHandle, StoreMisbehaviour, StoreRaised
 from ..errors import VersionConflictError, go_quote
 from ..model import ActorSnapshot, Event, Timestamp, json_equal
 
 __all__ = [
     "RequirementViolation",
     "violated",
+    "blame",
     "q",
     "new_event",
     "new_snapshot",
@@ -37,6 +40,16 @@ class RequirementViolation(AssertionError):
 
 def violated(req_id: str, message: str) -> NoReturn:
     raise RequirementViolation(f"{req_id}: {message}")
+
+
+@contextmanager
+def blame(req_id: str) -> Iterator[None]:
+    """In a test of several requirements, attribute a store misbehaviour to the one being exercised."""
+    try:
+        yield
+    except StoreMisbehaviour as error:
+        error.args = (f"{req_id}: {error}",)
+        raise
 
 
 def q(text: str) -> str:

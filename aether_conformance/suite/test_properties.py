@@ -8,6 +8,7 @@ of steps as a program you can replay (``state = StoreMachine()`` …).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -17,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from .. import strategies as aether_st
 from ..errors import VersionConflictError
-from .support import diff_event, diff_snapshot, q, versions, violated
+from .support import blame, diff_event, diff_snapshot, new_event, q, versions, violated
 
 ACTORS_PER_EXAMPLE = 3
 VERSION_MOVES = ("next", "gap", "equal", "stale", "zero", "negative")
@@ -64,10 +65,12 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                 "next": latest + 1, "gap": latest + 1 + distance, "equal": latest,
                 "stale": latest - distance, "zero": 0, "negative": -distance,
             }[move]
-            candidate = replace(event, actor_id=actor_id, version=version)
+            # Unique ids: a store may refuse reused event ids (ES-ID-001), which is not under test here.
+            candidate = replace(event, id=f"{event.id[:20]}-{uuid.uuid4().hex}", actor_id=actor_id, version=version)
             where = f"saved version {version} ({move}) to {q(actor_id)} through {handles[handle].name}, latest {latest}"
             try:
-                handles[handle].save_event(candidate)
+                with blame("ES-SAVE-001" if version > latest else "ES-SAVE-002"):
+                    handles[handle].save_event(candidate)
             except VersionConflictError as error:
                 if version > latest:
                     violated("ES-SAVE-001", f"{where}; expected success, store raised VersionConflictError({error})")
@@ -86,7 +89,8 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
             expected = self.model[actor_id]
             # from_version anywhere from below the first version to past the latest
             from_version = (expected[len(expected) // 2].version if expected else 0) + offset
-            got = handles[handle].get_events(actor_id, from_version)
+            with blame("ES-READ-001"):
+                got = handles[handle].get_events(actor_id, from_version)
             want = [e for e in expected if e.version >= from_version]
             if versions(got) != versions(want):
                 violated("ES-READ-001", f"get_events({q(actor_id)}, {from_version}) through {handles[handle].name} "
@@ -101,10 +105,11 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
         def latest_versions_match(self):
             for number, actor_id in enumerate(self.actors):
                 handle = handles[number % 2]
-                got = handle.get_latest_version(actor_id)
                 want = self.latest(actor_id)
+                req = "ES-LATEST-001" if want == 0 else "ES-LATEST-002"
+                with blame(req):
+                    got = handle.get_latest_version(actor_id)
                 if got != want:
-                    req = "ES-LATEST-001" if want == 0 else "ES-LATEST-002"
                     violated(req, f"get_latest_version({q(actor_id)}) through {handle.name} returned {got}; "
                                   f"expected {want} (saved versions {versions(self.model[actor_id])})")
 
@@ -120,9 +125,12 @@ def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_pro
     def check(snapshots):
         actor = fresh_actor("snap")
         saved = [replace(s, actor_id=actor) for s in snapshots]
-        for snapshot in saved:
-            snapshot_store.save_snapshot(snapshot)
-        got = snapshot_store.get_latest_snapshot(actor)
+        with blame("SS-SNAP-002"):
+            # Events up to the highest snapshot: a store may refuse snapshots ahead of them (SS-SNAP-005).
+            snapshot_store.save_event(new_event(actor, max(s.version for s in saved)))
+            for snapshot in saved:
+                snapshot_store.save_snapshot(snapshot)
+            got = snapshot_store.get_latest_snapshot(actor)
         highest = max(s.version for s in saved)
         if got is None or got.version != highest:
             violated("SS-SNAP-002", f"saved snapshots of {q(actor)} at versions {[s.version for s in saved]}; "

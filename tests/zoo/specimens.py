@@ -12,11 +12,12 @@ import copy
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
 
 from .base import CorrectStore, ShareState, factory
+from .nonatomic_sqlite import NonAtomicSQLiteStore
 
 
 class OffByOne(CorrectStore):
@@ -215,6 +216,96 @@ class HangsOnUnknownActor(CorrectStore):
         return super().get_events(actor_id, from_version)
 
 
+
+class NoGaps(CorrectStore):
+    """Demands exactly latest+1, refusing gaps the seed accepts."""
+
+    def is_conflict(self, event, latest):
+        return event.version != latest + 1
+
+
+class MicrosecondUTCTimestamps(CorrectStore):
+    """Keeps timestamps as UTC datetimes: the instant survives, nanoseconds and offset do not."""
+
+    def append(self, event):
+        stamp = event.timestamp.astimezone(timezone.utc)
+        plain = datetime(stamp.year, stamp.month, stamp.day, stamp.hour, stamp.minute, stamp.second,
+                         stamp.microsecond, tzinfo=timezone.utc)
+        super().append(replace(event, timestamp=plain))
+
+
+class SharesCallersData(CorrectStore):
+    """Stores and returns the caller's objects themselves, as the Go seed does with pointers."""
+
+    def append(self, event):
+        self.shared.events.setdefault(event.actor_id, []).append(event)
+
+    def select(self, actor_id, from_version):
+        return [e for e in self.shared.events.get(actor_id, []) if e.version >= from_version]
+
+
+class LatestIsEventCount(CorrectStore):
+    """Answers get_latest_version with the number of events, which is wrong once versions have gaps."""
+
+    def get_latest_version(self, actor_id):
+        with self.shared.lock:
+            return len(self.shared.events.get(actor_id, []))
+
+
+class KeyErrorForEmptyId(CorrectStore):
+    """Refuses the empty actor id, but with a KeyError instead of a ValueError."""
+
+    def save_event(self, event):
+        if event.actor_id == "":
+            raise KeyError("actor_id")
+        super().save_event(event)
+
+
+class StoresThenRefusesReusedId(CorrectStore):
+    """Refuses a reused event id only after storing the event."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            reused = any(e.id == event.id for e in self.shared.events.get(event.actor_id, []))
+        super().check_and_append(event)
+        if reused:
+            raise ValueError(f"event id {event.id!r} already used")
+
+
+class EmptySnapshotForUnknown(CorrectStore):
+    """Returns a version-0 snapshot instead of None when there is none."""
+
+    def get_latest_snapshot(self, actor_id):
+        found = super().get_latest_snapshot(actor_id)
+        return found or ActorSnapshot(actor_id=actor_id, version=0, state={}, timestamp=datetime.now(timezone.utc))
+
+
+class SnapshotNullStateBecomesEmpty(CorrectStore):
+    """Turns a snapshot's nil state into an empty object."""
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, state=snapshot.state or {}))
+
+
+class SnapshotsNotPerActor(CorrectStore):
+    """Keeps one snapshot slot for the whole store."""
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, actor_id="*"))
+
+    def get_latest_snapshot(self, actor_id):
+        found = super().get_latest_snapshot("*")
+        return None if found is None else replace(found, actor_id=actor_id)
+
+
+class RuntimeErrorForSnapshotAhead(CorrectStore):
+    """Refuses snapshots ahead of the events, but with a RuntimeError instead of a ValueError."""
+
+    def save_snapshot(self, snapshot):
+        if snapshot.version > self.get_latest_version(snapshot.actor_id):
+            raise RuntimeError("snapshot is ahead of the events")
+        super().save_snapshot(snapshot)
+
 class AsyncCheckThenWriteRace:
     """An asyncio store that awaits I/O between its check and its write."""
 
@@ -280,6 +371,20 @@ case_insensitive_ids = factory(CaseInsensitiveIds)
 snapshot_last_written = factory(SnapshotLastWritten)
 hangs_on_unknown_actor = factory(HangsOnUnknownActor)
 async_check_then_write_race = _async_factory(AsyncCheckThenWriteRace)
+no_gaps = factory(NoGaps)
+microsecond_utc_timestamps = factory(MicrosecondUTCTimestamps)
+shares_callers_data = factory(SharesCallersData)
+latest_is_event_count = factory(LatestIsEventCount)
+key_error_for_empty_id = factory(KeyErrorForEmptyId)
+stores_then_refuses_reused_id = factory(StoresThenRefusesReusedId)
+empty_snapshot_for_unknown = factory(EmptySnapshotForUnknown)
+snapshot_null_state_becomes_empty = factory(SnapshotNullStateBecomesEmpty)
+snapshots_not_per_actor = factory(SnapshotsNotPerActor)
+runtime_error_for_snapshot_ahead = factory(RuntimeErrorForSnapshotAhead)
+
+
+def nonatomic_sqlite() -> NonAtomicSQLiteStore:
+    return NonAtomicSQLiteStore.from_environment()
 
 # factory name -> the requirement its flaw breaks (None: a control that must conform)
 SPECIMENS: dict[str, str | None] = {
@@ -306,6 +411,16 @@ SPECIMENS: dict[str, str | None] = {
     "snapshot_last_written": "SS-SNAP-002",
     "hangs_on_unknown_actor": "ES-READ-002",
     "async_check_then_write_race": "ES-CONC-001",
+    "no_gaps": "ES-SAVE-001",
+    "microsecond_utc_timestamps": "ES-READ-004",
+    "shares_callers_data": "ES-READ-005",
+    "latest_is_event_count": "ES-LATEST-002",
+    "key_error_for_empty_id": "ES-ACTOR-003",
+    "stores_then_refuses_reused_id": "ES-ID-001",
+    "empty_snapshot_for_unknown": "SS-SNAP-001",
+    "snapshot_null_state_becomes_empty": "SS-SNAP-003",
+    "snapshots_not_per_actor": "SS-SNAP-004",
+    "runtime_error_for_snapshot_ahead": "SS-SNAP-005",
+    # needs --capability multiprocess and $AETHER_SQLITE_PATH (see tests/test_zoo.py)
+    "nonatomic_sqlite": "ES-CONC-002",
 }
-
-__all__ = ["SPECIMENS", "ActorSnapshot"]
