@@ -1,0 +1,95 @@
+"""The CLI and the pytest plugin, used the way a CI gate uses them: in fresh processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from aether_conformance.schemas import validate
+from tests.test_zoo import ROOT, certify
+
+
+def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def _verdicts(report: dict) -> dict[str, str]:
+    return {r["id"]: r["outcome"] for r in report["requirements"]}
+
+
+def test_the_reference_store_is_certified_with_every_report(tmp_path):
+    junit, badge = tmp_path / "junit.xml", tmp_path / "badge.json"
+    code, report, output = certify("reference_store.memory:shared_store", tmp_path,
+                                   "--junitxml", str(junit), "--badge", str(badge))
+    assert code == 0, output[-3000:]
+    validate("report", report)
+    assert report["conformant"] and report["store"] == "reference_store.memory:shared_store"
+    assert _verdicts(report)["ES-CONC-002"] == "skipped"
+    assert "multiprocess" in next(r for r in report["requirements"] if r["id"] == "ES-CONC-002")["reason"]
+    assert "is **conformant**" in output and "| ES-SAVE-002 Saves at or below the latest version conflict | MUST | ✅ passed" in output
+    cases = ElementTree.parse(junit).getroot().iter("testcase")
+    assert sum(1 for _ in cases) > 50
+    assert json.loads(badge.read_text())["message"].startswith("conformant")
+
+
+@pytest.mark.parametrize(
+    "store, message",
+    [("not-a-spec", "MODULE:ATTR"), ("no_such_module:f", "cannot import module"),
+     ("tests.test_driver:needs_argument", "without arguments")],
+)
+def test_an_unloadable_store_exits_2_with_one_clear_line(store, message):
+    completed = _run("-m", "aether_conformance.cli", "run", store)
+    assert completed.returncode == 2
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("aether-conformance: ")
+
+
+def test_a_run_in_which_no_test_ran_exits_2():
+    completed = _run("-m", "aether_conformance.cli", "run", "reference_store.memory:shared_store",
+                     "--", "-k", "no_test_has_this_name")
+    assert completed.returncode == 2
+    assert "no conformance test ran" in completed.stderr
+
+
+def test_an_unknown_capability_is_a_usage_error():
+    completed = _run("-m", "aether_conformance.cli", "run", "reference_store.memory:shared_store",
+                     "--capability", "teleport")
+    assert completed.returncode == 2 and "invalid choice" in completed.stderr
+
+
+@pytest.mark.parametrize("store", ["reference_store.memory:shared_store", "tests.zoo.specimens:check_then_write_race",
+                                   "tests.zoo.specimens:exclusive_reads"])
+def test_xdist_gives_the_same_verdicts(store, tmp_path):
+    serial_dir, parallel_dir = tmp_path / "serial", tmp_path / "parallel"
+    serial_dir.mkdir(), parallel_dir.mkdir()
+    serial_code, serial, _ = certify(store, serial_dir)
+    parallel_code, parallel, output = certify(store, parallel_dir, "--", "-n", "2")
+    assert "2 workers" in output or "gw1" in output
+    assert (serial_code, _verdicts(serial)) == (parallel_code, _verdicts(parallel))
+
+
+def test_the_plugin_reads_the_store_from_ini_and_the_option_beats_it(tmp_path):
+    (tmp_path / "pytest.ini").write_text("[pytest]\naether_store = tests.zoo.specimens:exclusive_reads\n"
+                                         "aether_profile = quick\n")
+    from_ini = _run("-m", "pytest", "--pyargs", "aether_conformance.suite.test_read", "-p", "no:cacheprovider",
+                    "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), "-k", "inclusive", cwd=tmp_path)
+    assert "store tests.zoo.specimens:exclusive_reads (from ini key aether_store in" in from_ini.stdout
+    assert from_ini.returncode == 1 and "FAILED ES-READ-001 (MUST)" in from_ini.stdout
+    from_option = _run("-m", "pytest", "--pyargs", "aether_conformance.suite.test_read", "-p", "no:cacheprovider",
+                       "--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), "-k", "inclusive",
+                       "--aether-store", "reference_store.memory:shared_store", cwd=tmp_path)
+    assert "store reference_store.memory:shared_store (from --aether-store)" in from_option.stdout
+    assert from_option.returncode == 0, from_option.stdout[-2000:]
+
+
+def test_the_suite_without_a_store_is_a_usage_error(tmp_path):
+    completed = _run("-m", "pytest", "--pyargs", "aether_conformance.suite.test_read", "-q", "-p", "no:cacheprovider",
+                     "--rootdir", str(tmp_path), "-c", os.devnull, cwd=tmp_path)
+    assert completed.returncode == 4 and "no store to certify" in completed.stderr + completed.stdout
