@@ -25,11 +25,12 @@ import pytest
 
 from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour
 from .profiles import PROFILES, Profile
-from .report import RequirementOutcome, CaseOutcome, build_report, summarise, write_json_report
+from .report import CaseOutcome, RequirementOutcome, build_report, cited_ids, summarise, write_json_report
 from .requirements import CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
 MESSAGES_KEY = "aether_messages"
+STATISTICS_KEY = "aether_statistics"  # tests record the load they put on the store under this key
 
 
 @dataclass
@@ -43,6 +44,7 @@ class ConformanceRun:
     timeout: float
     json_report: str | None
     outcomes: list[CaseOutcome] = field(default_factory=list)
+    statistics: dict[str, int] = field(default_factory=dict)
     requirement_outcomes: list[RequirementOutcome] | None = None
     report: dict[str, Any] | None = None
 
@@ -178,6 +180,9 @@ class ConformanceReporter:
         ids = properties.get(REQUIREMENTS_KEY)
         if not ids:
             return
+        if report.when == "call":
+            for name, count in properties.get(STATISTICS_KEY, {}).items():
+                self.run.statistics[name] = self.run.statistics.get(name, 0) + count
         if report.failed:
             outcome = "failed"
         elif report.skipped:
@@ -202,7 +207,9 @@ class ConformanceReporter:
                 session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
             return
         run.requirement_outcomes = summarise(run.outcomes)
-        run.report = build_report(run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes)
+        run.report = build_report(
+            run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes, run.statistics
+        )
         if run.json_report:
             write_json_report(run.report, run.json_report)
 

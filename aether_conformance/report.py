@@ -106,17 +106,30 @@ def _version(distribution: str) -> str:
         return "unknown"
 
 
-def build_report(store: str, profile: str, capabilities: frozenset[str], results: list[RequirementOutcome]) -> dict[str, Any]:
+def build_report(
+    store: str,
+    profile: str,
+    capabilities: frozenset[str],
+    results: list[RequirementOutcome],
+    statistics: dict[str, int] | None = None,
+) -> dict[str, Any]:
     conformant = all(
         r.outcome == "passed" or r.not_applicable for r in results if r.requirement.level is Level.MUST
     )
+    # "snapshots" is detected, not declared: it was there if its requirements were not skipped for it.
+    detected = {
+        r.requirement.capability for r in results
+        if r.requirement.capability and r.requirement.capability not in capabilities and not r.not_applicable
+        and r.outcome != "skipped"
+    }
     return {
         "schemaVersion": 1,
         "store": store,
         "conformant": conformant,
         "profile": profile,
-        "capabilities": sorted(capabilities),
+        "capabilities": sorted(capabilities | detected),
         "summary": {k: sum(r.outcome == k for r in results) for k in ("passed", "failed", "skipped")},
+        "statistics": dict(sorted((statistics or {}).items())),
         "requirements": [
             {
                 "id": r.requirement.id,

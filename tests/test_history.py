@@ -374,7 +374,7 @@ def test_save_acknowledged_at_a_version_a_read_already_saw_is_reported():
     h = History()
     landed = h.save("w1", 1, 0, 1, ERROR)
     h.read("w2", 1, 2, 3)
-    again = h.save("w3", 1, 4, 5, event_id="e-again")
+    h.save("w3", 1, 4, 5, event_id="e-again")
     result = check_history(h.ops, {ACTOR: stored(landed)})
     assert rules(result) == ["accepted-below-latest", "lost-ack"]
     assert "(a read returned latest version 1)" in only(result, "accepted-below-latest").explanation

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .. import strategies as aether_st
+from ..plugin import STATISTICS_KEY
 from ..errors import VersionConflictError
 from .support import blame, diff_event, diff_snapshot, new_event, q, versions, violated
 
@@ -40,12 +41,14 @@ def _settings(profile, examples, steps=None):
 
 
 @pytest.mark.requirement(*STATE_MACHINE_REQUIREMENTS)
-def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile):
+def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile, record_property):
     handles = (store, other_store)
+    examples = []
 
     class StoreMachine(RuleBasedStateMachine):
         def __init__(self):
             super().__init__()
+            examples.append(1)
             self.actors = [fresh_actor(f"sm{i}") for i in range(ACTORS_PER_EXAMPLE)]
             self.model = {actor: [] for actor in self.actors}  # the events each actor should hold
 
@@ -113,9 +116,12 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                     violated(req, f"get_latest_version({q(actor_id)}) through {handle.name} returned {got}; "
                                   f"expected {want} (saved versions {versions(self.model[actor_id])})")
 
-    run_state_machine_as_test(
-        StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
-    )
+    try:
+        run_state_machine_as_test(
+            StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
+        )
+    finally:
+        record_property(STATISTICS_KEY, {"state_machine_examples": len(examples)})
 
 
 @pytest.mark.requirement("SS-SNAP-002", "SS-SNAP-003")
