@@ -8,7 +8,7 @@ the rule that failed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .timestamps import Timestamp, format_go_time, parse_go_time
@@ -52,6 +52,9 @@ def _check_timestamp(owner: str, value: object) -> None:
         raise TypeError(f"{owner}.timestamp: must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{owner}.timestamp: must be timezone-aware (Go's time.Time always has a location)")
+    if value.utcoffset() % timedelta(minutes=1):
+        # RFC 3339 offsets are whole minutes; writing one would silently move the instant.
+        raise ValueError(f"{owner}.timestamp: UTC offset must be whole minutes, got {value.utcoffset()}")
 
 
 @dataclass(frozen=True)

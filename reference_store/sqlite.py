@@ -45,7 +45,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
@@ -155,14 +154,6 @@ def _json_text(field: str, value: dict[str, Any] | None) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _timestamp_text(field: str, value: datetime) -> str:
-    offset = value.utcoffset()
-    if offset is not None and (offset.seconds % 60 or offset.microseconds):
-        # RFC 3339 offsets are whole minutes; dropping the rest would move the instant.
-        raise ValueError(f"{field}: UTC offset {offset} has seconds, which RFC 3339 cannot carry")
-    return format_go_time(value)
-
-
 def _event_row(event: Event) -> tuple:
     for name in ("id", "event_type", "actor_id", "command_id"):
         _check_text(f"Event.{name}", getattr(event, name))
@@ -173,7 +164,7 @@ def _event_row(event: Event) -> tuple:
         event.event_type,
         event.command_id,
         _json_text("Event.data", event.data),
-        _timestamp_text("Event.timestamp", event.timestamp),
+        format_go_time(event.timestamp),
     )
 
 
@@ -381,7 +372,7 @@ class SQLiteEventStore:
             snapshot.actor_id,
             snapshot.version,
             _json_text("ActorSnapshot.state", snapshot.state),
-            _timestamp_text("ActorSnapshot.timestamp", snapshot.timestamp),
+            format_go_time(snapshot.timestamp),
         )
         self._write(lambda conn: conn.execute(_UPSERT_SNAPSHOT, row))
 

@@ -421,3 +421,13 @@ def test_timestamp_text_round_trip_property(stamp):
     text = format_go_time(stamp)
     assert parse_go_time(text) == stamp
     assert format_go_time(parse_go_time(text)) == text
+
+
+def test_offsets_with_seconds_are_refused_rather_than_silently_rounded():
+    from datetime import datetime, timedelta, timezone
+
+    from aether_conformance import Event
+
+    odd = timezone(timedelta(hours=1, seconds=30))
+    with pytest.raises(ValueError, match=r"Event\.timestamp: UTC offset must be whole minutes"):
+        Event(id="e", event_type="t", actor_id="a", version=1, data=None, timestamp=datetime(2024, 1, 1, tzinfo=odd))
