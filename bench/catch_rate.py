@@ -1,0 +1,76 @@
+"""How reliably the concurrency tests catch non-atomic stores: N runs each, catch rate printed.
+
+    python bench/catch_rate.py [--runs 20] [--profile quick]
+
+Each run is a fresh CLI process running only the concurrent-writer tests
+(``-k concurrent_writer``) against one racy store.  A run "catches" the store
+when its requirement (ES-CONC-001, or ES-CONC-002 for the cross-process
+stores) is reported failed.  The target is 100%: detection that works only
+sometimes is a defect.  The quick profile is the smallest load the kit offers,
+so its rate is the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aether_conformance.nats_server import NatsServer  # noqa: E402
+
+# store -> (requirement it must fail, extra CLI arguments, needs a nats-server)
+RACY = {
+    "tests.zoo.specimens:check_then_write_race": ("ES-CONC-001", [], False),
+    "tests.zoo.specimens:lock_per_handle": ("ES-CONC-001", [], False),
+    "tests.zoo.specimens:async_check_then_write_race": ("ES-CONC-001", [], False),
+    "tests.zoo.specimens:stale_handle_cache": ("ES-CONC-001", [], False),
+    "tests.zoo.specimens:nonatomic_sqlite": ("ES-CONC-002", ["--capability", "multiprocess"], False),
+    "tests.zoo.naive_jetstream:sync_store": ("ES-CONC-002", ["--capability", "multiprocess"], True),
+}
+
+
+def caught(store: str, requirement: str, extra: list[str], profile: str, env: dict[str, str], scratch: Path) -> bool:
+    report = scratch / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "aether_conformance.cli", "run", store, "--profile", profile, "--json-report",
+         str(report), *extra, "--", "-k", "concurrent_writer"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env},
+    )
+    outcomes = {r["id"]: r["outcome"] for r in json.loads(report.read_text())["requirements"]}
+    return outcomes[requirement] == "failed"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--profile", default="quick")
+    args = parser.parse_args()
+    worst = 1.0
+    with tempfile.TemporaryDirectory() as tmp, NatsServer(store_dir=Path(tmp) / "js") as server:
+        for store, (requirement, extra, needs_nats) in RACY.items():
+            started, hits = time.perf_counter(), 0
+            for run in range(args.runs):
+                scratch = Path(tmp) / f"{store.replace(':', '_')}-{run}"
+                scratch.mkdir()
+                env = {"AETHER_SQLITE_PATH": str(scratch / "naive.sqlite3")}
+                if needs_nats:
+                    env["AETHER_NATS_URL"] = server.url
+                hits += caught(store, requirement, extra, args.profile, env, scratch)
+            rate = hits / args.runs
+            worst = min(worst, rate)
+            print(f"{store:<48} {requirement}  caught {hits:>3}/{args.runs}  ({rate:6.1%})  "
+                  f"{(time.perf_counter() - started) / args.runs:5.2f} s/run")
+    print(f"worst catch rate: {worst:.1%} (target 100%)")
+    return 0 if worst == 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
