@@ -126,6 +126,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "aether-conformance: no store to certify; pass --aether-store MODULE:ATTR or set the "
             "aether_store ini key"
         )
+    items.sort(key=lambda item: _suite_rank(item) if _requirement_ids(item) else -1)  # stable
     for item in conformance_items:
         ids = _requirement_ids(item)
         for req_id in ids:
@@ -135,6 +136,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         missing = sorted({cap for cap in declared if cap not in run.capabilities})
         if missing:
             item.add_marker(pytest.mark.skip(reason=_capability_reason(missing[0], declared=True)))
+
+
+# Focused example tests first, property and concurrency tests last: with -x the run stops at
+# the most specific message, and cheap checks report before expensive ones.
+SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_handles", "test_snapshots",
+               "test_concurrency", "test_properties")
+
+
+def _suite_rank(item: pytest.Item) -> int:
+    module = getattr(item, "module", None)
+    name = module.__name__.rpartition(".")[2] if module is not None else ""
+    return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
 
 
 def _capability_reason(capability: str, *, declared: bool) -> str:
