@@ -126,28 +126,26 @@ def _same_instant_to_microsecond(left: datetime, right: datetime) -> bool:
     return left.astimezone(timezone.utc).replace(tzinfo=None) == right.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def diff_event(expected: Event, got: Event) -> list[str]:
-    """Fields ES-READ-003 requires to round-trip that differ (empty when equal)."""
+def _diff(expected: Any, got: Any, exact: tuple[str, ...], json_field: str) -> list[str]:
+    """Fields that differ: ``exact`` ones by type and value, the JSON one deeply, the timestamp to the µs."""
     problems = []
-    for name in ("id", "event_type", "actor_id", "command_id", "version"):
+    for name in exact:
         want, have = getattr(expected, name), getattr(got, name)
         if type(want) is not type(have) or want != have:
             problems.append(f"{name}: saved {want!r}, read {have!r}")
-    if not json_equal(expected.data, got.data):
-        problems.append(f"data: saved {expected.data!r}, read {got.data!r}")
+    want, have = getattr(expected, json_field), getattr(got, json_field)
+    if not json_equal(want, have):
+        problems.append(f"{json_field}: saved {want!r}, read {have!r}")
     if not _same_instant_to_microsecond(expected.timestamp, got.timestamp):
         problems.append(f"timestamp: saved {expected.timestamp.isoformat()}, read {got.timestamp.isoformat()}")
     return problems
+
+
+def diff_event(expected: Event, got: Event) -> list[str]:
+    """Fields ES-READ-003 requires to round-trip that differ (empty when equal)."""
+    return _diff(expected, got, ("id", "event_type", "actor_id", "command_id", "version"), "data")
 
 
 def diff_snapshot(expected: ActorSnapshot, got: ActorSnapshot) -> list[str]:
-    problems = []
-    for name in ("actor_id", "version"):
-        want, have = getattr(expected, name), getattr(got, name)
-        if type(want) is not type(have) or want != have:
-            problems.append(f"{name}: saved {want!r}, read {have!r}")
-    if not json_equal(expected.state, got.state):
-        problems.append(f"state: saved {expected.state!r}, read {got.state!r}")
-    if not _same_instant_to_microsecond(expected.timestamp, got.timestamp):
-        problems.append(f"timestamp: saved {expected.timestamp.isoformat()}, read {got.timestamp.isoformat()}")
-    return problems
+    """Fields SS-SNAP-003 requires to round-trip that differ (empty when equal)."""
+    return _diff(expected, got, ("actor_id", "version"), "state")
