@@ -309,3 +309,14 @@ def worker_id_prefix() -> str:
     # Unique per run and per xdist worker: tests can share a long-lived server.
     return f"{uuid.uuid4().hex[:10]}{os.environ.get('PYTEST_XDIST_WORKER', '')}"
 
+
+@pytest.fixture(scope="session")
+def aether_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real nats-server with JetStream on 127.0.0.1 and a free port, for the session (per xdist worker).
+
+    Needs the ``[jetstream]`` extra; the server is stopped by PID at the end.
+    """
+    from .nats_server import NatsServer
+
+    with NatsServer(store_dir=tmp_path_factory.mktemp("jetstream")) as server:
+        yield server

@@ -29,8 +29,8 @@ def test_sqlite_store_is_conformant_across_processes(tmp_path):
 
 
 @pytest.mark.parametrize("factory", ["sync_store", "async_store"])
-def test_jetstream_store_is_conformant_across_processes(factory, nats_server, tmp_path):
-    env = {"AETHER_NATS_URL": nats_server.url}
+def test_jetstream_store_is_conformant_across_processes(factory, aether_nats_server, tmp_path):
+    env = {"AETHER_NATS_URL": aether_nats_server.url}
     _assert_conformant(*certify(f"reference_store.jetstream:{factory}", tmp_path, "--capability", "multiprocess", env=env))
 
 
@@ -55,5 +55,5 @@ def test_nonatomic_sqlite_is_caught_on_every_run(run, tmp_path):
 
 
 @pytest.mark.parametrize("run", range(CONSECUTIVE_RUNS))
-def test_naive_jetstream_is_caught_on_every_run(run, nats_server, tmp_path):
-    _flagged_by_process_race("tests.zoo.naive_jetstream:sync_store", tmp_path, {"AETHER_NATS_URL": nats_server.url})
+def test_naive_jetstream_is_caught_on_every_run(run, aether_nats_server, tmp_path):
+    _flagged_by_process_race("tests.zoo.naive_jetstream:sync_store", tmp_path, {"AETHER_NATS_URL": aether_nats_server.url})

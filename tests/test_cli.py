@@ -71,7 +71,7 @@ def test_xdist_gives_the_same_verdicts(store, tmp_path):
     serial_dir.mkdir(), parallel_dir.mkdir()
     serial_code, serial, _ = certify(store, serial_dir)
     parallel_code, parallel, output = certify(store, parallel_dir, "--", "-n", "2")
-    assert "2 workers" in output or "gw1" in output
+    assert "bringing up nodes" in output  # xdist really ran the suite
     assert (serial_code, _verdicts(serial)) == (parallel_code, _verdicts(parallel))
 
 

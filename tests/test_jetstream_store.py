@@ -622,11 +622,18 @@ def test_the_naive_store_passes_a_single_writer_but_not_a_second_handle(server):
 
 def _crash_writer(url: str, actor: str, label: str, stop, results) -> None:
     """Spawned: read-latest → save(latest+1) until told to stop; any error but a conflict is an unknown outcome."""
-    handle = SyncJetStreamStore(url, request_timeout=1.0, op_timeout=20.0)
     acked, unknown, errors = [], [], Counter()
     deadline = time.monotonic() + 90  # a lost parent must not leave writers behind
+    handle = None
     try:
-        while not stop.is_set() and time.monotonic() < deadline:
+        # A slow spawn may first meet the server while it is down: connect until it is back.
+        while handle is None and not stop.is_set() and time.monotonic() < deadline:
+            try:
+                handle = SyncJetStreamStore(url, request_timeout=1.0, op_timeout=20.0)
+            except Exception as error:
+                errors[f"connect {type(error).__name__}"] += 1
+                time.sleep(0.1)
+        while handle is not None and not stop.is_set() and time.monotonic() < deadline:
             try:
                 latest = handle.get_latest_version(actor)
             except Exception as error:  # the server is away: try again
@@ -646,7 +653,8 @@ def _crash_writer(url: str, actor: str, label: str, stop, results) -> None:
             acked.append((item.id, item.version))
     finally:
         results.put((label, acked, unknown, dict(errors)))
-        handle.close()
+        if handle is not None:
+            handle.close()
 
 
 def test_acknowledged_saves_survive_a_sigkill_of_the_server_exactly_once(tmp_path):
