@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .driver import StoreLoadError, ensure_import_path, load_factory
+from .driver import StoreDriver, StoreLoadError, ensure_import_path
 from .profiles import PROFILES
 from .report import badge, markdown_summary
 from .requirements import CAPABILITIES, markdown_table
@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
     try:
-        load_factory(args.store)
+        # Preflight: one handle, made and closed here, so a store that cannot even be reached
+        # is a one-line usage error rather than a hundred identical test errors.
+        preflight = StoreDriver(args.store, timeout=args.timeout)
+        preflight.new_handle()
+        preflight.close()
     except StoreLoadError as error:
         print(f"aether-conformance: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -232,8 +232,8 @@ class ConformanceReporter:
             if run.store is not None:
                 terminalreporter.section("aether-conformance")
                 terminalreporter.write_line(
-                    f"no conformance test ran against {run.store}: collect them with "
-                    "`--pyargs aether_conformance.suite`", red=True,
+                    f"no conformance test ran against {run.store} (the suite is collected with "
+                    "`--pyargs aether_conformance.suite`)", red=True,
                 )
             return
         terminalreporter.section("aether-conformance")
@@ -270,7 +270,7 @@ def aether_driver(aether_run: ConformanceRun) -> Iterator[StoreDriver]:
     try:
         driver = StoreDriver(aether_run.store or "", timeout=aether_run.timeout)
     except StoreLoadError as error:
-        pytest.exit(f"aether-conformance: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+        pytest.fail(f"aether-conformance: {error}", pytrace=False)
     yield driver
     driver.close()
 
@@ -281,7 +281,8 @@ def store(aether_driver: StoreDriver) -> DrivenHandle:
     try:
         return aether_driver.new_handle()
     except StoreLoadError as error:
-        pytest.exit(f"aether-conformance: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
+        # Every test that needs the store then errors with this one clear line.
+        pytest.fail(f"aether-conformance: {error}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

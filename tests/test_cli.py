@@ -15,6 +15,10 @@ from aether_conformance.schemas import validate
 from tests.test_zoo import ROOT, certify
 
 
+def unreachable_store():
+    raise ConnectionError("database refused the connection")
+
+
 def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -42,7 +46,8 @@ def test_the_reference_store_is_certified_with_every_report(tmp_path):
 @pytest.mark.parametrize(
     "store, message",
     [("not-a-spec", "MODULE:ATTR"), ("no_such_module:f", "cannot import module"),
-     ("tests.test_driver:needs_argument", "without arguments")],
+     ("tests.test_driver:needs_argument", "without arguments"),
+     ("tests.test_cli:unreachable_store", "raised ConnectionError: database refused the connection")],
 )
 def test_an_unloadable_store_exits_2_with_one_clear_line(store, message):
     completed = _run("-m", "aether_conformance.cli", "run", store)
