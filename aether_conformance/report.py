@@ -186,9 +186,11 @@ def markdown_summary(report: dict[str, Any]) -> str:
         if len(detail) > 160:
             detail = detail[:157] + "..."
         lines.append(f"| {req['id']} {req['title']} | {req['level']} | {_MARK[req['outcome']]} | {detail} |")
-    s = report["summary"]
+    s, load = report["summary"], report.get("statistics", {})
     lines += ["", f"passed {s['passed']}, failed {s['failed']}, skipped {s['skipped']} "
-                  f"(profile {report['profile']}, capabilities: {', '.join(report['capabilities']) or 'none'})"]
+                  f"(profile {report['profile']}, capabilities: {', '.join(report['capabilities']) or 'none'}; "
+                  f"load: {load.get('save_attempts', 0):,} contended writes, "
+                  f"{load.get('state_machine_examples', 0):,} state-machine examples)"]
     return "\n".join(lines) + "\n"
 
 
