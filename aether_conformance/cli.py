@@ -63,18 +63,23 @@ def _nats_server(wanted: bool) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
+    with _nats_server(args.nats_server):
+        try:
+            # Preflight: one handle, made and closed here, so a store that cannot even be reached
+            # is a one-line usage error rather than a hundred identical test errors.
+            preflight = StoreDriver(args.store, timeout=args.timeout)
+            preflight.new_handle()
+            preflight.close()
+        except StoreLoadError as error:
+            print(f"aether-conformance: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        return _certify(args)
+
+
+def _certify(args: argparse.Namespace) -> int:
     import pytest
 
-    ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
-    try:
-        # Preflight: one handle, made and closed here, so a store that cannot even be reached
-        # is a one-line usage error rather than a hundred identical test errors.
-        preflight = StoreDriver(args.store, timeout=args.timeout)
-        preflight.new_handle()
-        preflight.close()
-    except StoreLoadError as error:
-        print(f"aether-conformance: {error}", file=sys.stderr)
-        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="aether-conformance-") as scratch:
         json_report = args.json_report or str(Path(scratch) / "report.json")
         pytest_args = [
@@ -96,10 +101,9 @@ def run(args: argparse.Namespace) -> int:
             pytest_args += ["--aether-capability", capability]
         if args.junitxml:
             pytest_args += ["--junitxml", args.junitxml]
-        with _nats_server(args.nats_server):
-            status = pytest.main(pytest_args + args.pytest_args)
+        status = pytest.main(pytest_args + args.pytest_args)
         if not Path(json_report).exists():
-            if status == pytest.ExitCode.NO_TESTS_COLLECTED or status == pytest.ExitCode.OK:
+            if status in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
                 print("aether-conformance: no conformance test ran; nothing is certified", file=sys.stderr)
             else:
                 print(f"aether-conformance: the run did not complete (pytest exit code {int(status)})", file=sys.stderr)

@@ -8,18 +8,21 @@ of steps as a program you can replay (``state = StoreMachine()`` …).
 
 from __future__ import annotations
 
+import functools
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Flaky
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from .. import strategies as aether_st
 from ..plugin import STATISTICS_KEY
 from ..errors import VersionConflictError
-from .support import blame, diff_event, diff_snapshot, new_event, q, versions, violated
+from .support import RequirementViolation, blame, diff_event, diff_snapshot, new_event, q, versions, violated
 
 ACTORS_PER_EXAMPLE = 3
 VERSION_MOVES = ("next", "gap", "equal", "stale", "zero", "negative")
@@ -28,6 +31,52 @@ STATE_MACHINE_REQUIREMENTS = (
     "ES-SAVE-001", "ES-SAVE-002", "ES-SAVE-003", "ES-ERR-001", "ES-READ-001", "ES-READ-003",
     "ES-LATEST-001", "ES-LATEST-002", "ES-ACTOR-001", "ES-HANDLE-001",
 )
+
+
+def _recording(failures):
+    """Decorate rules so that the first failure is kept even if hypothesis cannot replay it."""
+
+    def decorate(step):
+        @functools.wraps(step)
+        def recorded(*args, **kwargs):
+            try:
+                return step(*args, **kwargs)
+            except AssertionError as failure:  # RequirementViolation and StoreMisbehaviour
+                failures.append(str(failure))
+                raise
+
+        return recorded
+
+    return decorate
+
+
+@contextmanager
+def _unreplayable_failures_reported(failures):
+    """A store whose answers change between runs of the same steps makes hypothesis give up shrinking
+    with a "flaky" error that names no requirement; report the failure it saw first in its place."""
+    try:
+        yield
+    except BaseException as error:
+
+        def unattributed(exception):
+            if isinstance(exception, BaseExceptionGroup):
+                return any(unattributed(sub) for sub in exception.exceptions)
+            return isinstance(exception, Flaky)
+
+        if not failures or not unattributed(error):
+            raise
+
+        def attributed(exception):
+            if isinstance(exception, BaseExceptionGroup):
+                return exception.derive([attributed(sub) for sub in exception.exceptions])
+            if isinstance(exception, Flaky):
+                return RequirementViolation(
+                    f"{failures[0]} (the store answered differently when hypothesis replayed the same "
+                    f"steps, so no minimal example could be shrunk: {str(exception).splitlines()[0]})"
+                )
+            return exception
+
+        raise attributed(error) from error
 
 
 def _settings(profile, examples, steps=None):
@@ -43,7 +92,8 @@ def _settings(profile, examples, steps=None):
 @pytest.mark.requirement(*STATE_MACHINE_REQUIREMENTS)
 def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile, record_property):
     handles = (store, other_store)
-    examples = []
+    examples, failures = [], []
+    recorded = _recording(failures)
 
     class StoreMachine(RuleBasedStateMachine):
         def __init__(self):
@@ -62,6 +112,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
             distance=st.integers(1, 5),
             event=aether_st.events(actor_id=st.just("placeholder"), version=st.just(1)),
         )
+        @recorded
         def save(self, actor, handle, move, distance, event):
             actor_id, latest = self.actors[actor], self.latest(self.actors[actor])
             version = {
@@ -87,6 +138,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
             self.model[actor_id].append(candidate)
 
         @rule(actor=st.integers(0, ACTORS_PER_EXAMPLE - 1), handle=st.integers(0, 1), offset=st.integers(-2, 3))
+        @recorded
         def read(self, actor, handle, offset):
             actor_id = self.actors[actor]
             expected = self.model[actor_id]
@@ -105,6 +157,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                                             + "; ".join(problems))
 
         @invariant()
+        @recorded
         def latest_versions_match(self):
             for number, actor_id in enumerate(self.actors):
                 handle = handles[number % 2]
@@ -117,17 +170,21 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                                   f"expected {want} (saved versions {versions(self.model[actor_id])})")
 
     try:
-        run_state_machine_as_test(
-            StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
-        )
+        with _unreplayable_failures_reported(failures):
+            run_state_machine_as_test(
+                StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
+            )
     finally:
         record_property(STATISTICS_KEY, {"state_machine_examples": len(examples)})
 
 
 @pytest.mark.requirement("SS-SNAP-002", "SS-SNAP-003")
 def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_profile):
+    failures = []
+
     @given(snapshots=st.lists(aether_st.snapshots(actor_id=st.just("placeholder"), version=st.integers(1, 50)),
                               min_size=1, max_size=8))
+    @_recording(failures)
     def check(snapshots):
         actor = fresh_actor("snap")
         saved = [replace(s, actor_id=actor) for s in snapshots]
@@ -148,4 +205,5 @@ def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_pro
                                     + "; ".join(diff_snapshot(candidates[0], got)))
 
     settings_ = _settings(aether_profile, max(20, aether_profile.state_machine_examples // 2))
-    settings_(check)()
+    with _unreplayable_failures_reported(failures):
+        settings_(check)()
