@@ -8,7 +8,7 @@ surrogates, which Go cannot encode).
 
 Example::
 
-    from hypothesis import given
+    from hypothesis import given, strategies as st
     from aether_conformance import strategies as st_aether
 
     @given(st_aether.events(version=st.integers(1, 10)))
