@@ -29,6 +29,7 @@ from aether_conformance.nats_server import NatsServer  # noqa: E402
 # store -> (requirement it must fail, extra CLI arguments, needs a nats-server)
 RACY = {
     "tests.zoo.specimens:check_then_write_race": ("ES-CONC-001", [], False),
+    "tests.zoo.specimens:narrow_check_then_write_race": ("ES-CONC-001", [], False),
     "tests.zoo.specimens:lock_per_handle": ("ES-CONC-001", [], False),
     "tests.zoo.specimens:async_check_then_write_race": ("ES-CONC-001", [], False),
     "tests.zoo.specimens:stale_handle_cache": ("ES-CONC-001", [], False),

@@ -145,6 +145,19 @@ class CheckThenWriteRace(CorrectStore):
             self.append(event)
 
 
+class NarrowCheckThenWriteRace(CheckThenWriteRace):
+    """The same race with a 50 µs gap: a fast local store, not a network round trip."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+        if event.version <= latest:
+            raise self.conflict(event, latest)
+        time.sleep(0.00005)
+        with self.shared.lock:
+            self.append(event)
+
+
 class LockPerHandle(CorrectStore):
     """Guards shared data with a lock that belongs to the handle, not to the data."""
 
@@ -235,7 +248,10 @@ class MicrosecondUTCTimestamps(CorrectStore):
 
 
 class SharesCallersData(CorrectStore):
-    """Stores and returns the caller's objects themselves, as the Go seed does with pointers."""
+    """Stores and returns the caller's objects themselves, as the Go seed does with pointers.
+
+    This is the seed's own behaviour, so it must stay conformant: only the SHOULD ES-READ-005 fails.
+    """
 
     def append(self, event):
         self.shared.events.setdefault(event.actor_id, []).append(event)
@@ -363,6 +379,7 @@ shared_counter = factory(SharedCounter)
 unordered_reads = factory(UnorderedReads)
 stale_handle_cache = factory(StaleHandleCache)
 check_then_write_race = factory(CheckThenWriteRace)
+narrow_check_then_write_race = factory(NarrowCheckThenWriteRace)
 lock_per_handle = factory(LockPerHandle)
 float_versions = factory(FloatVersions)
 millisecond_timestamps = factory(MillisecondTimestamps)
@@ -403,6 +420,7 @@ SPECIMENS: dict[str, str | None] = {
     "unordered_reads": "ES-READ-001",
     "stale_handle_cache": "ES-HANDLE-001",
     "check_then_write_race": "ES-CONC-001",
+    "narrow_check_then_write_race": "ES-CONC-001",
     "lock_per_handle": "ES-CONC-001",
     "float_versions": "ES-SAVE-004",
     "millisecond_timestamps": "ES-READ-003",
