@@ -1,0 +1,3 @@
+module aether-conformance/go_oracle
+
+go 1.19
