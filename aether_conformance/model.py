@@ -150,11 +150,19 @@ def json_equal(left: Any, right: Any) -> bool:
     """Deep equality of JSON values as Go sees them.
 
     Stricter than ``==`` where Python is loose (``True == 1``), looser where
-    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0``.
+    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0`` and
+    ``27922476728982610`` equals ``2.792247672898261e16`` (the same float64).
     """
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+        if isinstance(left, float) or isinstance(right, float):
+            # Go writes an integral float64 below 1e21 without a point (2.5e16 as 25000000000000000),
+            # which Python reads back as an int: compare as the float64s Go holds.
+            try:
+                return float(left) == float(right)
+            except OverflowError:
+                return False
         return left == right
     if isinstance(left, dict) and isinstance(right, dict):
         return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import referencing
 
-__all__ = ["SCHEMA_NAMES", "schema_dir", "load_schema", "validator_for", "validate", "SchemaValidationError"]
+__all__ = ["SCHEMA_NAMES", "schema_dir", "load_schema", "registry", "validator_for", "validate", "SchemaValidationError"]
 
-SCHEMA_NAMES = ("event", "actor-snapshot", "version-conflict", "report")
+SCHEMA_NAMES = ("event", "actor-snapshot", "version-conflict", "report", "process-protocol")
 
 
 class SchemaValidationError(ValueError):
@@ -38,11 +39,20 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
+def registry() -> referencing.Registry:
+    """Every schema under its $id, so that one schema can $ref another by relative URI."""
+    return referencing.Registry().with_resources(
+        (schema["$id"], referencing.Resource.from_contents(schema))
+        for schema in (load_schema(name) for name in SCHEMA_NAMES)
+    )
+
+
+@cache
 def validator_for(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     # FormatChecker only checks "date-time" when rfc3339-validator is installed (a dependency).
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER, registry=registry())
 
 
 def validate(name: str, instance: Any) -> None:

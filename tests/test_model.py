@@ -431,3 +431,14 @@ def test_offsets_with_seconds_are_refused_rather_than_silently_rounded():
     odd = timezone(timedelta(hours=1, seconds=30))
     with pytest.raises(ValueError, match=r"Event\.timestamp: UTC offset must be whole minutes"):
         Event(id="e", event_type="t", actor_id="a", version=1, data=None, timestamp=datetime(2024, 1, 1, tzinfo=odd))
+
+
+def test_json_equal_compares_numbers_as_go_float64s():
+    from aether_conformance import json_equal
+
+    # Go marshals float64 2.792247672898261e16 as 27922476728982610; Python reads that back as an int.
+    assert json_equal({"n": 2.792247672898261e16}, {"n": 27922476728982610})
+    assert json_equal(1.0, 1) and json_equal([0.5], [0.5])
+    assert not json_equal(2.792247672898261e16, 27922476728982620)  # another float64
+    assert not json_equal(1e308, 10**400)  # beyond float64: not the same number
+    assert json_equal(2**60, 2**60) and not json_equal(2**60, 2**60 + 1)  # ints stay exact

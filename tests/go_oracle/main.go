@@ -2,7 +2,7 @@
 // strconv's %q quoting (used by the seed's VersionConflictError) and encoding/json's form of the
 // seed's Event and ActorSnapshot types. Regenerate with:
 //
-//	go run ./tests/go_oracle > tests/go_oracle/go_output.json
+//	cd tests/go_oracle && go run . > go_output.json
 package main
 
 import (
@@ -62,7 +62,7 @@ type quoted struct {
 func main() {
 	// Code points that %q escapes when they stand alone, as [first, last] ranges; and, among
 	// them, those this Go's Unicode tables do not assign at all (a newer Unicode may print them).
-	var escaped, unassigned [][2]rune
+	escaped, unassigned := [][2]rune{}, [][2]rune{}
 	for r := rune(0); r <= utf8.MaxRune; r++ {
 		if r >= 0xD800 && r <= 0xDFFF {
 			continue // not encodable in UTF-8: no Go string holds them

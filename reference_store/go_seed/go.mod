@@ -1,0 +1,3 @@
+module aether-conformance/go_seed
+
+go 1.19
