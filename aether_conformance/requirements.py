@@ -162,8 +162,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "ES-CONC-001", _M, "Concurrent saves are atomic check-and-append",
-        "Concurrent writers on one actor (threads, or asyncio tasks for async stores, over several "
-        "handles) observe a linearizable store: at most one winner per version, every acknowledged "
+        "Concurrent writers on one actor (threads, or asyncio tasks for async stores, sharing one "
+        "handle or using several) observe a linearizable store: at most one winner per version, every acknowledged "
         "save read back exactly once with its content, no rejected save visible, conflict "
         "current_versions consistent with real time, latest versions never going backwards.",
         "Optimistic concurrency is only as good as the atomicity of the check and the append.",
