@@ -18,7 +18,6 @@ import sys
 import threading
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
-from aether_conformance.timestamps import parse_go_time
 from reference_store.memory import InMemoryEventStore
 
 
@@ -26,7 +25,9 @@ def respond(store: InMemoryEventStore, request: dict, flaw: str | None) -> dict:
     method, params = request["method"], request["params"]
     try:
         if method == "save_event":
-            event = _event(params["event"])
+            # No schema check: it is for stored events (version >= 1), and the kit offers
+            # versions 0 and below on purpose, to see them refused.
+            event = Event.from_dict(params["event"], check_schema=False)
             if flaw == "off-by-one" and event.version == store.get_latest_version(event.actor_id) > 0:
                 return {"id": request["id"], "result": None}  # "already there": acknowledged, not stored
             store.save_event(event)
@@ -52,14 +53,6 @@ def respond(store: InMemoryEventStore, request: dict, flaw: str | None) -> dict:
     except ValueError as error:
         return {"id": request["id"], "error": {"kind": "invalid_argument", "message": str(error)}}
     return {"id": request["id"], "result": result}
-
-
-def _event(wire: dict) -> Event:
-    # Not Event.from_dict: its schema is for stored events (version >= 1), and the kit offers
-    # versions 0 and below on purpose, to see them refused.
-    return Event(id=wire["id"], event_type=wire["eventType"], actor_id=wire["actorId"],
-                 command_id=wire.get("commandId", ""), version=wire["version"], data=wire["data"],
-                 timestamp=parse_go_time(wire["timestamp"]))
 
 
 def main() -> None:
