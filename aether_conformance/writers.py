@@ -17,7 +17,7 @@ import hashlib
 import json
 import random
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -177,13 +177,7 @@ def run_writer_process(
     try:
         driver = StoreDriver(spec, timeout=call_timeout)
         handle = driver.new_handle()
-        sub_plan = WriterPlan(
-            actor_id=plan.actor_id,
-            run_id=plan.run_id,
-            seed=plan.seed,
-            rounds=plan.rounds,
-            fresh=plan.fresh[first_writer:first_writer + threads],
-        )
+        sub_plan = replace(plan, fresh=plan.fresh[first_writer:first_writer + threads])
         run_writers([handle], sub_plan, recorder, label_prefix=f"p{process_no}", barrier=barrier,
                     call_timeout=call_timeout)
         driver.close()
