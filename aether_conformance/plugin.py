@@ -25,7 +25,15 @@ import pytest
 
 from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour
 from .profiles import PROFILES, Profile
-from .report import CaseOutcome, RequirementOutcome, build_report, cited_ids, summarise, write_json_report
+from .report import (
+    CaseOutcome,
+    RequirementOutcome,
+    build_report,
+    capability_skip_reason,
+    cited_ids,
+    summarise,
+    write_json_report,
+)
 from .requirements import CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
@@ -135,7 +143,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         declared = [requirement(i).capability for i in ids if requirement(i).capability not in (None, "snapshots")]
         missing = sorted({cap for cap in declared if cap not in run.capabilities})
         if missing:
-            item.add_marker(pytest.mark.skip(reason=_capability_reason(missing[0], declared=True)))
+            item.add_marker(pytest.mark.skip(reason=capability_skip_reason(missing[0], declared=True)))
 
 
 # Focused example tests first, property and concurrency tests last: with -x the run stops at
@@ -149,10 +157,6 @@ def _suite_rank(item: pytest.Item) -> int:
     name = module.__name__.rpartition(".")[2] if module is not None else ""
     return SUITE_ORDER.index(name) if name in SUITE_ORDER else len(SUITE_ORDER)
 
-
-def _capability_reason(capability: str, *, declared: bool) -> str:
-    how = f"declare it with --capability {capability}" if declared else "detected from the store handle"
-    return f"capability '{capability}' not available ({how})"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -294,7 +298,7 @@ def other_store(aether_driver: StoreDriver, store: DrivenHandle) -> DrivenHandle
 @pytest.fixture(scope="session")
 def snapshot_store(store: DrivenHandle) -> DrivenHandle:
     if not store.driver.has_snapshots:
-        pytest.skip(_capability_reason("snapshots", declared=False))
+        pytest.skip(capability_skip_reason("snapshots", declared=False))
     return store
 
 

@@ -36,6 +36,12 @@ _STARTED = time.time()
 CAPABILITY_SKIP = "capability '"
 
 
+def capability_skip_reason(capability: str, *, declared: bool) -> str:
+    """The skip reason of a test whose capability is missing; a requirement skipped for it is not applicable."""
+    how = f"declare it with --capability {capability}" if declared else "detected from the store handle"
+    return f"{CAPABILITY_SKIP}{capability}' not available ({how})"
+
+
 _ID_PREFIX = re.compile(r"^((?:(?:ES|SS)-[A-Z]+-\d{3})(?:, (?:ES|SS)-[A-Z]+-\d{3})*): ")
 
 
