@@ -148,7 +148,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Focused example tests first, property and concurrency tests last: with -x the run stops at
 # the most specific message, and cheap checks report before expensive ones.
-SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_handles", "test_snapshots",
+SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_refusals", "test_handles", "test_snapshots",
                "test_concurrency", "test_properties")
 
 

@@ -154,6 +154,30 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "The seed does not index event ids; deduplicating backends may use them as idempotency keys.",
     ),
     Requirement(
+        "ES-ID-002", _Y, "Empty event ids may be refused",
+        "A store may refuse an event whose id is the empty string by raising ValueError and storing "
+        "nothing; if it accepts it, the empty id is read back exactly (never replaced by a generated id).",
+        "The seed stores whatever id it is given; some backends use the event id as a key.",
+    ),
+    Requirement(
+        "ES-LIMIT-001", _Y, "Events beyond documented limits may be refused",
+        "A store may refuse an event or snapshot whose compact JSON encoding exceeds a size limit it "
+        "documents (at least 512 KiB), whose id, event_type or command_id exceeds a length limit it "
+        "documents (at least 1,024 characters), or whose data or state nests deeper than a limit it "
+        "documents (at least 64 levels), by raising ValueError and storing nothing. Below those floors "
+        "every value round-trips; truncating, nulling or dropping anything is an ES-READ-003 failure.",
+        "Real backends have payload, column and nesting limits; the floors keep them above what "
+        "applications commonly write (NATS's default max_payload is 1 MiB, MySQL's JSON depth is 100).",
+    ),
+    Requirement(
+        "ES-REFUSE-001", _M, "A refusal is a ValueError that stores nothing",
+        "Where a MAY requirement lets a store refuse an input (ES-ACTOR-003, ES-ID-001, ES-ID-002, "
+        "ES-LIMIT-001, SS-SNAP-005), the call raises ValueError (or a subclass), and afterwards the store "
+        "holds exactly what it held before: no event, no snapshot, no change of the latest version.",
+        "Callers tell a refusal from a bug by its type; a refusal that stored half of the input, or "
+        "stored it all and then raised, corrupts history while claiming it did not.",
+    ),
+    Requirement(
         "ES-HANDLE-001", _M, "Handles of one factory share one store",
         "A save acknowledged through one handle is visible to the next read, and to the next conflict "
         "check, through every other handle of the same factory.",

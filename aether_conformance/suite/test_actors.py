@@ -1,4 +1,4 @@
-"""ES-ACTOR-* and ES-ID-001: actors are independent exact strings; what a store may refuse."""
+"""ES-ACTOR-001 and ES-ACTOR-002: actors are independent exact strings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import unicodedata
 
 import pytest
 
-from ..driver import StoreRaised
-from ..errors import VersionConflictError
 from .support import diff_event, new_event, q, save_conflict, save_ok, versions, violated
 
 
@@ -124,67 +122,3 @@ def test_any_id_is_accepted_and_kept_exactly(store, fresh_actor, kind):
     if store.get_latest_version(actor) != 1:
         violated("ES-ACTOR-002", f"saved version 1 to actor {q(actor)} ({kind}); latest is not 1")
     save_conflict("ES-ACTOR-002", store, new_event(actor, 1), latest=1)
-
-
-def _refused_with_value_error(req_id, store, event, what):
-    """Save ``event``; True if refused with ValueError, False if accepted; anything else fails."""
-    try:
-        store.save_event(event)
-    except StoreRaised as error:
-        if isinstance(error.original, ValueError):
-            return True
-        violated(req_id, f"{what}: the store refused it with {type(error.original).__name__}: {error.original}; "
-                         "a refusal must be a ValueError")
-    except VersionConflictError as error:
-        violated(req_id, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
-    return False
-
-
-def _stream_or_refusal(store, actor):
-    """The actor's (event ids, latest), or None when the store refuses the id on reads with ValueError."""
-    try:
-        return [e.id for e in store.get_events(actor, 0)], store.get_latest_version(actor)
-    except StoreRaised as error:
-        if isinstance(error.original, ValueError):
-            return None
-        raise
-
-
-@pytest.mark.requirement("ES-ACTOR-003")
-@pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
-def test_empty_or_long_ids_are_accepted_or_cleanly_refused(store, fresh_actor, kind):
-    if kind == "empty":
-        actor = ""  # shared by every run against a long-lived store: write above what is there
-    else:
-        fresh = fresh_actor("y")
-        actor = "y" * ((257 if kind == "257-characters" else 4096) - len(fresh)) + fresh
-    before = _stream_or_refusal(store, actor)
-    start = before[1] if before else 0
-    event = new_event(actor, start + 1)
-    what = f"saved version {start + 1} to a {kind} actor id"
-    if _refused_with_value_error("ES-ACTOR-003", store, event, what):
-        after = _stream_or_refusal(store, actor)
-        if after != before:
-            violated("ES-ACTOR-003", f"{what}; it was refused with ValueError, yet the stream changed from {before} to {after}")
-        return
-    got = store.get_events(actor, start + 1)
-    if [e.id for e in got] != [event.id] or store.get_latest_version(actor) != start + 1:
-        violated("ES-ACTOR-003", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}")
-    save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
-
-
-@pytest.mark.requirement("ES-ID-001")
-def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
-    actor = fresh_actor()
-    first = new_event(actor, 1)
-    save_ok("ES-ID-001", store, first)
-    again = new_event(actor, 2, id=first.id, data={"second": True})
-    what = f"saved version 2 to {q(actor)} reusing the event id {first.id!r} of version 1"
-    if _refused_with_value_error("ES-ID-001", store, again, what):
-        after = _stream_or_refusal(store, actor)
-        if after != ([first.id], 1):
-            violated("ES-ID-001", f"{what}; it was refused with ValueError, yet the stream is now {after}")
-        return
-    got = store.get_events(actor, 0)
-    if len(got) != 2 or diff_event(first, got[0]) or diff_event(again, got[1]):
-        violated("ES-ID-001", f"{what}; it was accepted but the stream reads back as {[(e.id, e.version, e.data) for e in got]}")

@@ -91,13 +91,7 @@ def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store,
     ahead = new_snapshot(actor, 9, state={"ahead": True})
     try:
         snapshot_store.save_snapshot(ahead)
-    except StoreRaised as error:
-        if not isinstance(error.original, ValueError):
-            violated("SS-SNAP-005", f"a snapshot at version 9 of {q(actor)} (latest event 1) was refused with "
-                                    f"{type(error.original).__name__}: {error.original}; a refusal must be a ValueError")
-        got = snapshot_store.get_latest_snapshot(actor)
-        if got is None or got.version != 1:
-            violated("SS-SNAP-005", f"a refused snapshot at version 9 of {q(actor)} left the latest snapshot at {got!r}; expected version 1")
+    except StoreRaised:  # a refusal; its form (ValueError, nothing stored) is ES-REFUSE-001's to check
         return
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or diff_snapshot(ahead, got):

@@ -288,6 +288,47 @@ class StoresThenRefusesReusedId(CorrectStore):
             raise ValueError(f"event id {event.id!r} already used")
 
 
+class ReplacesEmptyEventId(CorrectStore):
+    """Accepts the empty event id but stores a generated one in its place (an auto-id column)."""
+
+    def append(self, event):
+        super().append(replace(event, id=event.id or f"generated-{event.actor_id}-{event.version}"))
+
+
+class TruncatesFieldsAt2048(CorrectStore):
+    """Keeps ids, event types and command ids in VARCHAR(2048) columns: above the floor, but silently cut."""
+
+    def append(self, event):
+        super().append(replace(event, id=event.id[:2048], event_type=event.event_type[:2048],
+                               command_id=event.command_id[:2048]))
+
+
+class HidesSnapshotsAhead(CorrectStore):
+    """Accepts snapshots above the latest event, then never returns them."""
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            latest = self.latest(actor_id)
+            snapshots = [s for s in self.shared.snapshots.get(actor_id, []) if s.version <= latest]
+            return copy.deepcopy(max(snapshots, key=lambda s: s.version)) if snapshots else None
+
+
+class EmptyActorAlwaysAtZero(CorrectStore):
+    """Accepts the empty actor id but reports its latest version as 0 (a falsy-key shortcut)."""
+
+    def get_latest_version(self, actor_id):
+        return super().get_latest_version(actor_id) if actor_id else 0
+
+
+class UpsertsByEventId(CorrectStore):
+    """Accepts a reused event id by overwriting the earlier event (an upsert keyed by event id)."""
+
+    def append(self, event):
+        stream = self.shared.events.setdefault(event.actor_id, [])
+        stream[:] = [e for e in stream if e.id != event.id]
+        super().append(event)
+
+
 class EmptySnapshotForUnknown(CorrectStore):
     """Returns a version-0 snapshot instead of None when there is none."""
 
@@ -398,6 +439,11 @@ empty_snapshot_for_unknown = factory(EmptySnapshotForUnknown)
 snapshot_null_state_becomes_empty = factory(SnapshotNullStateBecomesEmpty)
 snapshots_not_per_actor = factory(SnapshotsNotPerActor)
 runtime_error_for_snapshot_ahead = factory(RuntimeErrorForSnapshotAhead)
+replaces_empty_event_id = factory(ReplacesEmptyEventId)
+empty_actor_always_at_zero = factory(EmptyActorAlwaysAtZero)
+upserts_by_event_id = factory(UpsertsByEventId)
+truncates_fields_at_2048 = factory(TruncatesFieldsAt2048)
+hides_snapshots_ahead = factory(HidesSnapshotsAhead)
 
 
 def nonatomic_sqlite() -> NonAtomicSQLiteStore:
@@ -433,12 +479,17 @@ SPECIMENS: dict[str, str | None] = {
     "microsecond_utc_timestamps": "ES-READ-004",
     "shares_callers_data": "ES-READ-005",
     "latest_is_event_count": "ES-LATEST-002",
-    "key_error_for_empty_id": "ES-ACTOR-003",
-    "stores_then_refuses_reused_id": "ES-ID-001",
+    "key_error_for_empty_id": "ES-REFUSE-001",
+    "stores_then_refuses_reused_id": "ES-REFUSE-001",
+    "replaces_empty_event_id": "ES-ID-002",
+    "empty_actor_always_at_zero": "ES-ACTOR-003",
+    "upserts_by_event_id": "ES-ID-001",
+    "truncates_fields_at_2048": "ES-LIMIT-001",
+    "hides_snapshots_ahead": "SS-SNAP-005",
     "empty_snapshot_for_unknown": "SS-SNAP-001",
     "snapshot_null_state_becomes_empty": "SS-SNAP-003",
     "snapshots_not_per_actor": "SS-SNAP-004",
-    "runtime_error_for_snapshot_ahead": "SS-SNAP-005",
+    "runtime_error_for_snapshot_ahead": "ES-REFUSE-001",
     # needs --capability multiprocess and $AETHER_SQLITE_PATH (see tests/test_zoo.py)
     "nonatomic_sqlite": "ES-CONC-002",
 }

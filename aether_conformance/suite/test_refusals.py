@@ -1,0 +1,172 @@
+"""What a store MAY refuse (ES-ACTOR-003, ES-ID-001, ES-ID-002, ES-LIMIT-001), and how (ES-REFUSE-001).
+
+Each test offers one input a MAY requirement lets a store refuse.  A store that
+accepts it must then behave as for any other input (the MAY requirement's own
+ID); a store that refuses it must do so with ValueError and store nothing
+(ES-REFUSE-001, a MUST: a TypeError, or a save that stored the event and then
+raised, is not a refusal but a bug).  The form of every refusal is checked in
+one place, the last test here, which offers each refusable input in turn.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ..driver import StoreRaised
+from ..errors import VersionConflictError
+from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR
+from .support import diff_event, new_event, new_snapshot, q, save_conflict, save_ok, violated
+
+REFUSE = "ES-REFUSE-001"
+
+
+def _stream(store, actor):
+    """The actor's (event ids, latest version), or None when the store refuses the id on reads with ValueError."""
+    try:
+        return [e.id for e in store.get_events(actor, 0)], store.get_latest_version(actor)
+    except StoreRaised as error:
+        if isinstance(error.original, ValueError):
+            return None
+        raise
+
+
+def _accepted(store, event, what):
+    """Save ``event``: True when accepted; False when refused.  The form of a refusal is ES-REFUSE-001's to check."""
+    try:
+        store.save_event(event)
+    except StoreRaised:
+        return False
+    return True
+
+
+def _cleanly_refused_or_accepted(store, event, what):
+    """Save ``event``; a refusal must be a ValueError that stored nothing (ES-REFUSE-001)."""
+    before = _stream(store, event.actor_id)
+    try:
+        store.save_event(event)
+    except StoreRaised as error:
+        if not isinstance(error.original, ValueError):
+            violated(REFUSE, f"{what}: the store refused it with {type(error.original).__name__}: "
+                             f"{error.original}; a refusal must be a ValueError")
+        after = _stream(store, event.actor_id)
+        if after != before:
+            violated(REFUSE, f"{what}: refused with ValueError, yet the stream changed from {before} to {after}")
+        return
+    except VersionConflictError as error:
+        violated(REFUSE, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
+
+
+def _highest_version(store, actor):
+    """Above everything the (shared, never fresh) actor holds, whatever its latest version claims."""
+    try:
+        return max([store.get_latest_version(actor), *(e.version for e in store.get_events(actor, 0))])
+    except StoreRaised:
+        return 0
+
+
+def _long_actor(fresh_actor, length):
+    fresh = fresh_actor("y")
+    return "y" * (length - len(fresh)) + fresh
+
+
+@pytest.mark.requirement("ES-ACTOR-003")
+@pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
+def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_actor, kind):
+    # The empty id is shared by every run against a long-lived store: write above what is there.
+    actor = "" if kind == "empty" else _long_actor(fresh_actor, 257 if kind == "257-characters" else 4096)
+    start = _highest_version(store, actor)
+    event = new_event(actor, start + 1)
+    what = f"saved version {start + 1} to a {kind} actor id"
+    if not _accepted(store, event, what):
+        return
+    got = store.get_events(actor, start + 1)
+    if [e.id for e in got] != [event.id] or store.get_latest_version(actor) != start + 1:
+        violated("ES-ACTOR-003", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}")
+    save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
+
+
+@pytest.mark.requirement("ES-ID-001")
+def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
+    actor = fresh_actor()
+    first = new_event(actor, 1)
+    save_ok("ES-ID-001", store, first)
+    again = new_event(actor, 2, id=first.id, data={"second": True})
+    what = f"saved version 2 to {q(actor)} reusing the event id {first.id!r} of version 1"
+    if not _accepted(store, again, what):
+        return
+    got = store.get_events(actor, 0)
+    if len(got) != 2 or diff_event(first, got[0]) or diff_event(again, got[1]):
+        violated("ES-ID-001", f"{what}; it was accepted but the stream reads back as "
+                              f"{[(e.id, e.version, e.data) for e in got]}")
+
+
+@pytest.mark.requirement("ES-ID-002")
+def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
+    actor = fresh_actor()
+    event = new_event(actor, 1, id="")
+    what = f"saved version 1 to {q(actor)} with the empty event id"
+    if not _accepted(store, event, what):
+        return
+    got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]):
+        violated("ES-ID-002", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}: "
+                              "an accepted empty id must be kept exactly")
+
+
+@pytest.mark.requirement("ES-LIMIT-001")
+@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor"])
+def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
+    actor = fresh_actor()
+    if kind == "encoded-size-twice-the-floor":
+        event = new_event(actor, 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})
+    else:
+        long = "f" * (4 * FIELD_LENGTH_FLOOR)
+        event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
+    what = f"saved version 1 to {q(actor)} ({kind})"
+    if not _accepted(store, event, what):
+        return
+    got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]):
+        problems = diff_event(event, got[0]) if len(got) == 1 else [f"{len(got)} events read"]
+        violated("ES-LIMIT-001", f"{what}; it was accepted but came back changed: " + "; ".join(p[:200] for p in problems))
+
+
+def _refusable_inputs(store, fresh_actor):
+    """One input of each kind a MAY requirement lets a store refuse, each on a fresh actor."""
+    reused = new_event(fresh_actor(), 1)
+    long = "f" * (4 * FIELD_LENGTH_FLOOR)
+    return {
+        "empty-actor-id": ([], new_event("", _highest_version(store, "") + 1)),
+        "long-actor-id": ([], new_event(_long_actor(fresh_actor, 4096), 1)),
+        "reused-event-id": ([reused], new_event(reused.actor_id, 2, id=reused.id)),
+        "empty-event-id": ([], new_event(fresh_actor(), 1, id="")),
+        "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
+        "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
+    }
+
+
+@pytest.mark.requirement(REFUSE)
+def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store, fresh_actor):
+    actor = fresh_actor()
+    save_ok(REFUSE, snapshot_store, new_event(actor, 1), context=" while preparing the input")
+    snapshot_store.save_snapshot(new_snapshot(actor, 1))
+    what = f"saved a snapshot at version 9 of {q(actor)}, whose latest event is 1 (SS-SNAP-005 lets a store refuse it)"
+    try:
+        snapshot_store.save_snapshot(new_snapshot(actor, 9, state={"ahead": True}))
+    except StoreRaised as error:
+        if not isinstance(error.original, ValueError):
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original}; "
+                             "a refusal must be a ValueError")
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or got.version != 1:
+            violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
+                             f"{'None' if got is None else f'version {got.version}'}; expected version 1")
+
+
+@pytest.mark.requirement(REFUSE)
+@pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields", "encoded-size"])
+def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
+    setup, event = _refusable_inputs(store, fresh_actor)[kind]
+    for earlier in setup:
+        save_ok(REFUSE, store, earlier, context=" while preparing the input")
+    _cleanly_refused_or_accepted(store, event, f"saved version {event.version} to {q(event.actor_id[:80])} ({kind})")
