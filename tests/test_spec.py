@@ -84,7 +84,7 @@ def test_every_normative_must_in_the_prose_names_its_requirement():
     unnamed = [
         paragraph.strip()[:160]
         for paragraph in re.split(r"\n\s*\n", prose)
-        if re.search(r"\bMUST\b(?! requirement| NOT, SHOULD)", paragraph) and not ID_LIKE.search(paragraph)
+        if re.search(r"\bMUST\b(?! requirement|,| NOT, SHOULD)", paragraph) and not ID_LIKE.search(paragraph)
     ]
     assert not unnamed, f"paragraphs with a MUST but no requirement ID: {unnamed}"
 
