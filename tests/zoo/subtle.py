@@ -15,7 +15,6 @@ flight, so sequential use stays fast and the bug shows whenever calls overlap.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import functools
 import json
