@@ -102,7 +102,7 @@ def _ms(ns: float) -> str:
 _OUTCOME_LABEL = {
     "passed": "✔ passed",
     "failed": "✘ FAILED",
-    "blocked": "⛔ blocked",
+    "blocked": "⊘ blocked",
     "skipped": "– skipped",
 }
 
@@ -133,6 +133,7 @@ def render_html(report: Mapping[str, Any], histories: Sequence[Mapping[str, Any]
         f"<p>{_summary_line(report)}</p>",
         "</header>",
         "<main>",
+        _at_a_glance(report, drawn),
         _requirements_section(report, drawn),
         _histories_section(drawn),
         _run_section(report),
@@ -154,10 +155,44 @@ def _summary_line(report: Mapping[str, Any]) -> str:
     return "; ".join(bits)
 
 
-def _requirements_section(report: Mapping[str, Any], drawn: list[_History]) -> str:
+def _timelines_by_requirement(drawn: list[_History]) -> dict[str, list[_History]]:
     timelines: dict[str, list[_History]] = {}
     for history in drawn:
         timelines.setdefault(history.requirement, []).append(history)
+    return timelines
+
+
+def _at_a_glance(report: Mapping[str, Any], drawn: list[_History]) -> str:
+    """What went wrong, first: one line per failed or blocked requirement, linking to its row and timelines."""
+    problems = [req for req in report.get("requirements", []) if req.get("outcome") in ("failed", "blocked")]
+    if not problems:
+        return '<section id="at-a-glance" class="glance clean"><p>No requirement failed or was blocked.</p></section>'
+    timelines = _timelines_by_requirement(drawn)
+    items = []
+    for req in problems:
+        req_id = str(req.get("id", ""))
+        if req.get("outcome") == "blocked":
+            roots = req.get("blocked_by") or []
+            what = "blocked by " + ", ".join([roots] if isinstance(roots, str) else map(str, roots)) if roots \
+                else str(req.get("reason") or "blocked")
+        else:
+            messages = req.get("messages") or [""]
+            what = messages[0].splitlines()[0] if messages[0] else "failed"
+        if len(what) > 240:
+            what = what[:239] + "… (full text in the table)"
+        links = "".join(f' <a href="#{h.anchor}">timeline of {_text(h.test.rpartition("::")[2])}</a>'
+                        for h in timelines.get(req_id, []))
+        items.append(
+            f'<li class="{"blocked" if req.get("outcome") == "blocked" else "failed"}">'
+            f'<a href="#req-{_text(req_id)}">{_text(req_id)}</a> ({_text(req.get("level", ""))}) '
+            f'{_text(req.get("title", ""))}: {_text(what)}{links}</li>'
+        )
+    return (f'<section id="at-a-glance" class="glance"><h2>At a glance</h2>'
+            f'<ul>{"".join(items)}</ul></section>')
+
+
+def _requirements_section(report: Mapping[str, Any], drawn: list[_History]) -> str:
+    timelines = _timelines_by_requirement(drawn)
     rows = []
     for req in report.get("requirements", []):
         outcome = str(req.get("outcome", ""))
@@ -440,7 +475,8 @@ def _timeline_svg(history: _History, window: _Window, writers: list[str], number
     height = _TOP + len(writers) * _LANE_H + _AXIS_H
     span = max(window.end_ns - window.start_ns, 1)
     # Calls that never returned run past the last answer, into a strip at the right edge.
-    tail = _PLOT_W * 0.03 if any(op.complete_ns is None for op in window.operations) else 0.0
+    reaches_end = window.end_ns >= window.history_end_ns
+    tail = _PLOT_W * 0.03 if reaches_end and any(op.complete_ns is None for op in window.operations) else 0.0
     scale = (_PLOT_W - tail) / span
 
     def x(ns: float) -> float:
@@ -523,10 +559,13 @@ def _operation(op: Operation, lane: int, x: Any, window: _Window, number: int | 
     mid = _TOP + lane * _LANE_H + _BAR_MID
     height = _SAVE_H if op.kind == SAVE else _READ_H
     left = x(max(op.invoke_ns, window.start_ns))
-    if op.complete_ns is None:
-        right = x(window.end_ns) + tail if window.end_ns >= window.history_end_ns else x(window.end_ns)
-    else:
-        right = x(min(op.complete_ns, window.end_ns))
+    # A call still running at the window's right edge is cut there; one that never returned
+    # runs on into the tail strip when the window reaches the end of the history.
+    cut = (op.complete_ns if op.complete_ns is not None else window.history_end_ns + 1) > window.end_ns
+    right = x(min(op.complete_ns if op.complete_ns is not None else window.end_ns, window.end_ns))
+    if op.complete_ns is None and window.end_ns >= window.history_end_ns:
+        right += tail
+        cut = False
     right = max(right, left + _MIN_BAR)
     kind = "read" if op.kind == LATEST else "save"
     outcome = _KIND_CLASS[op.outcome]
@@ -535,7 +574,8 @@ def _operation(op: Operation, lane: int, x: Any, window: _Window, number: int | 
     parts = [
         f'<g class="{css}" data-index="{op.index}"><title>{_text(_describe(op, t0))}</title>',
         f'<rect class="bar" x="{left:.1f}" y="{top:.1f}" width="{right - left:.1f}" height="{height}" rx="2"/>',
-        _end_marker(op, right, mid),
+        # A chevron, not an outcome mark, where the window cuts a call short.
+        f'<path class="clipped" d="M{right - 5:.1f},{mid - 5} l5,5 l-5,5"/>' if cut else _end_marker(op, right, mid),
     ]
     if op.invoke_ns < window.start_ns:
         parts.append(f'<path class="clipped" d="M{left + 5:.1f},{mid - 5} l-5,5 l5,5"/>')
@@ -621,6 +661,11 @@ header.verdict.pass { background: var(--pass); }
 header.verdict.fail { background: var(--fail); }
 header h1 { margin: 0 0 4px; font-size: 22px; }
 header code { background: rgba(255,255,255,.18); padding: 0 6px; border-radius: 4px; }
+.glance ul { padding-left: 20px; margin: 6px 0; }
+.glance li { margin: 4px 0; }
+.glance li.failed::marker { content: "✘  "; color: var(--fail); }
+.glance li.blocked::marker { content: "⊘  "; color: var(--blocked); }
+.glance.clean { padding-top: 12px; color: var(--pass); }
 h2 { margin-top: 28px; border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
 table { border-collapse: collapse; }
 table.requirements { width: 100%; }
