@@ -17,11 +17,14 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .history import CONFLICT, ERROR, LATEST, OK, SAVE, UNKNOWN, CheckResult, Operation, history_from_json, history_to_json
+
+if TYPE_CHECKING:
+    from .writers import WriterPlan
 
 __all__ = ["MAX_DRAWN_OPERATIONS", "history_artifact", "render_html"]
 
@@ -39,7 +42,7 @@ _CONTEXT_BEFORE = 60
 def history_artifact(
     test: str,
     requirement: str,
-    plan: Any,
+    plan: WriterPlan | Mapping[str, Any],
     operations: Sequence[Operation],
     result: CheckResult | None,
 ) -> dict[str, Any]:
