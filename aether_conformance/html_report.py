@@ -175,7 +175,7 @@ def _at_a_glance(report: Mapping[str, Any], drawn: list[_History]) -> str:
     for req in problems:
         req_id = str(req.get("id", ""))
         if req.get("outcome") == "blocked":
-            roots = req.get("blocked_by") or []
+            roots = req.get("blockedBy") or []
             what = "blocked by " + ", ".join([roots] if isinstance(roots, str) else map(str, roots)) if roots \
                 else str(req.get("reason") or "blocked")
         else:
@@ -226,7 +226,7 @@ def _requirements_section(report: Mapping[str, Any], drawn: list[_History]) -> s
 
 def _requirement_detail(req: Mapping[str, Any], timelines: list[_History]) -> str:
     parts = []
-    blocked_by = req.get("blocked_by")
+    blocked_by = req.get("blockedBy")
     if blocked_by:
         roots = [blocked_by] if isinstance(blocked_by, str) else list(blocked_by)
         links = ", ".join(f'<a href="#req-{_text(r)}">{_text(r)}</a>' for r in roots)

@@ -61,17 +61,19 @@ def make_report(failed_message: str = "ES-CONC-001: two saves of version 1 both 
         else:
             cases.append(CaseOutcome(nodeid, [req.id], "passed", []))
     report = build_report("my_store.module:factory", "quick", frozenset(), summarise(cases),
-                          {"save_attempts": 480, "acknowledged_saves": 61, "conflicts": 419})
+                          {"save_attempts": 480, "acknowledged_saves": 61, "conflicts": 419},
+                          expected_tests=len(cases), tests_ran=len(cases))
     validate("report", report)
     return report
 
 
 def with_blocked(report: dict, req_id: str, root: str) -> dict:
-    """Mark one requirement blocked, as the report will once item 1 of issue 11 lands."""
+    """Mark one requirement blocked by another, as summarise does when a precondition fails."""
     for req in report["requirements"]:
         if req["id"] == req_id:
-            req.update(outcome="blocked", blocked_by=[root], reason=f"a precondition failed: {root}")
-    report["summary"]["blocked"] = 1
+            req.update(outcome="blocked", blockedBy=[root], reason=f"blocked by {root}")
+    report["summary"]["blocked"] += 1
+    report["summary"]["passed"] -= 1
     return report
 
 
