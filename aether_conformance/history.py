@@ -44,6 +44,7 @@ __all__ = [
     "UNKNOWN",
     "SAVE",
     "LATEST",
+    "EVENTS",
     "Operation",
     "PendingOperation",
     "HistoryRecorder",
@@ -57,9 +58,13 @@ __all__ = [
 ]
 
 OK, CONFLICT, ERROR, UNKNOWN = "ok", "conflict", "error", "unknown"
-SAVE, LATEST = "save", "latest"
+# A read is LATEST (get_latest_version) or EVENTS (get_events); an EVENTS read records the
+# highest version it returned (0 when it returned nothing from version 0 or below): in an
+# atomic store that is the actor's latest version at the instant of the read.
+SAVE, LATEST, EVENTS = "save", "latest", "events"
 _OUTCOMES = (OK, CONFLICT, ERROR, UNKNOWN)
-_KINDS = (SAVE, LATEST)
+_READS = (LATEST, EVENTS)
+_KINDS = (SAVE, *_READS)
 _INF = float("inf")
 
 
@@ -122,12 +127,12 @@ class Operation:
                     raise bad(name, f"a save must carry the event's {name} as a str, got {getattr(self, name)!r}")
         else:
             if self.outcome == OK and not _is_int(self.version):
-                raise bad("version", f"a successful latest read must carry the returned version, got {self.version!r}")
+                raise bad("version", f"a successful read must carry the returned version, got {self.version!r}")
             if self.outcome != OK and self.version is not None:
-                raise bad("version", f"must be None for a latest read that is {self.outcome}")
+                raise bad("version", f"must be None for a read that is {self.outcome}")
             for name in ("event_id", "digest"):
                 if getattr(self, name) is not None:
-                    raise bad(name, "must be None for a latest read")
+                    raise bad(name, "must be None for a read")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _OPERATION_FIELDS}
@@ -168,13 +173,13 @@ class PendingOperation:
         return self._started.index
 
     def ok(self, version: int | None = None) -> Operation:
-        """The call returned.  For a latest read, ``version`` is what it returned."""
+        """The call returned.  For a read, ``version`` is the latest version it showed."""
         if self._started.kind == SAVE and version is not None:
             raise ValueError(
                 f"operation #{self.index}: ok(version=...) is for latest reads; "
                 "a save's attempted version is given to invoke()"
             )
-        fields = {"version": version} if self._started.kind == LATEST else {}
+        fields = {"version": version} if self._started.kind in _READS else {}
         return self._finish(OK, fields)
 
     def conflict(self, current_version: int) -> Operation:
@@ -348,7 +353,7 @@ class _ActorCheck:
     def run(self) -> None:
         self.check_one_winner_per_version()
         landed = self.check_stream() if self.stream is not None else {}
-        self.check_real_time(self.sources(landed))
+        self.check_real_time(self.sources(landed), landed)
 
     # -- reporting -----------------------------------------------------------
 
@@ -363,9 +368,10 @@ class _ActorCheck:
         if op.kind == SAVE:
             what = f"#{op.index} {op.writer} save v{op.version} (id {op.event_id})"
         elif op.outcome == OK:
-            what = f"#{op.index} {op.writer} read latest = {op.version}"
+            shown = "latest" if op.kind == LATEST else "events up to"
+            what = f"#{op.index} {op.writer} read {shown} = {op.version}"
         else:
-            what = f"#{op.index} {op.writer} read latest"
+            what = f"#{op.index} {op.writer} read {'latest' if op.kind == LATEST else 'events'}"
         if op.outcome == OK:
             end = f"ok at {self.ms(op.complete_ns)}"
         elif op.outcome == CONFLICT:
@@ -543,16 +549,32 @@ class _ActorCheck:
                 first.setdefault(op.version, op)
         return first
 
-    def check_real_time(self, sources: Mapping[int, Operation]) -> None:
+    def check_real_time(
+        self, sources: Mapping[int, Operation], landed: Mapping[tuple[str, int], StoredEvent]
+    ) -> None:
         """One sweep in invoke order against the answers completed before each invoke.
 
         Every answer pins the actor's latest version at some instant inside
         the call: an acknowledged save of v makes it v, a latest read or a
         conflict reports it.  The latest version never decreases, so anything
         invoked after an answer completed must see at least that much.
+
+        A save that raised or never answered, but whose event is in the final
+        read, took effect: it is checked like an acknowledged one (it must not
+        have been accepted at or below a version already known when it was
+        invoked), though, its completion being unknown, it tells nothing.
         """
         # Acknowledged saves, successful reads and conflicts: the operations that told us something.
         answered = [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT]
+        unanswered_landed = {
+            op.index for op in self.saves
+            if (op.outcome == ERROR or op.outcome == UNKNOWN) and (op.event_id, op.version) in landed
+        }
+        checked = (
+            [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT or op.index in unanswered_landed]
+            if unanswered_landed
+            else answered
+        )
         by_completion = sorted(answered, key=_by_complete)
         count = len(by_completion)
         j = 0
@@ -561,11 +583,11 @@ class _ActorCheck:
         saved_by: Operation | None = None  # ... and the save that set it
         seen_max: float = -_INF  # highest version reported by a completed read or conflict ...
         seen_by: Operation | None = None
-        for op in answered:
+        for op in checked:
             invoked = op.invoke_ns
             while next_done < invoked:
                 done = by_completion[j]
-                if done.kind == LATEST:
+                if done.kind in _READS:
                     if done.version > seen_max:
                         seen_max, seen_by = done.version, done
                 elif done.outcome == OK:
@@ -576,7 +598,7 @@ class _ActorCheck:
                 j += 1
                 next_done = by_completion[j].complete_ns if j < count else _INF
 
-            if op.kind == LATEST:
+            if op.kind in _READS:
                 value = op.version
                 if value < saved_max:
                     self.report_stale_read(op, saved_by)
@@ -586,7 +608,7 @@ class _ActorCheck:
                     source = sources.get(value)
                     if source is None or source.invoke_ns > op.complete_ns:
                         self.report_impossible(op, value, source)
-            elif op.outcome == OK:
+            elif op.outcome != CONFLICT:  # a save that took effect
                 value = op.version
                 if value <= 0:
                     self.report_accepted_at_start(op)
@@ -609,7 +631,7 @@ class _ActorCheck:
 
     def report_impossible(self, op: Operation, value: int, source: Operation | None) -> None:
         """``op`` reported ``value``, which no save that took effect had been invoked to write."""
-        if op.kind == LATEST:
+        if op.kind in _READS:
             rule, said = "impossible-latest", f"a read returned latest version {value} for actor {self.quoted}"
         else:
             rule, said = "impossible-current", (
@@ -635,7 +657,7 @@ class _ActorCheck:
         )
 
     def _told(self, witness: Operation) -> str:
-        if witness.kind == LATEST:
+        if witness.kind in _READS:
             return f"a read returned latest version {witness.version}"
         if witness.outcome == OK:
             return f"a save of version {witness.version} succeeded"
@@ -663,11 +685,17 @@ class _ActorCheck:
             [witness, op],
         )
 
+    def _took_effect(self, op: Operation) -> str:
+        if op.outcome == OK:
+            return "succeeded"
+        how = "raised an error" if op.outcome == ERROR else "never answered"
+        return f"took effect (its event is in the final read; the call {how})"
+
     def report_accepted_below(self, op: Operation, witness: Operation) -> None:
         seen = self._witness_version(witness)
         self.report(
             "accepted-below-latest",
-            f"a save of version {op.version} to actor {self.quoted} succeeded although the latest version "
+            f"a save of version {op.version} to actor {self.quoted} {self._took_effect(op)} although the latest version "
             f"was already {seen} before it was invoked ({self._told(witness)}): "
             f"{self.describe_all([witness, op])}. An atomic store rejects a save at or below the latest "
             f"version with a version conflict.",
@@ -678,7 +706,7 @@ class _ActorCheck:
         # The history holds every save to the actor, so it started with none: at version 0.
         self.report(
             "accepted-below-latest",
-            f"a save of version {op.version} to actor {self.quoted} succeeded: {self.describe(op)}. "
+            f"a save of version {op.version} to actor {self.quoted} {self._took_effect(op)}: {self.describe(op)}. "
             f"An actor with no events is at version 0 and a save at or below the latest version must be "
             f"rejected with a version conflict, so a version of 0 or below is never accepted.",
             [op],
@@ -729,7 +757,8 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
 
     * ``time`` is nanoseconds since the history's first invoke; ``index`` the
       entry's position in the returned list; ``process`` the writer.
-    * ``f`` is ``"append"`` for a save and ``"read-latest"`` for a latest read.
+    * ``f`` is ``"append"`` for a save, ``"read-latest"`` for a latest read and
+      ``"read-events"`` for a read of events (its version is the highest it returned).
     * ``value`` is ``{"actor", "version"}``, plus ``"event_id"`` for an append.
       An append's version is the attempted one; a read's is ``None`` on invoke
       and the returned version on ``ok``.
@@ -752,7 +781,7 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
             f = "append"
             value: dict[str, Any] = {"actor": op.actor_id, "version": op.version, "event_id": op.event_id}
         else:
-            f = "read-latest"
+            f = "read-latest" if op.kind == LATEST else "read-events"
             value = {"actor": op.actor_id, "version": None}
         staged.append((op.invoke_ns, 0, op.index, {"process": op.writer, "type": "invoke", "f": f, "value": value}))
         done = {"process": op.writer, "f": f, "value": dict(value)}

@@ -58,10 +58,28 @@ def draw_plan(actor_id: str, run_id: str, writers: int, rounds: int, seed: int, 
 
 
 def content_digest(event: Event) -> str:
-    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond)."""
+    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond).
+
+    Equal for contents that :func:`~aether_conformance.model.json_equal` finds equal: numbers
+    are digested as the float64 Go holds (a store written in Go returns 3.0 for 3), and
+    true stays apart from 1.
+    """
     stamp = event.timestamp.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
-    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, event.data, stamp]
+    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, _as_go_holds(event.data), stamp]
     return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _as_go_holds(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        try:
+            return ["number", float(value) + 0.0]  # + 0.0: -0.0 and 0 are equal numbers
+        except OverflowError:  # beyond float64: json_equal compares such ints exactly
+            return ["int", str(value)]
+    if isinstance(value, dict):
+        return {key: _as_go_holds(item) for key, item in value.items()}
+    return [_as_go_holds(item) for item in value]
 
 
 def stored_events(events: list[Event]) -> list[StoredEvent]:
