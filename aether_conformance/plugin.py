@@ -150,8 +150,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Focused example tests first, property and concurrency tests last: with -x the run stops at
 # the most specific message, and cheap checks report before expensive ones.
-SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_refusals", "test_handles", "test_snapshots",
-               "test_concurrency", "test_properties")
+SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_boundaries", "test_refusals",
+               "test_handles", "test_snapshots", "test_streams", "test_concurrency", "test_properties",
+               # Last: actors written when the session began, checked again after everything else ran.
+               "test_revisit")
 
 
 def _suite_rank(item: pytest.Item) -> int:
@@ -305,7 +307,19 @@ def snapshot_store(store: DrivenHandle) -> DrivenHandle:
 
 
 @pytest.fixture(scope="session")
-def fresh_actor(worker_id_prefix: str) -> Any:
+def revisit_plants(store: DrivenHandle, worker_id_prefix: str) -> Any:
+    """Actors written as the session's first conformance test starts, checked again by the last one.
+
+    ``fresh_actor`` requests this fixture, so (nearly) every conformance test does: in each
+    session, xdist workers included, the actors are written before anything else runs.
+    """
+    from .suite.support import plant_revisit_actors
+
+    return plant_revisit_actors(store, _ActorIds(worker_id_prefix))
+
+
+@pytest.fixture(scope="session")
+def fresh_actor(worker_id_prefix: str, revisit_plants: Any) -> Any:
     """Return a function giving actor ids never used before, so no test needs a reset.
 
     Ids come in random shapes and lengths (alphabets, separators, case, non-ASCII
