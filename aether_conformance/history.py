@@ -52,6 +52,10 @@ __all__ = [
     "Violation",
     "CheckResult",
     "check_history",
+    "EventsRead",
+    "check_event_reads",
+    "SnapshotCall",
+    "check_snapshot_calls",
     "history_to_json",
     "history_from_json",
     "to_jepsen",
@@ -801,3 +805,147 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
     for position, (at, _, _, entry) in enumerate(staged):
         entries.append({"index": position, "time": at - t0, **entry})
     return entries
+
+
+# ---------------------------------------------------------------------------
+# Reads of events and snapshots during a run
+
+
+@dataclass(frozen=True, slots=True)
+class EventsRead:
+    """What one ``get_events(actor_id, from_version)`` call made during a run returned.
+
+    ``required`` is a version the reader had already seen as the actor's latest
+    (0 for none): a read from at or below it must return it.
+    """
+
+    reader: str
+    actor_id: str
+    from_version: int
+    required: int
+    events: tuple[tuple[int, str], ...]  # (version, event id) in the order returned
+    invoke_ns: int
+    complete_ns: int
+
+
+def check_event_reads(reads: Iterable[EventsRead], final_streams: Mapping[str, Sequence[StoredEvent]]) -> list[Violation]:
+    """Check reads of events made during a run against the final read of each actor.
+
+    In an atomic store a read returns, from its from_version, exactly the
+    events the stream holds at one instant; and since nothing is ever added
+    below the latest version, that is every event the final read holds up to
+    the highest version the read returned.  So: a read from at or below a
+    version the reader already saw as latest returns it; every event a read
+    returned is in the final read; and the final read holds no event between
+    a read's from_version and its highest version that the read did not
+    return (a save that landed below a version already visible: the trap of a
+    primary key on (actor, version) with ``SELECT max`` at READ COMMITTED).
+    """
+    violations: list[Violation] = []
+    finals: dict[str, tuple[list[tuple[int, str]], set[tuple[int, str]]]] = {}
+    for read in reads:
+        if read.actor_id not in finals:
+            stream = [(e.version, e.event_id) for e in final_streams.get(read.actor_id, ())]
+            finals[read.actor_id] = (stream, set(stream))
+        stream, present = finals[read.actor_id]
+        quoted = go_quote(read.actor_id)
+        got = [version for version, _ in read.events]
+        said = f"{read.reader} get_events({quoted}, {read.from_version}) returned versions {_span(got)}"
+        if 0 < read.required and read.from_version <= read.required and read.required not in got:
+            violations.append(Violation(
+                "read-lost-latest", read.actor_id,
+                f"{said}, without version {read.required}, which the same reader had already read as the latest "
+                f"version. An atomic store never shows a latest version without its event.", []))
+        vanished = [pair for pair in read.events if pair not in present]
+        if vanished:
+            version, event_id = vanished[0]
+            violations.append(Violation(
+                "read-vanished", read.actor_id,
+                f"{said}, including event {event_id} at version {version}, which the final read of the stream does "
+                f"not hold. An event a store has shown must never disappear.", []))
+        if got:
+            shown = set(read.events)
+            top = max(got)
+            missed = [(v, i) for v, i in stream if read.from_version <= v <= top and (v, i) not in shown]
+            if missed:
+                version, event_id = missed[0]
+                violations.append(Violation(
+                    "event-below-latest-appeared", read.actor_id,
+                    f"{said}; the final read also holds event {event_id} at version {version}, which that read did "
+                    f"not return although it showed version {top}. In an atomic store nothing is ever added below "
+                    f"the latest version, so a save of {version} landed after {top} was visible (or the read "
+                    f"skipped an event).", []))
+    return violations
+
+
+def _span(got: Sequence[int]) -> str:
+    if len(got) <= 6:
+        return str(list(got))
+    return f"[{got[0]}, {got[1]}, ... {got[-2]}, {got[-1]}] ({len(got)} events)"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCall:
+    """A ``save_snapshot`` (kind "save") or ``get_latest_snapshot`` (kind "read") made during a run.
+
+    ``version`` is the snapshot's version (for a read: the one returned, None for no snapshot);
+    ``outcome`` is OK, ERROR or UNKNOWN (then ``complete_ns`` is None).
+    """
+
+    caller: str
+    kind: str
+    actor_id: str
+    version: int | None
+    invoke_ns: int
+    complete_ns: int | None
+    outcome: str
+
+
+def check_snapshot_calls(calls: Sequence[SnapshotCall], final: Mapping[str, int | None]) -> list[Violation]:
+    """Check concurrent snapshot saves and reads, and each actor's final latest snapshot version.
+
+    The highest version wins: the final latest snapshot is the highest one
+    saved (an acknowledged save at least, an unanswered one at most), and a
+    read returns a version some save had been invoked to write, no lower than
+    any save acknowledged or any read answered before it was invoked.
+    """
+    violations: list[Violation] = []
+    by_actor: dict[str, list[SnapshotCall]] = {}
+    for call in calls:
+        by_actor.setdefault(call.actor_id, []).append(call)
+    for actor, group in by_actor.items():
+        quoted = go_quote(actor)
+        saves = [c for c in group if c.kind == "save"]
+        acked = max((c.version for c in saves if c.outcome == OK), default=None)
+        attempted = {c.version for c in saves}
+        last = final.get(actor)
+        if acked is not None and (last is None or last < acked or last not in attempted):
+            violations.append(Violation(
+                "snapshot-not-highest", actor,
+                f"concurrent snapshot saves of actor {quoted} up to version {acked} were acknowledged, but the latest "
+                f"snapshot is now {'none' if last is None else f'version {last}'}. The highest version must win, "
+                f"whatever order the saves arrive in.", []))
+        group.sort(key=lambda c: c.invoke_ns)
+        done = sorted((c for c in group if c.outcome == OK), key=lambda c: c.complete_ns)
+        floor, j = None, 0
+        for call in group:
+            if call.kind != "read" or call.outcome != OK:
+                continue
+            while j < len(done) and done[j].complete_ns < call.invoke_ns:
+                if done[j].version is not None and (floor is None or done[j].version > floor):
+                    floor = done[j].version
+                j += 1
+            got = call.version
+            sources = [c for c in saves if c.version == got and c.invoke_ns <= call.complete_ns]
+            if got is not None and not sources:
+                violations.append(Violation(
+                    "snapshot-impossible", actor,
+                    f"{call.caller} get_latest_snapshot({quoted}) returned version {got}, which no save had been "
+                    f"invoked to write by then.", []))
+            if floor is not None and (got is None or got < floor):
+                violations.append(Violation(
+                    "snapshot-went-backwards", actor,
+                    f"{call.caller} get_latest_snapshot({quoted}) returned {'None' if got is None else f'version {got}'}, "
+                    f"although version {floor} had been saved or read before the call began. The latest snapshot "
+                    f"never goes down.", []))
+    return violations
