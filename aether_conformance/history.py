@@ -574,6 +574,16 @@ class _ActorCheck:
             op.index for op in self.saves
             if (op.outcome == ERROR or op.outcome == UNKNOWN) and (op.event_id, op.version) in landed
         }
+        if unanswered_landed:
+            # Only a save that alone wrote its (event id, version): of several attempts at one event,
+            # any one may be the one that took effect.
+            attempts: dict[tuple[str, int], int] = {}
+            for op in self.saves:
+                attempts[(op.event_id, op.version)] = attempts.get((op.event_id, op.version), 0) + 1
+            unanswered_landed = {
+                op.index for op in self.saves
+                if op.index in unanswered_landed and attempts[(op.event_id, op.version)] == 1
+            }
         checked = (
             [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT or op.index in unanswered_landed]
             if unanswered_landed
