@@ -236,6 +236,10 @@ class HistoryRecorder:
             self._operations.append(started)
         return PendingOperation(self, started)
 
+    def now(self) -> int:
+        """The recorder's clock, for timing records kept beside the history (reads of events, snapshots)."""
+        return self._clock()
+
     def operations(self) -> list[Operation]:
         """Every operation in recording order; those still pending have outcome UNKNOWN."""
         with self._lock:

@@ -32,7 +32,7 @@ from typing import Any
 
 from .driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreTimeout, ensure_import_path
 from .errors import VersionConflictError
-from .history import EVENTS, LATEST, OK, SAVE, UNKNOWN, ERROR, EventsRead, HistoryRecorder, SnapshotCall, StoredEvent
+from .history import ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall, StoredEvent
 from .model import ActorSnapshot, Event
 
 __all__ = ["WriterPlan", "RunLog", "draw_plan", "run_writers", "run_writer_process", "content_digest", "stored_events"]
@@ -245,12 +245,12 @@ def _write_rounds(
             continue
         op.ok()
         before, seen[actor] = seen[actor], event.version
-        if plan.steps and not _read_after_win(handle, actor, before + 1, event.version, label, log, recorder._clock):
+        if plan.steps and not _read_after_win(handle, actor, before + 1, event.version, label, log, recorder.now):
             barrier.abort()
             return
         if plan.snapshots:
             try:
-                _snapshot(handle, actor, event.version, label, log, recorder._clock)
+                _snapshot(handle, actor, event.version, label, log, recorder.now)
             except StoreTimeout:
                 barrier.abort()
                 return
@@ -269,7 +269,7 @@ def _read_rounds(
     label = f"r{reader_no}"
     actors = plan.actors
     seen: dict[str, int] = {}
-    clock = recorder._clock
+    clock = recorder.now
     for kind, index in plan.reads[reader_no]:
         try:
             barrier.wait(barrier_timeout)
@@ -287,7 +287,13 @@ def _read_rounds(
                 log.add(SnapshotCall(label, "read", actor, None if got is None else got.version, invoked, clock(), OK))
             elif kind == "latest":
                 op = recorder.invoke(label, LATEST, actor)
-                latest = handle.get_latest_version(actor)
+                try:
+                    latest = handle.get_latest_version(actor)
+                except StoreTimeout:
+                    raise  # left pending: it never returned
+                except StoreMisbehaviour as error:
+                    op.error(str(error))
+                    continue
                 op.ok(version=latest)
                 seen[actor] = max(seen.get(actor, 0), latest)
             else:
