@@ -358,7 +358,11 @@ def _write_outputs(report: dict, artifacts: Path, extra_outputs: dict[str, Path]
     (artifacts / "badge.json").write_text(json.dumps(badge(report), indent=2) + "\n", encoding="utf-8")
     summary = markdown_summary(report)
     (artifacts / "summary.md").write_text(summary, encoding="utf-8")
-    (artifacts / "report.html").write_text(render_html(report, _histories(artifacts)), encoding="utf-8")
+    try:
+        page = render_html(report, _histories(artifacts))
+    except ValueError:  # a history cut short (a crash mid-write): the page without timelines
+        page = render_html(report, [])
+    (artifacts / "report.html").write_text(page, encoding="utf-8")
     for name, target in extra_outputs.items():
         source = {"json_report": artifacts / "report.json", "junitxml": artifacts / "junit.xml",
                   "badge": artifacts / "badge.json"}[name]

@@ -17,17 +17,21 @@ import random
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from ..plugin import STATISTICS_KEY
+from ..html_report import history_artifact
+from ..plugin import STATISTICS_KEY, run_key
 from ..driver import StoreDriver
 from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
 from ..writers import draw_plan, run_writer_process, run_writers, stored_events
 from .support import q, violated
 
 
-def _verdict(req_id, store, plan, recorder, tmp_path_factory, how, log=None):
+def _verdict(req_id, store, plan, recorder, request, how, log=None):
+    """Check the recorded history; record the load the test applied (even when it fails) and keep
+    the history in the artifacts directory, for the HTML report's timeline."""
     operations = recorder.operations()
     finals = {actor: store.get_events(actor, 0) for actor in plan.actors}
     streams = {actor: stored_events(events) for actor, events in finals.items()}
@@ -47,9 +51,17 @@ def _verdict(req_id, store, plan, recorder, tmp_path_factory, how, log=None):
         "unknown": sum(op.outcome == "unknown" for op in operations) + sum(c.outcome == "unknown" for c in snapshot_calls),
         "concurrent_reads": sum(op.kind != "save" for op in operations) + len(snapshot_calls),
     }
+    request.node.user_properties.append((STATISTICS_KEY, stats))
+    artifacts = request.config.stash[run_key].artifacts
+    if artifacts:
+        kept = Path(artifacts) / "histories" / f"{_file_name(request.node.nodeid)}.json"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(history_artifact(request.node.nodeid, req_id, plan, operations, result)))
     if result.ok and not read_violations and not snapshot_violations and not stats["errors"] and not stats["unknown"]:
-        return stats
-    path = tmp_path_factory.mktemp("aether-history") / "history.json"
+        return
+    path = (Path(artifacts) if artifacts else request.getfixturevalue("tmp_path_factory").mktemp("aether-history")) \
+        / "histories" / "full" / f"{_file_name(request.node.nodeid)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "plan": {"actors": list(plan.actors), "seed": plan.seed, "writers": plan.writers, "readers": plan.readers,
                  "rounds": plan.rounds},
@@ -82,34 +94,37 @@ def _verdict(req_id, store, plan, recorder, tmp_path_factory, how, log=None):
     )
 
 
+def _file_name(nodeid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in nodeid.rpartition("::")[2])[:120]
+
+
 def _seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
 @pytest.mark.requirement("ES-CONC-001")
-def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, tmp_path_factory, record_property):
+def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, request):
     profile = aether_profile
     plan = draw_plan(fresh_actor("race-one-handle"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
     run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} sharing {store.name}"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("ES-CONC-001")
-def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, tmp_path_factory,
-                                            record_property):
+def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, request):
     profile = aether_profile
     handles = [store] + [aether_driver.new_handle() for _ in range(min(profile.writers, 4) - 1)]
     plan = draw_plan(fresh_actor("race-many-handles"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
     run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} over {len(handles)} handles"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("ES-CONC-002")
-def test_concurrent_writer_processes(store, fresh_actor, aether_profile, tmp_path_factory, record_property):
+def test_concurrent_writer_processes(store, fresh_actor, aether_profile, request):
     profile = aether_profile
     processes, threads = profile.processes, profile.threads_per_process
     plan = draw_plan(fresh_actor("race-processes"), f"run{_seed()}", processes * threads, profile.process_rounds, _seed())
@@ -148,12 +163,11 @@ def test_concurrent_writer_processes(store, fresh_actor, aether_profile, tmp_pat
             violated("ES-CONC-002", f"writer process {outcome['process']} could not run: {outcome['error']}")
         recorder.extend(outcome["operations"])
     how = f"{processes} processes x {threads} threads, one handle per process"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-002", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-002", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("ES-CONC-001")
-def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor, aether_profile, tmp_path_factory,
-                                               record_property):
+def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor, aether_profile, request):
     # Writers spread over three actors or piled on one, some skipping versions, while readers read
     # latest versions and events: cross-actor lost updates, a busy backend reported as a conflict,
     # a version landing below one already visible, and reads that vanish or go back all show here.
@@ -165,12 +179,11 @@ def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor
     recorder = HistoryRecorder()
     log = run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} over {len(handles)} handles, versions skipped"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how, log))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
 @pytest.mark.requirement("SS-SNAP-002", "ES-CONC-001")
-def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_actor, aether_profile, tmp_path_factory,
-                                                      record_property):
+def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_actor, aether_profile, request):
     # Every acknowledged save is followed by a snapshot at its version, from writers racing on two
     # actors: a read-compare-write of the latest snapshot lets a lower version overwrite a higher one.
     store = snapshot_store
@@ -181,12 +194,11 @@ def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_acto
     recorder = HistoryRecorder()
     log = run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} saving a snapshot after every win"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how, log))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
 @pytest.mark.requirement("ES-HANDLE-001", "ES-CONC-001")
-def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_profile, tmp_path_factory,
-                                                   record_property):
+def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_profile, request):
     # While writers race, new handles come and go (made from the factory in a driver of their own,
     # closed, dropped and garbage-collected): each must see every acknowledged save, and dropping
     # one must not take shared state (a pool, a cache, a connection) away from the others.
@@ -226,4 +238,4 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
     finally:
         late.close()
     how = f"{'asyncio tasks' if store.is_async else 'threads'}, with handles made and dropped meanwhile"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)
