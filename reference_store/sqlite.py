@@ -37,7 +37,6 @@ run, so tests against it must use fresh actor ids.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import tempfile
@@ -48,6 +47,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
+from aether_conformance.json_values import check_json_value, check_text
 from aether_conformance.model import INT64_MAX, INT64_MIN
 from aether_conformance.timestamps import format_go_time, parse_go_time
 
@@ -106,57 +106,20 @@ _T = TypeVar("_T")
 # --- turning records into rows, refusing what cannot round-trip ---------------------------
 
 
-def _check_text(field: str, value: str) -> None:
-    # A lone surrogate is no Unicode text: SQLite, UTF-8 and Go's strings cannot hold it.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(
-            f"{field}: must be valid Unicode text, found lone surrogate {value[error.start]!r} "
-            f"at index {error.start}"
-        ) from None
-
-
-def _check_json(field: str, value: Any, open_containers: set[int]) -> None:
-    """Refuse anything that would not come back from ``json.loads`` equal to itself."""
-    if value is None or isinstance(value, (bool, int)):
-        return
-    if isinstance(value, str):
-        _check_text(field, value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{field}: {value!r} is not a JSON number (Go's encoding/json refuses NaN and infinities)")
-    elif isinstance(value, (dict, list)):
-        if id(value) in open_containers:
-            raise ValueError(f"{field}: contains itself (a circular reference is not JSON)")
-        open_containers.add(id(value))
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ValueError(
-                        f"{field}: key {key!r} is a {type(key).__name__}; JSON object keys must be str"
-                    )
-                _check_text(f"{field} key {key!r}", key)
-                _check_json(f"{field}[{key!r}]", item, open_containers)
-        else:
-            for index, item in enumerate(value):
-                _check_json(f"{field}[{index}]", item, open_containers)
-        open_containers.discard(id(value))
-    else:
-        raise ValueError(
-            f"{field}: a {type(value).__name__} is not a JSON value "
-            "(allowed: dict with str keys, list, str, int, float, bool, None)"
-        )
-
-
 def _json_text(field: str, value: dict[str, Any] | None) -> str:
-    _check_json(field, value, set())
+    """The JSON text kept for ``value``; refuses what would not come back from ``json.loads`` equal to itself.
+
+    The model checked the value when the record was built, but a caller may
+    have changed it since; and within the depth the model allows, json.loads
+    reads back whatever json.dumps wrote (both stop near 1,000 levels).
+    """
+    check_json_value(field, value, json_only=True)
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _event_row(event: Event) -> tuple:
     for name in ("id", "event_type", "actor_id", "command_id"):
-        _check_text(f"Event.{name}", getattr(event, name))
+        check_text(f"Event.{name}", getattr(event, name))
     return (
         event.actor_id,
         event.version,
@@ -367,7 +330,7 @@ class SQLiteEventStore:
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         if not isinstance(snapshot, ActorSnapshot):
             raise TypeError(f"save_snapshot expects an ActorSnapshot, got {type(snapshot).__name__}")
-        _check_text("ActorSnapshot.actor_id", snapshot.actor_id)
+        check_text("ActorSnapshot.actor_id", snapshot.actor_id)
         row = (
             snapshot.actor_id,
             snapshot.version,

@@ -199,7 +199,7 @@ DATA_SHAPES = {
     "flat": lambda: {"amount": 1, "rate": 0.5, "ok": True, "none": None, "note": "Zoë"},
     "nested": lambda: {
         "lines": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1.0}],
-        "meta": {"tags": ["x", "\ud800 lone surrogate", "🎉"], "empty": {}},
+        "meta": {"tags": ["x", "\u00e9 \U0010ffff", "🎉"], "empty": {}},
         "big": 2**70,
     },
     "dict subclass": lambda: OrderedDict([("b", 1), ("a", 2)]),
