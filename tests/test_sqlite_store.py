@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError, json_equal
+from aether_conformance.limits import MAX_NESTING_DEPTH
 from aether_conformance.model import INT64_MAX, INT64_MIN
 from aether_conformance.timestamps import format_go_time
 from reference_store.sqlite import DEFAULT_PATH, PATH_ENV, SQLiteEventStore, shared_store
@@ -277,27 +278,59 @@ def cyclic() -> dict:
     return data
 
 
+def nested(levels: int, leaf: object = 1) -> dict:
+    """A dict nesting ``levels`` containers (itself included), alternating objects and arrays."""
+    value: object = leaf
+    for level in range(levels - 1):
+        value = [value] if level % 2 else {"k": value}
+    return {"k": value}
+
+
 @pytest.mark.parametrize(
     "data, field, rule",
     [
-        ({"tags": {1, 2}}, "Event.data['tags']", "set is not a JSON value"),
-        ({"v": float("nan")}, "Event.data['v']", "NaN"),
-        ({"v": [float("inf")]}, "Event.data['v'][0]", "infinities"),
-        ({"v": (1, 2)}, "Event.data['v']", "tuple is not a JSON value"),
-        ({1: "x"}, "Event.data", "keys must be str"),
-        ({"v": b"bytes"}, "Event.data['v']", "bytes is not a JSON value"),
-        ({"v": "lone \ud800"}, "Event.data['v']", "lone surrogate"),
-        ({"\udfff": 1}, "Event.data key", "lone surrogate"),
-        (cyclic(), "Event.data['x'][0]", "circular"),
+        ({"tags": {1, 2}}, "Event.data['v']['tags']", "set is not a JSON value"),
+        ({"v": float("nan")}, "Event.data['v']['v']", "NaN"),
+        ({"v": [float("inf")]}, "Event.data['v']['v'][0]", "infinities"),
+        ({"v": (1, 2)}, "Event.data['v']['v']", "tuple is not a JSON value"),
+        ({1: "x"}, "Event.data['v']", "keys must be str"),
+        ({"v": b"bytes"}, "Event.data['v']['v']", "bytes is not a JSON value"),
+        ({"v": "lone \ud800"}, "Event.data['v']['v']", "lone surrogate"),
+        ({"\udfff": 1}, "Event.data['v'] key", "lone surrogate"),
+        (cyclic(), "Event.data['v']['x'][0]", "circular"),
+        ({"v": 10**400}, "Event.data['v']['v']", "beyond float64 range"),
+        # SQLite once acknowledged data nested ~985 levels that raised RecursionError when read back.
+        (nested(985), "Event.data['v']['k']", "nested deeper than 512 levels"),
     ],
-    ids=["set", "nan", "inf", "tuple", "int-key", "bytes", "surrogate", "surrogate-key", "cycle"],
+    ids=["set", "nan", "inf", "tuple", "int-key", "bytes", "surrogate", "surrogate-key", "cycle", "huge-int",
+         "985-levels"],
 )
 def test_data_that_cannot_round_trip_is_refused(store, data, field, rule):
+    """Checked on save: the caller may have changed the data since the model checked it."""
     store.save_event(event("a", 1))
+    changed = event("a", 2, {"v": None})
+    changed.data["v"] = data
     with pytest.raises(ValueError) as caught:
-        store.save_event(event("a", 2, data))
-    assert field in str(caught.value) and rule in str(caught.value)
+        store.save_event(changed)
+    assert str(caught.value).startswith(field) and rule in str(caught.value)
     assert versions(store, "a") == [1]
+    state: dict = {"v": None}
+    changed_snapshot = snapshot("a", 2, state)
+    state["v"] = data
+    with pytest.raises(ValueError, match=r"^ActorSnapshot\.state\['v'\]"):
+        store.save_snapshot(changed_snapshot)
+    assert store.get_latest_snapshot("a") is None
+
+
+def test_data_nested_to_the_kit_limit_round_trips(db_path):
+    data = nested(MAX_NESTING_DEPTH)
+    with SQLiteEventStore(db_path) as handle:
+        handle.save_event(event("deep", 1, data))
+        handle.save_snapshot(snapshot("deep", 1, nested(MAX_NESTING_DEPTH)))
+    with SQLiteEventStore(db_path) as reopened:  # read from the file, not from anything cached
+        [read] = reopened.get_events("deep", 0)
+        assert json_equal(read.data, data)
+        assert json_equal(reopened.get_latest_snapshot("deep").state, data)
 
 
 def test_lone_surrogates_in_ids_are_refused(store):
