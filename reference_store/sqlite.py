@@ -29,9 +29,12 @@ A handle may be used from several threads: each thread gets its own
 connection, so concurrent writers contend in SQLite, not on a Python lock.
 
 The conformance factory is :func:`shared_store`; its database file is
-``$AETHER_SQLITE_PATH``, or ``aether-conformance.sqlite3`` in
-``tempfile.gettempdir()`` when the variable is unset.  That file outlives the
-run, so tests against it must use fresh actor ids.
+``$AETHER_SQLITE_PATH``, or :func:`default_path` when the variable is unset:
+``store.sqlite3`` in a private per-user directory of the temp dir
+(``aether-conformance-<uid>``, mode 0700).  That file outlives the run, so
+tests against it must use fresh actor ids.  Whatever the path, the store
+refuses to open it through anything another local user controls
+(``safe_path``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import weakref
@@ -51,10 +53,12 @@ from aether_conformance.json_values import check_json_value, check_text
 from aether_conformance.model import INT64_MAX, INT64_MIN
 from aether_conformance.timestamps import format_go_time, parse_go_time
 
-__all__ = ["SQLiteEventStore", "shared_store", "DEFAULT_PATH", "PATH_ENV"]
+from .safe_path import UnsafeDatabasePathError, check_database_path, private_default_dir
+
+__all__ = ["SQLiteEventStore", "shared_store", "default_path", "PATH_ENV", "UnsafeDatabasePathError"]
 
 PATH_ENV = "AETHER_SQLITE_PATH"
-DEFAULT_PATH = os.path.join(tempfile.gettempdir(), "aether-conformance.sqlite3")
+DEFAULT_FILE_NAME = "store.sqlite3"
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 _SQLITE_BUSY = 5
@@ -180,7 +184,9 @@ class SQLiteEventStore:
     """An event and snapshot store in the SQLite database file at ``path``.
 
     The file and its tables are created when missing.  Every handle on the same
-    file, in this process or another, sees one store.
+    file, in this process or another, sees one store.  A path that passes
+    through a symlink, directory or file another local user controls is
+    refused with :class:`UnsafeDatabasePathError`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
@@ -188,6 +194,7 @@ class SQLiteEventStore:
         if self._path == ":memory:" or self._path == "":
             # Each thread's connection would get its own private database.
             raise ValueError(f"path: must name a database file, got {self._path!r}")
+        check_database_path(self._path)
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -351,7 +358,12 @@ class SQLiteEventStore:
 def shared_store() -> SQLiteEventStore:
     """Zero-argument factory for the conformance suite: a new handle on the shared file.
 
-    The file is ``$AETHER_SQLITE_PATH``, or :data:`DEFAULT_PATH` when unset;
+    The file is ``$AETHER_SQLITE_PATH``, or :func:`default_path` when unset;
     spawned processes inherit the variable, so their handles open the same file.
     """
-    return SQLiteEventStore(os.environ.get(PATH_ENV) or DEFAULT_PATH)
+    return SQLiteEventStore(os.environ.get(PATH_ENV) or default_path())
+
+
+def default_path() -> str:
+    """``store.sqlite3`` in ``aether-conformance-<uid>`` of the temp dir, a directory of yours with mode 0700."""
+    return os.path.join(private_default_dir(), DEFAULT_FILE_NAME)
