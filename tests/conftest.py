@@ -23,11 +23,10 @@ import pytest
 from hypothesis import settings
 
 settings.register_profile("aether-kit", deadline=None)
-settings.load_profile("aether-kit")
 
 SESSION_ENV = "AETHER_KIT_TEST_SESSION_TMPDIR"
-# Only bounds a hang: xdist workers that were told to stop exit within seconds.
-PROCESS_EXIT_TIMEOUT = 60
+# Generous: processes that end by themselves when the run ends take well under a second.
+PROCESS_EXIT_GRACE = 30
 _SESSION_TMPDIR = pytest.StashKey[Path]()
 
 
@@ -35,9 +34,18 @@ def _is_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def _is_the_kits_own_test_session(config: pytest.Config) -> bool:
+    # Also loaded when the CLI runs pytest from the repository root (pytest loads test*/conftest.py
+    # of the invocation directory when no argument is a path): then it must stay out of the way.
+    return config.inipath is not None and config.inipath.resolve() == Path(__file__).resolve().parent.parent / "pyproject.toml"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if not _is_the_kits_own_test_session(config):
+        return
+    settings.load_profile("aether-kit")
     if _is_xdist_worker(config) or SESSION_ENV in os.environ:
-        return  # the controller (or an outer test session) already set it up
+        return  # the controller (or an outer session) made the temp dir
     system_tmp = tempfile.gettempdir()
     os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", system_tmp)
     private = tempfile.mkdtemp(prefix="aether-kit-tests-", dir=system_tmp)
@@ -71,14 +79,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     processes: list[tuple[int, int, str]] = []
     if Path("/proc").is_dir():
         marker = f"{SESSION_ENV}={private}".encode()
-        # xdist's workers are this process's children and may take a moment to exit; anything else is a leftover.
-        wait_for_workers = session.config.pluginmanager.has_plugin("dsession")
-        deadline = time.monotonic() + PROCESS_EXIT_TIMEOUT
-        while True:
-            processes = _processes_of_the_session(marker)
-            workers = [pid for pid, parent, _ in processes if parent == os.getpid()]
-            if not (wait_for_workers and workers) or time.monotonic() > deadline:
-                break
+        # xdist's workers, and helpers such as multiprocessing's resource tracker, exit on their own once
+        # the run is over; what still runs after the grace period was left behind.
+        deadline = time.monotonic() + PROCESS_EXIT_GRACE
+        while (processes := _processes_of_the_session(marker)) and time.monotonic() < deadline:
             time.sleep(0.2)
     files = sorted(str(path.relative_to(private)) for path in private.rglob("*"))
     shutil.rmtree(private, ignore_errors=True)
