@@ -25,16 +25,21 @@ _KEY_SHOWN = 64  # characters of a key quoted in a field path
 _STEPS_SHOWN = 4  # keys and indexes shown at each end of a deep field path
 
 
+def _key(key: Any) -> str:
+    """A dict key or list index as a field path shows it: quoted, shortened, never failing."""
+    if isinstance(key, str):
+        return repr(key if len(key) <= _KEY_SHOWN else key[:_KEY_SHOWN] + "…")
+    if isinstance(key, int) and key.bit_length() > 64:  # repr of an int beyond 4,300 digits raises
+        return f"<an int of {key.bit_length()} bits>"
+    return repr(key)
+
+
 def _field(where: str, link: tuple | None) -> str:
     """``where`` followed by the keys and indexes of ``link`` (built only when an error is raised)."""
     steps = []
     while link is not None:
         link, key, _ = link
-        if isinstance(key, str):
-            shown = key if len(key) <= _KEY_SHOWN else key[:_KEY_SHOWN] + "…"
-            steps.append(f"[{shown!r}]")
-        else:
-            steps.append(f"[{key!r}]")
+        steps.append(f"[{_key(key)}]")
     steps.reverse()
     if len(steps) > 2 * _STEPS_SHOWN:  # a path 512 levels deep would drown the message
         steps[_STEPS_SHOWN:-_STEPS_SHOWN] = [f"[…{len(steps) - 2 * _STEPS_SHOWN} levels…]"]
@@ -135,10 +140,10 @@ def check_json_value(where: str, value: Any, *, json_only: bool = False) -> None
             if is_dict:
                 if isinstance(key, str):
                     if not key.isascii():
-                        _check_text(f"{_field(where, link)} key {key[:_KEY_SHOWN]!r}", key)
+                        _check_text(f"{_field(where, link)} key {_key(key)}", key)
                 elif json_only:
                     raise ValueError(
-                        f"{_field(where, link)}: key {key!r} is a {type(key).__name__}; JSON object keys must be str"
+                        f"{_field(where, link)}: key {_key(key)} is a {type(key).__name__}; JSON object keys must be str"
                     )
             if _check_scalar(lambda: _field(where, (link, key, item)), item, json_only):
                 stack.append((item, depth + 1, (link, key, item)))
