@@ -271,8 +271,9 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         "--aether-json-report", str(json_report),
         "--aether-artifacts", str(artifacts),
         "--junitxml", str(junit), "-o", "junit_family=xunit2", "-o", "junit_suite_name=aether-conformance",
-        # The suite lives in the installed package: do not pick up the caller's pytest config.
-        "-c", os.devnull, "--rootdir", os.getcwd(),
+        # The suite lives in the installed package: do not pick up the caller's pytest config,
+        # nor a conftest.py of the project it runs in.
+        "-c", os.devnull, "--rootdir", os.getcwd(), "--noconftest",
         "-p", "no:cacheprovider",
         # the CLI imports the kit before pytest starts; the suite uses no bare asserts to rewrite
         "-W", "ignore::pytest.PytestAssertRewriteWarning",
