@@ -2,7 +2,8 @@
 
     aether-conformance run MODULE:ATTR [--capability NAME]... [--profile quick|default|thorough]
                        [--json-report PATH] [--junitxml PATH] [--badge PATH] [--timeout S]
-                       [--nats-server] [-- extra pytest args]
+                       [--nats-server | --nats-cluster N] [--faults kill,pause,partition]
+                       [--fault-seed N] [--fault-report PATH] [-- extra pytest args]
     aether-conformance requirements          print the requirement catalog (Markdown)
 
 Exit codes: 0 the store is conformant (every applicable MUST passed);
@@ -27,6 +28,7 @@ from .report import badge, markdown_summary
 from .requirements import CAPABILITIES, markdown_table
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
+DEFAULT_TIMEOUT, FAULT_TIMEOUT = 10.0, 60.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,15 +37,27 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the conformance suite against a store")
     run.add_argument("store", metavar="MODULE:ATTR", help="zero-argument factory returning a store handle")
     run.add_argument("--capability", action="append", default=[], metavar="NAME",
-                     choices=[name for name in CAPABILITIES if name != "snapshots"],
+                     choices=[name for name in CAPABILITIES if name not in ("snapshots", "faults")],
                      help="declare a capability (repeatable): multiprocess")
     run.add_argument("--profile", choices=list(PROFILES), default="default")
-    run.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per store call (default 10)")
+    run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                     help=f"per store call (default {DEFAULT_TIMEOUT:g}; {FAULT_TIMEOUT:g} with --faults, "
+                          "to outlast a leader election)")
     run.add_argument("--json-report", metavar="PATH", help="per-requirement JSON report (schemas/report.schema.json)")
     run.add_argument("--junitxml", metavar="PATH", help="JUnit XML, one test case per conformance test")
     run.add_argument("--badge", metavar="PATH", help="shields.io endpoint badge JSON")
     run.add_argument("--nats-server", action="store_true",
                      help="start a local nats-server (127.0.0.1, free port, temp store) and export AETHER_NATS_URL")
+    run.add_argument("--nats-cluster", type=int, metavar="N",
+                     help="start an N-node JetStream cluster (127.0.0.1, proxied routes) and export AETHER_NATS_URL "
+                          "(every node, comma-separated) and AETHER_NATS_REPLICAS=N; it provides the faults "
+                          "kill, pause and partition")
+    run.add_argument("--faults", metavar="NAMES",
+                     help="inject these faults (comma-separated) while writers run (ES-FAULT-001), "
+                          "from the cluster or a fault plugin loaded with -p after --")
+    run.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault schedule (default: random)")
+    run.add_argument("--fault-report", metavar="PATH",
+                     help="write the fault run (faults injected, unknown outcomes, verdict) as JSON")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
     return parser
@@ -62,9 +76,49 @@ def _nats_server(wanted: bool) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _nats_cluster(size: int | None) -> Iterator[list[object]]:
+    """Start the cluster when asked; yields the pytest plugins that offer its faults."""
+    if size is None:
+        yield []
+        return
+    from .nats_cluster import ClusterFaultPlugin, NatsCluster
+
+    with NatsCluster(size) as cluster:
+        os.environ["AETHER_NATS_URL"] = cluster.url
+        os.environ["AETHER_NATS_REPLICAS"] = str(size)
+        print(f"aether-conformance: started a {size}-node nats-server cluster at {cluster.url} "
+              f"(pids {', '.join(str(node.pid) for node in cluster.nodes)})", file=sys.stderr)
+        yield [ClusterFaultPlugin(cluster)]
+
+
+def _check_run_args(args: argparse.Namespace) -> str | None:
+    if args.nats_server and args.nats_cluster is not None:
+        return "--nats-server and --nats-cluster are exclusive: one server or one cluster"
+    if args.nats_cluster is not None and not 1 <= args.nats_cluster <= 5:
+        return f"--nats-cluster: must be a number of nodes from 1 to 5 (JetStream's replica limit), got {args.nats_cluster}"
+    if args.faults is not None:
+        from .faults import parse_fault_names
+
+        try:
+            parse_fault_names(args.faults)
+        except ValueError as error:
+            return f"--{error}"
+    elif args.fault_seed is not None or args.fault_report:
+        return "--fault-seed and --fault-report need --faults"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
-    with _nats_server(args.nats_server):
+    problem = _check_run_args(args)
+    if problem:
+        print(f"aether-conformance: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.timeout is None:
+        args.timeout = FAULT_TIMEOUT if args.faults else DEFAULT_TIMEOUT
+    with _nats_server(args.nats_server), _nats_cluster(args.nats_cluster) as plugins:
+        args.plugins = plugins
         try:
             # Preflight: one handle, made and closed here, so a store that cannot even be reached
             # is a one-line usage error rather than a hundred identical test errors.
@@ -99,9 +153,16 @@ def _certify(args: argparse.Namespace) -> int:
             pytest_args += ["-p", "aether_conformance.plugin"]  # not loaded from its entry point then
         for capability in args.capability:
             pytest_args += ["--aether-capability", capability]
+        if args.faults:
+            pytest_args += ["--aether-faults", args.faults]
+            if args.fault_seed is not None:
+                pytest_args += ["--aether-fault-seed", str(args.fault_seed)]
+        from .faults import FaultRunCollector
+
+        faults = FaultRunCollector()
         if args.junitxml:
             pytest_args += ["--junitxml", args.junitxml]
-        status = pytest.main(pytest_args + args.pytest_args)
+        status = pytest.main(pytest_args + args.pytest_args, plugins=[*getattr(args, "plugins", []), faults])
         if not Path(json_report).exists():
             if status in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
                 print("aether-conformance: no conformance test ran; nothing is certified", file=sys.stderr)
@@ -111,6 +172,10 @@ def _certify(args: argparse.Namespace) -> int:
         report = json.loads(Path(json_report).read_text(encoding="utf-8"))
     print()
     print(markdown_summary(report))
+    for line in faults.summary_lines():
+        print(line)
+    if args.fault_report and faults.runs:
+        Path(args.fault_report).write_text(json.dumps(faults.runs, indent=2) + "\n", encoding="utf-8")
     if args.badge:
         Path(args.badge).write_text(json.dumps(badge(report), indent=2) + "\n", encoding="utf-8")
     if status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):

@@ -52,7 +52,7 @@ from typing import Any
 
 from .nats_server import HOST, NatsServerError, _free_port, _healthy, find_nats_server
 
-__all__ = ["NatsCluster", "NatsClusterError", "ClusterNode", "nats_server_version"]
+__all__ = ["NatsCluster", "NatsClusterError", "ClusterNode", "ClusterFaults", "ClusterFaultPlugin", "nats_server_version"]
 
 
 class NatsClusterError(NatsServerError):
@@ -60,11 +60,11 @@ class NatsClusterError(NatsServerError):
 
 
 def nats_server_version(binary: str | None = None) -> str:
-    """``nats-server --version``, e.g. ``nats-server: v2.15.1``."""
+    """``nats-server --version`` without its prefix, e.g. ``v2.15.1``."""
     result = subprocess.run(
         [binary or find_nats_server(), "--version"], capture_output=True, text=True, timeout=30, check=False
     )
-    return (result.stdout or result.stderr).strip()
+    return (result.stdout or result.stderr).strip().removeprefix("nats-server:").strip()
 
 
 def _monitor(port: int, path: str) -> dict[str, Any] | None:
@@ -562,6 +562,81 @@ class NatsCluster:
 
     def __repr__(self) -> str:
         return f"NatsCluster({self.name}, {', '.join(map(repr, self.nodes))})"
+
+
+# -- the cluster as a fault provider ----------------------------------------------------------
+
+
+class ClusterFaults:
+    """The cluster's faults for :mod:`aether_conformance.faults`: each hits the busiest stream's leader.
+
+    ``kill`` is SIGKILL then a restart on the same ports and directory;
+    ``pause`` is SIGSTOP then SIGCONT; ``partition`` cuts the node's routes
+    then heals them.  Each recovery returns once the whole cluster is healthy
+    again, or raises :class:`NatsClusterError` naming the node and its log
+    after ``recovery_timeout`` seconds.
+    """
+
+    def __init__(self, cluster: NatsCluster, recovery_timeout: float = 90.0) -> None:
+        self.cluster = cluster
+        self.recovery_timeout = recovery_timeout
+        self._hit: ClusterNode | None = None
+
+    def fault_kinds(self) -> list[Any]:
+        from .faults import FaultKind
+
+        cluster = self.cluster
+        return [
+            FaultKind("kill", lambda: self._inject(cluster.kill),
+                      lambda: self._recover(lambda node: cluster.restart(node, timeout=self.recovery_timeout))),
+            FaultKind("pause", lambda: self._inject(cluster.pause), lambda: self._recover(cluster.resume)),
+            FaultKind("partition", lambda: self._inject(cluster.partition), lambda: self._recover(cluster.heal)),
+        ]
+
+    def _inject(self, fault: Callable[[ClusterNode], Any]) -> str:
+        streams = {name: s for name, s in self.cluster.streams().items() if s["leader"]}
+        if streams:
+            name, busiest = max(streams.items(), key=lambda item: item[1]["messages"])
+            node, role = self.cluster.node(busiest["leader"]), f"leader of stream {name}"
+        else:
+            leader = self.cluster.meta_leader()
+            node = self.cluster.node(leader) if leader else self.cluster.nodes[0]
+            role = "meta leader" if leader else "no leader known"
+        fault(node)
+        self._hit = node
+        return f"{node.name} ({role})"
+
+    def _recover(self, recovery: Callable[[ClusterNode], Any]) -> None:
+        node, self._hit = self._hit, None
+        assert node is not None, "recover called without an injected fault"
+        recovery(node)
+        self.cluster.wait_healthy(self.recovery_timeout)
+
+    def preconditions(self) -> list[str]:
+        size = self.cluster.size
+        return [
+            f"stream {name} has {info['replicas']} replica(s) on a {size}-node cluster: one node's fault can lose "
+            f"acknowledged saves or stop the store; create it with {size} replicas (AETHER_NATS_REPLICAS={size})"
+            for name, info in sorted(self.cluster.streams().items()) if info["replicas"] < size
+        ]
+
+    def environment(self) -> dict[str, Any]:
+        return {
+            "backend": "nats-server",
+            "version": nats_server_version(self.cluster.binary),
+            "nodes": self.cluster.size,
+            "sync": self.cluster.sync_setting,
+        }
+
+
+class ClusterFaultPlugin:
+    """A pytest plugin object answering ``pytest_aether_fault_provider`` with a cluster's faults."""
+
+    def __init__(self, cluster: NatsCluster) -> None:
+        self.provider = ClusterFaults(cluster)
+
+    def pytest_aether_fault_provider(self, config: Any) -> ClusterFaults:
+        return self.provider
 
 
 def main(argv: list[str] | None = None) -> int:
