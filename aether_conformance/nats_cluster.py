@@ -169,10 +169,10 @@ class _ProxyHub:
             for transports in self._open.values():
                 for transport in list(transports):
                     transport.abort()
+            # Aborted transports end their relays; wait for them so none is destroyed pending.
             relays = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in relays:
-                task.cancel()
-            await asyncio.gather(*relays, return_exceptions=True)
+            if relays:
+                await asyncio.wait(relays, timeout=5)
 
         try:
             self._call(shutdown)
@@ -590,18 +590,34 @@ class ClusterFaults:
             FaultKind("kill", lambda: self._inject(cluster.kill),
                       lambda: self._recover(lambda node: cluster.restart(node, timeout=self.recovery_timeout))),
             FaultKind("pause", lambda: self._inject(cluster.pause), lambda: self._recover(cluster.resume)),
-            FaultKind("partition", lambda: self._inject(cluster.partition), lambda: self._recover(cluster.heal)),
+            FaultKind("partition", lambda: self._inject(cluster.partition, split_clients=True),
+                      lambda: self._recover(cluster.heal)),
         ]
 
-    def _inject(self, fault: Callable[[ClusterNode], Any]) -> str:
+    def _inject(self, fault: Callable[[ClusterNode], Any], split_clients: bool = False) -> str:
+        """Hit the busiest stream's leader; a partition must also leave clients on both sides.
+
+        A partitioned node keeps serving its own clients from its own (now stale) replica,
+        while clients of the majority go on saving: that is the moment a store reading from
+        any replica is caught, so the partition picks a node with some but not all clients.
+        """
         streams = {name: s for name, s in self.cluster.streams().items() if s["leader"]}
         if streams:
             name, busiest = max(streams.items(), key=lambda item: item[1]["messages"])
-            node, role = self.cluster.node(busiest["leader"]), f"leader of stream {name}"
+            leader, role = self.cluster.node(busiest["leader"]), f"leader of stream {name}"
         else:
-            leader = self.cluster.meta_leader()
-            node = self.cluster.node(leader) if leader else self.cluster.nodes[0]
-            role = "meta leader" if leader else "no leader known"
+            found = self.cluster.meta_leader()
+            leader = self.cluster.node(found) if found else self.cluster.nodes[0]
+            role = "meta leader" if found else "no leader known"
+        node = leader
+        if split_clients:
+            clients = {n.name: (n.monitor("/connz") or {}).get("num_connections", 0) for n in self.cluster.nodes}
+            total = sum(clients.values())
+            split = [n for n in self.cluster.nodes if 0 < clients[n.name] < total]
+            if split and leader not in split:
+                node, role = split[0], f"{clients[split[0].name]} of {total} clients; not the leader, {leader.name}"
+            elif split:
+                role += f", {clients[node.name]} of {total} clients"
         fault(node)
         self._hit = node
         return f"{node.name} ({role})"

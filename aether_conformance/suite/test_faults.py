@@ -4,8 +4,13 @@ The fault schedule is drawn from a seed first (every configured kind once,
 seeded order, holds and gaps); a thread injects it, waiting for recovery
 between faults, while writers run phase after phase of barrier-synchronised
 rounds (each phase a seeded plan on a fresh actor) until one whole phase has
-run after the last recovery.  Then every actor is read back and the whole
-history checked.  What is detected does not depend on timing: the checker
+run after the last recovery.  Meanwhile *watchers* run without barriers: a
+reader on every handle and a saver on each of the extra handles, all on one
+actor, so that while a fault holds some handle keeps saving and every other
+handle keeps reading.  A handle whose server is cut off and answers from a
+stale replica is then caught reading a version older than an acknowledged
+save (the partition leaves handles on both sides; see the provider).  Then
+every actor is read back and the whole history checked.  What is detected does not depend on timing: the checker
 accepts exactly the histories an atomic store could produce, treating calls
 that failed or never returned as maybe-applied.
 """
@@ -15,18 +20,26 @@ from __future__ import annotations
 import json
 import random
 import threading
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
 from ..faults import FAULT_RUN_KEY, FaultRecord, ScheduleRun, draw_schedule, run_schedule
 from ..history import ERROR, OK, SAVE, UNKNOWN, HistoryRecorder, Operation, check_history, history_to_json
+from ..driver import StoreMisbehaviour, StoreTimeout
+from ..errors import VersionConflictError
+from ..model import Event
 from ..plugin import STATISTICS_KEY
-from ..writers import draw_plan, run_writers, stored_events
+from ..writers import content_digest, draw_plan, run_writers, stored_events
 from .support import violated
 
 ROUNDS_PER_PHASE = 12
 MAX_HANDLES = 3
+# Handles used only by watchers.  Nine handles in all make it all but certain that a
+# three-node cluster has handles on more than one node (all on one: 3 in 3**9).
+WATCH_HANDLES = 6
+WATCH_PAUSE = 0.02  # seconds between a watcher's calls: load, not correctness
 
 
 def _straddles(op: Operation, records: list[FaultRecord]) -> bool:
@@ -40,6 +53,40 @@ def _settle(op: Operation, landed: set[tuple[str, int]]) -> str:
     if op.kind != SAVE:
         return "read: no effect"
     return "landed once" if (op.event_id, op.version) in landed else "never landed"
+
+
+def _watch(handle, actor: str, label: str, recorder: HistoryRecorder, stop: threading.Event, saves: bool) -> None:
+    """Read (and, for a saver, save latest+1) on ``handle`` until ``stop``; every call recorded."""
+    number = 0
+    while not stop.is_set():
+        op = recorder.invoke(label, "latest", actor)
+        try:
+            latest = handle.get_latest_version(actor)
+        except StoreTimeout:
+            return  # recorded as never returned; this handle is stuck
+        except (StoreMisbehaviour, VersionConflictError) as error:
+            op.error(str(error))
+            stop.wait(WATCH_PAUSE)
+            continue
+        op.ok(version=latest)
+        if saves:
+            number += 1
+            event = Event(id=f"{actor}-{label}-{number}", event_type="FaultWatch", actor_id=actor,
+                          version=latest + 1, data={"watcher": label, "n": number},
+                          timestamp=datetime.now(timezone.utc))
+            op = recorder.invoke(label, "save", actor, version=event.version, event_id=event.id,
+                                 digest=content_digest(event))
+            try:
+                handle.save_event(event)
+            except VersionConflictError as conflict:
+                op.conflict(conflict.current_version)
+            except StoreTimeout:
+                return
+            except StoreMisbehaviour as error:
+                op.error(str(error))
+            else:
+                op.ok()
+        stop.wait(WATCH_PAUSE)
 
 
 def _run(store, aether_driver, aether_faults, fresh_actor, aether_profile) -> dict[str, Any]:
@@ -61,6 +108,18 @@ def _run(store, aether_driver, aether_faults, fresh_actor, aether_profile) -> di
 
     result: dict[str, ScheduleRun] = {}
     finished = threading.Event()
+    stop_watching = threading.Event()
+    watched = fresh_actor("faults-watch")
+    extra = [aether_driver.new_handle() for _ in range(WATCH_HANDLES)]
+    watchers = [
+        threading.Thread(target=_watch, args=(handle, watched, f"{role}{i}", recorder, stop_watching, saves),
+                         name=f"aether-fault-watcher-{role}{i}", daemon=True)
+        for i, handle in enumerate(handles + extra)
+        for role, saves in (("reader", False), ("saver", True))
+        if saves is False or handle in extra
+    ]
+    for watcher in watchers:
+        watcher.start()
 
     def inject() -> None:
         try:
@@ -84,8 +143,12 @@ def _run(store, aether_driver, aether_faults, fresh_actor, aether_profile) -> di
         if not any(op.outcome == OK for op in recorder.operations()[last_phase_start:]):
             finished.wait(1.0)  # nothing got through: do not spin through actors while a fault holds
     injector.join()
+    stop_watching.set()
+    for watcher in watchers:
+        watcher.join(2 * timeout + 1)  # each call is bounded by the per-call timeout
     run = result["run"]
-    return {"seed": seed, "schedule": schedule, "run": run, "recorder": recorder, "plans": plans,
+    return {"seed": seed, "schedule": schedule, "run": run, "recorder": recorder,
+            "actors": [plan.actor_id for plan in plans] + [watched],
             "final_phase_ops": recorder.operations()[last_phase_start:]}
 
 
@@ -99,7 +162,7 @@ def test_saves_survive_injected_faults(store, aether_driver, aether_faults, fres
         # The kit's own fault did not heal: name it (the provider names the node and its log).
         violated("ES-FAULT-001", f"the fault run could not continue (not necessarily the store's fault): {run.error}")
     operations = outcome["recorder"].operations()
-    finals = {plan.actor_id: stored_events(store.get_events(plan.actor_id, 0)) for plan in outcome["plans"]}
+    finals = {actor: stored_events(store.get_events(actor, 0)) for actor in outcome["actors"]}
     landed = {(event.event_id, event.version) for events in finals.values() for event in events}
     check = check_history(operations, finals)
 
@@ -148,7 +211,7 @@ def test_saves_survive_injected_faults(store, aether_driver, aether_faults, fres
         path.write_text(json.dumps({"fault_run": fault_run, "operations": history_to_json(operations)}))
         where += f"; full history in {path}"
     if not check.ok:
-        violated("ES-FAULT-001", f"{writers_of(operations)} writers under faults ({where}): {check.explain()}")
+        violated("ES-FAULT-001", f"{writers_of(operations)} writers and watchers under faults ({where}): {check.explain()}")
     if healthy_failures:
         first = healthy_failures[0]
         violated("ES-FAULT-001", f"{len(healthy_failures)} store call(s) failed or never returned while no fault "
