@@ -7,6 +7,8 @@ loaded with ``-p tests.test_faults``) locks exclusively for the hold.
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 import threading
 import time
@@ -104,8 +106,6 @@ def test_an_unknown_kind_is_refused_before_anything_is_injected():
 # -- the hook, end to end ----------------------------------------------------------------------
 # Loaded into the certification run with `-p tests.test_faults`: the plugin side of the hook.
 
-import os  # noqa: E402
-
 
 class SqliteLockFaults:
     """One fault for the SQLite store: another connection holds the database's write lock."""
@@ -153,8 +153,6 @@ def test_a_third_party_backend_plugs_its_own_faults_in_through_the_hook(tmp_path
     assert entry["outcome"] == "passed", output[-3000:]
     assert "faults" in report["capabilities"]
     assert "Faults: no anomaly found in 1 faults (schedule seed 5; backend sqlite" in output
-    import json
-
     runs = json.loads(fault_report.read_text())
     (run,) = runs
     assert run["seed"] == 5 and [f["kind"] for f in run["faults"]] == ["lock"]

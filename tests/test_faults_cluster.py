@@ -9,6 +9,7 @@ minute here) and every wait in them is bounded.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -43,8 +44,6 @@ def test_the_async_reference_store_survives_every_fault(tmp_path):
     code, report, output = certify("reference_store.jetstream:async_store", tmp_path, *ALL_FAULTS,
                                    "--fault-report", str(fault_report), "--", "-k", "test_faults")
     assert _fault_entry(report)["outcome"] == "passed", output[-3000:]
-    import json
-
     (run,) = json.loads(fault_report.read_text())
     assert sorted(f["kind"] for f in run["faults"]) == ["kill", "partition", "pause"]
     assert all(f["end"] is not None and f["recovery_seconds"] >= 0 for f in run["faults"])
