@@ -95,8 +95,9 @@ def _nats_cluster(size: int | None) -> Iterator[list[object]]:
 def _check_run_args(args: argparse.Namespace) -> str | None:
     if args.nats_server and args.nats_cluster is not None:
         return "--nats-server and --nats-cluster are exclusive: one server or one cluster"
-    if args.nats_cluster is not None and not 1 <= args.nats_cluster <= 5:
-        return f"--nats-cluster: must be a number of nodes from 1 to 5 (JetStream's replica limit), got {args.nats_cluster}"
+    if args.nats_cluster is not None and not 2 <= args.nats_cluster <= 5:
+        return (f"--nats-cluster: must be a number of nodes from 2 to 5 (a cluster, within JetStream's replica "
+                f"limit; --nats-server for one), got {args.nats_cluster}")
     if args.faults is not None:
         from .faults import parse_fault_names
 

@@ -45,7 +45,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -286,7 +285,8 @@ class ClusterNode:
 
 # -- the cluster --------------------------------------------------------------------------
 
-_LIVE: weakref.WeakSet[NatsCluster] = weakref.WeakSet()
+# Strong references: a cluster nobody holds any more must still be stopped at exit.
+_LIVE: set[NatsCluster] = set()
 
 
 @atexit.register
@@ -314,8 +314,9 @@ class NatsCluster:
         startup_timeout: float = 60.0,
         sync_always: bool = False,
     ) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size: must be a positive number of nodes, got {size!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            # A lone clustered JetStream node refuses to start; NatsServer is the one-server case.
+            raise ValueError(f"size: must be a number of nodes of at least 2 (use NatsServer for one), got {size!r}")
         self.size = size
         self.binary = binary or find_nats_server()
         self.startup_timeout = startup_timeout
@@ -328,15 +329,19 @@ class NatsCluster:
         # A bound socket that never listens: connections to it are refused.  Nodes advertise it
         # as their route address, so gossip never leads a node around the proxies.
         self._refuser = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._refuser.bind((HOST, 0))
-        self._proxy_ports = {
-            (a.index, b.index): self._proxies.add((a.index, b.index), b.route_port)
-            for a in self.nodes for b in self.nodes if a is not b
-        }
-        for node in self.nodes:
-            self._write_config(node)
         self._closed = False
         _LIVE.add(self)
+        try:
+            self._refuser.bind((HOST, 0))
+            self._proxy_ports = {
+                (a.index, b.index): self._proxies.add((a.index, b.index), b.route_port)
+                for a in self.nodes for b in self.nodes if a is not b
+            }
+            for node in self.nodes:
+                self._write_config(node)
+        except BaseException:
+            self.close()
+            raise
 
     # -- configuration ------------------------------------------------------------------
     @property
@@ -451,7 +456,11 @@ class NatsCluster:
             _LIVE.discard(self)
 
     def __enter__(self) -> NatsCluster:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ raises
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -384,7 +384,8 @@ def aether_faults(pytestconfig: pytest.Config, aether_run: ConformanceRun) -> An
         pytest.fail(
             f"aether-conformance: faults {', '.join(aether_run.faults)} were asked for but no plugin provides "
             "faults: start a NATS cluster with --nats-cluster N, or load the store's fault plugin "
-            "(one implementing pytest_aether_fault_provider) with -p",
+            "(one implementing pytest_aether_fault_provider) with -p; pytest-xdist workers (-n) do not see a "
+            "provider handed to the controlling process, such as the CLI's cluster: run faults without -n",
             pytrace=False,
         )
     return FaultSetup(provider=provider, names=aether_run.faults, seed=aether_run.fault_seed)

@@ -80,7 +80,7 @@ def test_a_store_that_creates_an_unreplicated_stream_is_reported(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--nats-cluster", "0"], "--nats-cluster: must be a number of nodes from 1 to 5"),
+    (["--nats-cluster", "0"], "--nats-cluster: must be a number of nodes from 2 to 5"),
     (["--nats-cluster", "3", "--nats-server"], "--nats-server and --nats-cluster are exclusive"),
     (["--fault-seed", "3"], "--fault-seed and --fault-report need --faults"),
     (["--faults", "kill,,pause"], "--faults: must be a comma-separated list"),

@@ -218,6 +218,6 @@ def test_python_m_runs_a_cluster_until_sigterm_and_cleans_up():
 
 
 def test_bad_sizes_are_refused_naming_the_field():
-    for size in (0, -1, True, 2.5):
-        with pytest.raises(ValueError, match="size: must be a positive number of nodes"):
+    for size in (1, 0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="size: must be a number of nodes of at least 2"):
             NatsCluster(size)
