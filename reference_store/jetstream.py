@@ -698,11 +698,17 @@ class JetStreamStore:
         if from_version <= 1:  # every stored version is >= 1
             return 1
         low, high, best = 1, last.seq, last
+        attempt = 0
         while low < high:
             middle = (low + high) // 2
             # Current reads: a lagging replica could miss messages at or below last.seq.
             found = await self._retry(deadline, self._following(self.events_stream, subject, middle))
-            assert found is not None, "the subject's last message lies at or after every probe"
+            if found is None:
+                # last.seq lies at or after every probe, so the answer came from a copy that has
+                # not applied it yet (a deposed leader, before it learns so): ask again.
+                attempt += 1
+                await self._pause(deadline, attempt, TimeoutError(f"no copy of {subject} through sequence {last.seq}"))
+                continue
             if found.version >= from_version:
                 high, best = middle, found
             else:
