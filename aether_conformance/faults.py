@@ -52,6 +52,7 @@ __all__ = [
     "FaultHookSpecs",
     "FaultSetup",
     "ScheduledFault",
+    "ScheduleRun",
     "FaultRecord",
     "FaultRunError",
     "draw_schedule",

@@ -89,7 +89,7 @@ def test_a_failed_recovery_stops_the_schedule_and_names_the_target():
     stuck, later = Toggle("stuck", fail_recovery=True), Toggle("later")
     abort = threading.Event()
     abort.set()
-    schedule = [item for item in draw_schedule(["stuck", "later"], seed=0)]
+    schedule = list(draw_schedule(["stuck", "later"], seed=0))
     schedule.sort(key=lambda item: item.kind != "stuck")
     run = run_schedule({"stuck": stuck.kind(), "later": later.kind()}, schedule, seed=0, abort=abort)
     assert run.error and "stuck on stuck-target did not recover" in run.error and "see its log" in run.error
