@@ -21,7 +21,10 @@ has a JetStream meta leader and its streams are current) plus a full mesh of
 routes in ``/routez``.  A node that does not come back within the timeout is
 a :class:`NatsClusterError` naming the node and its log, never a hang.
 Every process is stopped by PID and every directory removed on every exit
-path: ``close()``, the ``with`` block, and an ``atexit`` hook for the rest.
+path: ``close()``, the ``with`` block, an ``atexit`` hook for the rest, and
+a watchdog process for deaths no Python code sees (SIGKILL, SIGTERM): it
+holds the node PIDs and, when its pipe from the launcher closes without a
+goodbye, kills them and removes the directories.
 
 ``python -m aether_conformance.nats_cluster`` starts one, prints
 ``NATS_URL=nats://...,nats://...`` and runs until interrupted.
@@ -72,6 +75,67 @@ def _monitor(port: int, path: str) -> dict[str, Any] | None:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+# -- the watchdog -------------------------------------------------------------------------
+
+# Reads "pid N" / "gone N" / "dir PATH" lines; a "closed" line means the launcher cleaned up.
+# End of input without it means the launcher died: kill what it left and remove its directories.
+_WATCHDOG = """
+import os, shutil, signal, sys
+pids, dirs = set(), []
+for line in sys.stdin:
+    word, _, arg = line.rstrip("\\n").partition(" ")
+    if word == "pid":
+        pids.add(int(arg))
+    elif word == "gone":
+        pids.discard(int(arg))
+    elif word == "dir":
+        dirs.append(arg)
+    elif word == "closed":
+        sys.exit(0)
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+for path in dirs:
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+class _Watchdog:
+    """A child process that cleans up after the launcher if the launcher dies without doing so."""
+
+    def __init__(self, directory: Path) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        self.tell(f"dir {directory}")
+
+    def tell(self, line: str) -> None:
+        stdin = self._process.stdin
+        if stdin is None or stdin.closed:
+            return
+        try:
+            stdin.write(line + "\n")
+            stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the watchdog is gone: the launcher's own cleanup still runs
+
+    def close(self) -> None:
+        self.tell("closed")
+        if self._process.stdin is not None:
+            try:
+                self._process.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 # -- the route proxies --------------------------------------------------------------------
@@ -188,8 +252,9 @@ class _ProxyHub:
 class ClusterNode:
     """One nats-server process of a :class:`NatsCluster`; its ports and directories never change."""
 
-    def __init__(self, index: int, run_dir: Path, binary: str) -> None:
+    def __init__(self, index: int, run_dir: Path, binary: str, watchdog: _Watchdog) -> None:
         self.index = index
+        self._watchdog = watchdog
         self.name = f"n{index}"
         self.binary = binary
         self.port = _free_port()
@@ -223,6 +288,7 @@ class ClusterNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for the caller must not reach the nodes
             )
+        self._watchdog.tell(f"pid {self._process.pid}")
         self.paused = False
 
     def exit_code(self) -> int | None:
@@ -242,6 +308,7 @@ class ClusterNode:
         if process.poll() is None:
             process.kill()  # SIGKILL also ends a stopped process
         process.wait()
+        self._watchdog.tell(f"gone {process.pid}")
 
     def stop(self, timeout: float = 10.0) -> None:
         process = self._process
@@ -323,7 +390,8 @@ class NatsCluster:
         self.sync_always = sync_always
         self.name = f"aether-{uuid.uuid4().hex[:8]}"
         self._base = Path(tempfile.mkdtemp(prefix="aether-nats-cluster-", dir=base_dir))
-        self.nodes = [ClusterNode(i, self._base, self.binary) for i in range(size)]
+        self._watchdog = _Watchdog(self._base)
+        self.nodes = [ClusterNode(i, self._base, self.binary, self._watchdog) for i in range(size)]
         self._partitioned: set[int] = set()
         self._proxies = _ProxyHub()
         # A bound socket that never listens: connections to it are refused.  Nodes advertise it
@@ -453,6 +521,7 @@ class NatsCluster:
             self._proxies.close()
             self._refuser.close()
             shutil.rmtree(self._base, ignore_errors=True)
+            self._watchdog.close()
             _LIVE.discard(self)
 
     def __enter__(self) -> NatsCluster:

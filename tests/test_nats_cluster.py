@@ -221,3 +221,25 @@ def test_bad_sizes_are_refused_naming_the_field():
     for size in (1, 0, -1, True, 2.5):
         with pytest.raises(ValueError, match="size: must be a number of nodes of at least 2"):
             NatsCluster(size)
+
+
+def test_a_launcher_killed_outright_leaves_no_node_and_no_directory_behind():
+    script = (
+        "import sys, time\n"
+        "from aether_conformance.nats_cluster import NatsCluster\n"
+        "cluster = NatsCluster(3).start()\n"
+        "print(cluster._base, *[node.pid for node in cluster.nodes], flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        base, *pids = launcher.stdout.readline().split()
+        assert len(pids) == 3 and all(alive(int(pid)) for pid in pids)
+        launcher.kill()  # SIGKILL: no atexit, no finally
+        launcher.wait(30)
+        wait_until(lambda: not any(alive(int(pid)) for pid in pids), "the watchdog killing the nodes", 60)
+        wait_until(lambda: not Path(base).exists(), "the watchdog removing the cluster's directory", 60)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
