@@ -504,9 +504,21 @@ class NatsCluster:
             missing = wanted - {node.name} - node.route_peers()
             if missing:
                 problems.append((node.name, f"no route to {', '.join(sorted(missing))}"))
-        leaders = {self.meta_leader_seen_by(node) for node in self.nodes} if self.size > 1 else {self.nodes[0].name}
-        if not problems and (len(leaders) != 1 or None in leaders):
-            problems.append((self.nodes[0].name, f"nodes disagree on the meta leader: {sorted(map(str, leaders))}"))
+        if problems:
+            return problems
+        leaders = {self.meta_leader_seen_by(node) for node in self.nodes}
+        if len(leaders) != 1 or None in leaders:
+            return [(self.nodes[0].name, f"nodes disagree on the meta leader: {sorted(map(str, leaders))}")]
+        # Until the meta leader counts every peer online and current, creating a replicated
+        # stream fails with "no suitable peers for placement".
+        (leader,) = leaders
+        meta = (self.node(leader).monitor("/jsz") or {}).get("meta_cluster") or {}
+        current = {peer.get("name") for peer in meta.get("replicas") or ()
+                   if peer.get("current") and not peer.get("offline")}
+        lagging = {node.name for node in self.nodes} - {leader} - current
+        if lagging:
+            problems.append((sorted(lagging)[0], f"the meta leader {leader} does not count "
+                                                 f"{', '.join(sorted(lagging))} as current"))
         return problems
 
     def close(self) -> None:
