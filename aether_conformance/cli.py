@@ -2,7 +2,8 @@
 
     aether-conformance run MODULE:ATTR [--capability NAME]... [--profile quick|default|thorough]
                        [--artifacts DIR] [--json-report PATH] [--junitxml PATH] [--badge PATH]
-                       [--timeout S] [--nats-server] [-v] [-- extra pytest args]
+                       [--timeout S] [--nats-server | --nats-cluster N] [--faults kill,pause,partition]
+                       [--fault-seed N] [--fault-report PATH] [-v] [-- extra pytest args]
     aether-conformance requirements          print the requirement catalog (Markdown)
 
 Exit codes: 0 the run was complete and the store is conformant (every
@@ -36,6 +37,7 @@ from .requirements import CAPABILITIES, markdown_table
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
 DEFAULT_ARTIFACTS = "aether-conformance-report"
+DEFAULT_TIMEOUT, FAULT_TIMEOUT = 10.0, 60.0
 
 
 class UsageError(Exception):
@@ -63,10 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the conformance suite against a store")
     run.add_argument("store", metavar="MODULE:ATTR", help="zero-argument factory returning a store handle")
     run.add_argument("--capability", action="append", default=[], metavar="NAME",
-                     choices=[name for name in CAPABILITIES if name != "snapshots"],
+                     choices=[name for name in CAPABILITIES if name not in ("snapshots", "faults")],
                      help="declare a capability (repeatable): multiprocess")
     run.add_argument("--profile", choices=list(PROFILES), default="default")
-    run.add_argument("--timeout", type=_timeout, default=10.0, metavar="SECONDS", help="per store call (default 10)")
+    run.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",
+                     help=f"per store call (default {DEFAULT_TIMEOUT:g}; {FAULT_TIMEOUT:g} with --faults, "
+                          "to outlast a leader election)")
     run.add_argument("--artifacts", metavar="DIR", default=DEFAULT_ARTIFACTS,
                      help=f"directory for report.json, junit.xml, badge.json and failure details, replaced on "
                           f"every run (default ./{DEFAULT_ARTIFACTS})")
@@ -75,6 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--badge", metavar="PATH", help="also write the shields.io endpoint badge JSON here")
     run.add_argument("--nats-server", action="store_true",
                      help="start a local nats-server (127.0.0.1, free port, temp store) and export AETHER_NATS_URL")
+    run.add_argument("--nats-cluster", type=int, metavar="N",
+                     help="start an N-node JetStream cluster (127.0.0.1, proxied routes) and export AETHER_NATS_URL "
+                          "(every node, comma-separated) and AETHER_NATS_REPLICAS=N; it provides the faults "
+                          "kill, pause and partition")
+    run.add_argument("--faults", metavar="NAMES",
+                     help="inject these faults (comma-separated) while writers run (ES-FAULT-001), "
+                          "from the cluster or a fault plugin loaded with -p after --")
+    run.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault schedule (default: random)")
+    run.add_argument("--fault-report", metavar="PATH",
+                     help="write the fault run (faults injected, unknown outcomes, verdict) as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's long output: tracebacks and every test")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
@@ -223,7 +237,43 @@ def _import_path_behind_dependencies() -> None:
     ensure_import_path(here)
 
 
+@contextlib.contextmanager
+def _nats_cluster(size: int | None) -> Iterator[list[object]]:
+    """Start the cluster when asked; yields the pytest plugins that offer its faults."""
+    if size is None:
+        yield []
+        return
+    from .nats_cluster import ClusterFaultPlugin, NatsCluster
+
+    with NatsCluster(size) as cluster:
+        os.environ["AETHER_NATS_URL"] = cluster.url
+        os.environ["AETHER_NATS_REPLICAS"] = str(size)
+        print(f"aether-conformance: started a {size}-node nats-server cluster at {cluster.url} "
+              f"(pids {', '.join(str(node.pid) for node in cluster.nodes)})", file=sys.stderr)
+        yield [ClusterFaultPlugin(cluster)]
+
+
+def _check_fault_args(args: argparse.Namespace) -> None:
+    if args.nats_server and args.nats_cluster is not None:
+        raise UsageError("--nats-server and --nats-cluster are exclusive: one server or one cluster")
+    if args.nats_cluster is not None and not 2 <= args.nats_cluster <= 5:
+        raise UsageError(f"--nats-cluster: must be a number of nodes from 2 to 5 (a cluster, within JetStream's "
+                         f"replica limit; --nats-server for one), got {args.nats_cluster}")
+    if args.faults is not None:
+        from .faults import parse_fault_names
+
+        try:
+            parse_fault_names(args.faults)
+        except ValueError as error:
+            raise UsageError(f"--{error}") from None
+    elif args.fault_seed is not None or args.fault_report:
+        raise UsageError("--fault-seed and --fault-report need --faults")
+    if args.timeout is None:
+        args.timeout = FAULT_TIMEOUT if args.faults else DEFAULT_TIMEOUT
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_fault_args(args)
     _import_path_behind_dependencies()
     extra_outputs = {name: _writable_file(f"--{name.replace('_', '-')}", getattr(args, name))
                      for name in ("json_report", "junitxml", "badge") if getattr(args, name)}
@@ -233,7 +283,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--artifacts {args.artifacts}: exists and is not a directory")
     with _no_process_left_behind(), _signals_as_interrupt():
         try:
-            with _nats_server(args.nats_server):
+            with _nats_server(args.nats_server), _nats_cluster(args.nats_cluster) as plugins:
+                args.plugins = plugins
                 try:
                     # Preflight: one handle, made and closed here, so a store that cannot even be
                     # reached is a one-line usage error rather than a hundred identical test errors.
@@ -279,7 +330,11 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         "-W", "ignore::pytest.PytestAssertRewriteWarning",
     ]
     pytest_args += ["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "--no-header"]
-    if not _uses_xdist(args.pytest_args):
+    plugins = getattr(args, "plugins", [])
+    if plugins and not _uses_xdist(args.pytest_args):
+        # The cluster's fault provider lives in this process, where its proxies run: so does the suite.
+        pytest_args += ["-p", "no:xdist"]
+    elif not _uses_xdist(args.pytest_args):
         # One xdist worker runs the suite, so a store that kills its process (os._exit, a segfault,
         # the OOM killer) fails the test that was running instead of ending the run.
         pytest_args += ["-n", "1", "--max-worker-restart", "10"]
@@ -287,6 +342,13 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         pytest_args += ["-p", "aether_conformance.plugin", "-p", "xdist.plugin"]
     for capability in args.capability:
         pytest_args += ["--aether-capability", capability]
+    if args.faults:
+        pytest_args += ["--aether-faults", args.faults]
+        if args.fault_seed is not None:
+            pytest_args += ["--aether-fault-seed", str(args.fault_seed)]
+    from .faults import FaultRunCollector
+
+    faults = FaultRunCollector()
     # Python puts the working directory first on the import path of `python -c` (how xdist starts
     # its workers): a pytest.py there would replace pytest.  Workers drop the setting again
     # (plugin.py), so that a store's own child processes run as usual.
@@ -296,7 +358,8 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         # on every exit path.
         os.environ["TMPDIR"] = scratch
         tempfile.tempdir = None
-        status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args)
+        status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
+                             plugins=[*plugins, faults])
     report = json.loads(json_report.read_text(encoding="utf-8")) if json_report.exists() else None
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
     if report is None or not report["tests"]["ran"]:
@@ -316,6 +379,10 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     summary = _write_outputs(report, artifacts, extra_outputs)
     print()
     print(summary if args.verbose else markdown_summary(report, compact=True))
+    for line in faults.summary_lines():
+        print(line)
+    if args.fault_report and faults.runs:
+        Path(args.fault_report).write_text(json.dumps(faults.runs, indent=2) + "\n", encoding="utf-8")
     print(f"Artifacts: {artifacts} (report.html, report.json, junit.xml, badge.json, summary.md)")
     if interrupted:
         return EXIT_USAGE

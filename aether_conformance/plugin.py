@@ -11,6 +11,8 @@ Options (each has an ini key; a command-line option beats the ini key)::
     --aether-profile NAME           aether_profile        (quick, default, thorough)
     --aether-timeout SECONDS        aether_timeout        (per store call)
     --aether-json-report PATH
+    --aether-faults NAMES           (comma-separated; declares capability "faults")
+    --aether-fault-seed N
     --aether-artifacts DIR          (histories of failed concurrency tests and other details)
 
 Crash containment: a store that kills its process takes the pytest process
@@ -68,6 +70,9 @@ class ConformanceRun:
     profile: Profile
     timeout: float
     json_report: str | None
+    # Faults to inject in test_faults (ES-FAULT-001), and the seed of their schedule.
+    faults: tuple[str, ...] = ()
+    fault_seed: int | None = None
     artifacts: str | None = None
     outcomes: list[CaseOutcome] = field(default_factory=list)
     # Every conformance test collected (before -k, --deselect, --lf): node id -> requirement IDs.
@@ -92,11 +97,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aether-profile", choices=sorted(PROFILES), help="how hard to push (default: default)")
     group.addoption("--aether-timeout", type=float, metavar="SECONDS", help="per store call (default: 10)")
     group.addoption("--aether-json-report", metavar="PATH", help="write the per-requirement JSON report here")
+    group.addoption("--aether-faults", metavar="NAMES",
+                    help="inject these faults (comma-separated, e.g. kill,pause,partition) from the fault provider; "
+                         "declares capability faults")
+    group.addoption("--aether-fault-seed", type=int, metavar="N", help="seed of the fault schedule (default: random)")
     group.addoption("--aether-artifacts", metavar="DIR", help="keep failure details (histories) in this directory")
     parser.addini("aether_store", "zero-argument factory of the store under test (MODULE:ATTR)")
     parser.addini("aether_capabilities", "declared store capabilities", type="args", default=[])
     parser.addini("aether_profile", "conformance profile: quick, default or thorough", default="default")
     parser.addini("aether_timeout", "per store call timeout in seconds", default="10")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from .faults import FaultHookSpecs
+
+    pluginmanager.add_hookspecs(FaultHookSpecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -119,6 +134,11 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     if "snapshots" in capabilities:
         raise pytest.UsageError("capability 'snapshots' is detected from the store handle, not declared")
+    faults = _fault_names(config.getoption("aether_faults"))
+    if "faults" in capabilities and not faults:
+        raise pytest.UsageError("capability 'faults' is declared by --aether-faults NAMES, not on its own")
+    if faults:
+        capabilities = [*capabilities, "faults"]
     profile_name = config.getoption("aether_profile") or config.getini("aether_profile")
     if profile_name not in PROFILES:
         raise pytest.UsageError(f"unknown profile {profile_name!r}; known: {', '.join(PROFILES)}")
@@ -137,6 +157,8 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=PROFILES[profile_name],
         timeout=timeout,
         json_report=config.getoption("aether_json_report"),
+        faults=faults,
+        fault_seed=config.getoption("aether_fault_seed"),
         artifacts=config.getoption("aether_artifacts"),
     )
     config.stash[run_key] = run
@@ -150,6 +172,17 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         raise pytest.UsageError(f"aether-conformance: aether_timeout must be a number of seconds, got {text!r}") from None
+
+
+def _fault_names(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    from .faults import parse_fault_names
+
+    try:
+        return parse_fault_names(text)
+    except ValueError as error:
+        raise pytest.UsageError(f"--aether-{error}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -198,10 +231,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # Focused example tests first, property and concurrency tests last: with -x the run stops at
 # the most specific message, and cheap checks report before expensive ones.
 SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_boundaries", "test_refusals",
-               "test_handles", "test_snapshots", "test_streams", "test_concurrency", "test_properties",
+               "test_handles", "test_snapshots", "test_streams", "test_concurrency", "test_properties", "test_faults",
                # Last: actors written when the session began, checked again after everything else ran.
                "test_revisit")
-
 
 def _suite_rank(item: pytest.Item) -> int:
     module = getattr(item, "module", None)
@@ -588,3 +620,34 @@ def aether_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any
 
     with NatsServer(store_dir=tmp_path_factory.mktemp("jetstream")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def aether_nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A 3-node JetStream cluster on 127.0.0.1 with proxied routes, for the session (per xdist worker).
+
+    See :class:`aether_conformance.nats_cluster.NatsCluster` for its faults; every node is stopped by PID.
+    """
+    from .nats_cluster import NatsCluster
+
+    with NatsCluster(3, base_dir=tmp_path_factory.mktemp("jetstream-cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def aether_faults(pytestconfig: pytest.Config, aether_run: ConformanceRun) -> Any:
+    """The configured faults: their provider (from the pytest_aether_fault_provider hook), names and seed."""
+    from .faults import FaultSetup
+
+    if not aether_run.faults:
+        pytest.skip(capability_skip_reason("faults", declared=True))
+    provider = pytestconfig.hook.pytest_aether_fault_provider(config=pytestconfig)
+    if provider is None:
+        pytest.fail(
+            f"aether-conformance: faults {', '.join(aether_run.faults)} were asked for but no plugin provides "
+            "faults: start a NATS cluster with --nats-cluster N, or load the store's fault plugin "
+            "(one implementing pytest_aether_fault_provider) with -p; pytest-xdist workers (-n) do not see a "
+            "provider handed to the controlling process, such as the CLI's cluster: run faults without -n",
+            pytrace=False,
+        )
+    return FaultSetup(provider=provider, names=aether_run.faults, seed=aether_run.fault_seed)

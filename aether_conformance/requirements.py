@@ -48,6 +48,11 @@ CAPABILITIES: dict[str, str] = {
         "Declared: handles created by the factory in separate processes share one store "
         "(a database file or a server, not process memory). Unlocks ES-CONC-002."
     ),
+    "faults": (
+        "Declared by configuring faults (`--faults NAMES` on the CLI, `--aether-faults NAMES` in pytest): "
+        "a fault provider (the NATS cluster's, or the store's own through the pytest_aether_fault_provider "
+        "hook) injects the named faults while writers run. Unlocks ES-FAULT-001."
+    ),
 }
 
 _M, _S, _Y = Level.MUST, Level.SHOULD, Level.MAY
@@ -209,6 +214,21 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "ES-CONC-001 holds when the writers are separate processes, each with its own handle.",
         "A lock or a version cache inside one process protects nothing against another process.",
         capability="multiprocess",
+    ),
+    Requirement(
+        "ES-FAULT-001", _M, "Saves survive injected faults",
+        "While the configured faults are injected on a seeded schedule (each named kind at least once, "
+        "recovery awaited between faults), concurrent writers still observe ES-CONC-001: every "
+        "acknowledged save is read back exactly once, no version is won twice, no rejected save appears, "
+        "reads are linearizable. A call that straddles a fault may fail or time out (an unknown "
+        "outcome); such a save is maybe-applied and must be read back exactly once or never. A call "
+        "that fails while no fault is in place, or a store that does not serve again after the last "
+        "recovery, fails the requirement. A fault provider's preconditions (for NATS: every stream "
+        "replicated on every node) must hold.",
+        "Replicated engines lose acknowledged writes in their clients (retries, unknown outcomes, reads "
+        "from lagging replicas) more often than in their servers; only faults exercise those paths. "
+        "The result is evidence (no anomaly found in N faults), not proof.",
+        capability="faults",
     ),
     Requirement(
         "SS-SNAP-001", _M, "No snapshot is None",

@@ -24,10 +24,32 @@ checked against the latest.  ``get_events`` bisects stream sequences (direct
 gets by ``next_by_subj``) for the first event at or above ``from_version``
 and then fetches the rest with batched direct gets.
 
+On a cluster (``replicas`` > 1, or ``AETHER_NATS_REPLICAS``) the streams
+are replicated and the store checks at start that the server made them so:
+asking for 3 replicas and getting 1 is an error, not a silent downgrade.
+Three things change on a cluster:
+
+* The leader refuses a publish whose subject already has one in flight
+  with error 10164 (its in-flight check); that is a conflict like 10071:
+  re-read, confirm the current version, retry or raise.
+* A direct get may be answered by any replica, a lagging one included, so a
+  read alone is not linearizable.  Every read that answers a caller is
+  *fenced*: after reading (sequence S, version V) the store publishes a
+  short-lived marker on ``<namespace>.fence.<stream>.<uuid>`` that the
+  stream accepts only if the actor's subject still ends at S
+  (``Nats-Expected-Last-Subject-Sequence-Subject``).  The marker commits
+  through the stream's Raft log at one instant inside the call, when V was
+  the latest: that instant is the read's linearization point.  A refused
+  marker means the read was stale: re-read from the stream leader and fence
+  again.  Markers expire after a minute (``Nats-TTL``).
+* A publish that straddles a leader election has an unknown outcome; it is
+  settled by reading back, as above, never by assuming.
+
 nats-py is asyncio: :class:`JetStreamStore` is the async handle;
 :class:`SyncJetStreamStore` runs one in an event loop on its own thread.
-The factories ``sync_store`` and ``async_store`` read the server URL from
-``AETHER_NATS_URL`` (default ``nats://127.0.0.1:4222``).
+The factories ``sync_store`` and ``async_store`` read the server URL(s) from
+``AETHER_NATS_URL`` (comma-separated; default ``nats://127.0.0.1:4222``) and
+the replica count from ``AETHER_NATS_REPLICAS`` (default 1).
 """
 
 from __future__ import annotations
@@ -61,12 +83,14 @@ __all__ = [
     "encode_snapshot",
     "decode_event",
     "URL_ENV",
+    "REPLICAS_ENV",
     "DEFAULT_URL",
     "MAX_ACTOR_ID_LENGTH",
     "VERSION_HEADER",
 ]
 
 URL_ENV = "AETHER_NATS_URL"
+REPLICAS_ENV = "AETHER_NATS_REPLICAS"
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 # 256 code points of at most 4 UTF-8 bytes each encode to a 1,366-character token,
@@ -76,6 +100,10 @@ MAX_ACTOR_ID_LENGTH = 256
 
 VERSION_HEADER = "Aether-Version"
 WRONG_LAST_SEQUENCE = 10071  # JetStream's JSStreamWrongLastSequenceErrF
+IN_FLIGHT_CONFLICT = 10164  # JSStreamWrongLastSequenceConstantErr: the cluster leader's in-flight check
+# Both say "the subject's last sequence is not the one you expected": re-read and decide.
+_LAST_SEQUENCE_CHANGED = (WRONG_LAST_SEQUENCE, IN_FLIGHT_CONFLICT)
+FENCE_TTL = "60s"
 STREAM_IN_USE = 10058  # JSStreamNameExistErr: same name, different configuration
 # Direct-get batches: how many messages, and at most how many bytes, per request.
 # The byte bound keeps a batch far below the subscription's pending-bytes limit.
@@ -96,6 +124,8 @@ _TRANSIENT = (
     nats.errors.StaleConnectionError,
     nats.js.errors.NoStreamResponseError,
     nats.js.errors.ServiceUnavailableError,
+    # A stream leader that lost its quorum, or a replica still catching up, answers these.
+    nats.js.errors.ServerError,
 )
 
 T = TypeVar("T")
@@ -227,6 +257,33 @@ def _status_error(msg: Any) -> Exception:
     return nats.js.errors.APIError(code=int(status), description=(msg.headers or {}).get(Header.DESCRIPTION))
 
 
+async def _ignore_error(error: Exception) -> None:
+    pass
+
+
+def _replicas(given: int | None) -> int:
+    if given is None:
+        text = os.environ.get(REPLICAS_ENV, "").strip() or "1"
+        try:
+            given = int(text)
+        except ValueError:
+            raise ValueError(f"{REPLICAS_ENV}: must be a whole number of stream replicas (1-5), got {text!r}") from None
+    if isinstance(given, bool) or not isinstance(given, int) or not 1 <= given <= 5:
+        raise ValueError(f"replicas: must be a whole number from 1 to 5 (JetStream's limit), got {given!r}")
+    return given
+
+
+def _check_replicas(stream: str, wanted: int, info: Any) -> None:
+    """Fail loudly when the server kept fewer copies than asked: durability is not a best effort."""
+    configured = info.config.num_replicas or 1
+    peers = 1 + len(info.cluster.replicas or ()) if info.cluster is not None else 1
+    if configured != wanted or peers != wanted:
+        raise RuntimeError(
+            f"stream {stream} was asked for {wanted} replicas but has {configured} configured and "
+            f"{peers} placed; refusing to run with fewer copies than asked"
+        )
+
+
 # -- the async handle ------------------------------------------------------------------------
 
 
@@ -236,7 +293,9 @@ class JetStreamStore:
     ``namespace`` names the streams (``<NAMESPACE>_EVENTS``) and subjects
     (``<namespace>.events.>``); handles with the same namespace share a store.
     ``request_timeout`` bounds one request to the server; ``op_timeout`` one
-    store call including its retries across a server restart.
+    store call including its retries across a server restart or a leader
+    election.  ``url`` may list several servers, comma-separated; ``replicas``
+    (default ``$AETHER_NATS_REPLICAS``, else 1) is the streams' replica count.
     """
 
     def __init__(
@@ -246,16 +305,25 @@ class JetStreamStore:
         namespace: str = "aether",
         request_timeout: float = 5.0,
         op_timeout: float = 30.0,
+        replicas: int | None = None,
     ) -> None:
         if not _NAMESPACE.fullmatch(namespace):
             raise ValueError(f"namespace: must match {_NAMESPACE.pattern} (it names streams and subjects), got {namespace!r}")
         self.url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+        self.servers = [part.strip() for part in self.url.split(",") if part.strip()]
+        if not self.servers:
+            raise ValueError(f"url: must name at least one NATS server (comma-separated), got {self.url!r}")
+        self.replicas = _replicas(replicas)
         self.request_timeout = request_timeout
         self.op_timeout = op_timeout
         self.events_stream = f"{namespace.upper()}_EVENTS"
         self.snapshots_stream = f"{namespace.upper()}_SNAPSHOTS"
         self._events_prefix = f"{namespace}.events."
         self._snapshots_prefix = f"{namespace}.snapshots."
+        self._fence_prefix = {
+            self.events_stream: f"{namespace}.fence.events.",
+            self.snapshots_stream: f"{namespace}.fence.snapshots.",
+        }
         self._nc: Any = None
         self._js: Any = None
         self._connect_lock = asyncio.Lock()
@@ -269,11 +337,18 @@ class JetStreamStore:
                 raise RuntimeError("this JetStreamStore handle is closed")
             if self._nc is None:
                 nc = await nats.connect(
-                    self.url,
+                    self.servers,
                     name="aether-conformance jetstream store",
                     # Keep reconnecting for as long as the handle lives: each call has its own deadline.
                     max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25,
+                    # A paused (SIGSTOPped) server keeps its socket open: notice it within seconds
+                    # and move to another server, rather than after the default 4 minutes.
+                    ping_interval=2,
+                    max_outstanding_pings=3,
+                    # Every call has its own retries and deadline and reports its own failure;
+                    # the client's default callback would print each reconnect as a traceback.
+                    error_cb=_ignore_error,
                 )
                 try:
                     js = nc.jetstream(timeout=self.request_timeout)
@@ -285,30 +360,41 @@ class JetStreamStore:
         return self
 
     async def _create_streams(self, js: Any) -> None:
+        replicated = self.replicas > 1
+
+        def subjects(prefix: str, stream: str) -> list[str]:
+            # Read fences live in the stream they fence: only its Raft log orders them with the saves.
+            return [prefix + ">", self._fence_prefix[stream] + ">"] if replicated else [prefix + ">"]
+
+        fences = {"allow_msg_ttl": True} if replicated else {}
         configs = (
             StreamConfig(
                 name=self.events_stream,
-                subjects=[self._events_prefix + ">"],
+                subjects=subjects(self._events_prefix, self.events_stream),
                 storage="file",
                 allow_direct=True,
                 # History is append-only, and save_event relies on it: the message after
                 # sequence S is the only place an attempt that expected S can have landed.
                 deny_delete=True,
                 deny_purge=True,
+                num_replicas=self.replicas,
+                **fences,
             ),
             StreamConfig(
                 name=self.snapshots_stream,
-                subjects=[self._snapshots_prefix + ">"],
+                subjects=subjects(self._snapshots_prefix, self.snapshots_stream),
                 storage="file",
                 allow_direct=True,
                 max_msgs_per_subject=1,
+                num_replicas=self.replicas,
+                **fences,
             ),
         )
         for config in configs:
             # Creating a stream with an identical configuration succeeds, so
             # concurrent first uses all get the same stream.
             try:
-                await js.add_stream(config)
+                info = await js.add_stream(config)
             except nats.js.errors.APIError as error:
                 if error.err_code == STREAM_IN_USE:
                     raise RuntimeError(
@@ -316,6 +402,7 @@ class JetStreamStore:
                         f"did not create ({error.description}); use another namespace"
                     ) from error
                 raise
+            _check_replicas(config.name, self.replicas, info)
 
     async def close(self) -> None:
         async with self._connect_lock:
@@ -375,9 +462,85 @@ class JetStreamStore:
         request = json.dumps({"seq": seq, "next_by_subj": subject}).encode()
         return lambda: self._direct(f"$JS.API.DIRECT.GET.{stream}", request)
 
+    def _following(self, stream: str, subject: str, seq: int) -> Callable[[], Awaitable[_Stored | None]]:
+        """Like :meth:`_next`, but current: from the stream leader when the stream is replicated."""
+        if self.replicas > 1:
+            return lambda: self._leader_get(stream, subject, seq)
+        return self._next(stream, subject, seq)
+
+    def _exact(self, stream: str, seq: int) -> Callable[[], Awaitable[_Stored | None]]:
+        if self.replicas > 1:
+            return lambda: self._leader_get(stream, None, seq)
+        return self._at(stream, seq)
+
     def _at(self, stream: str, seq: int) -> Callable[[], Awaitable[_Stored | None]]:
         request = json.dumps({"seq": seq}).encode()
         return lambda: self._direct(f"$JS.API.DIRECT.GET.{stream}", request)
+
+    # -- reads through the stream leader, and fences ---------------------------------------------
+    async def _leader_get(self, stream: str, subject: str | None, seq: int | None = None) -> _Stored | None:
+        """The last message on ``subject`` (``seq`` None), or the first on it at ``seq`` or later,
+        or the message at ``seq`` (``subject`` None), as the stream leader answers (STREAM.MSG.GET)."""
+        _, js = await self._connection()
+        try:
+            if subject is None:
+                raw = await js.get_msg(stream, seq=seq)
+            elif seq is None:
+                raw = await js.get_msg(stream, subject=subject)
+            else:
+                raw = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+        except nats.js.errors.NotFoundError:
+            return None
+        headers = raw.headers or {}
+        try:
+            version = int(headers[VERSION_HEADER])
+        except KeyError:
+            raise RuntimeError(
+                f"message {raw.seq} on {raw.subject} has no {VERSION_HEADER} header: something other than "
+                "this store wrote to its subjects"
+            ) from None
+        return _Stored(seq=raw.seq, version=version, msg_id=headers.get(Header.MSG_ID), data=raw.data or b"")
+
+    def _latest(self, stream: str, subject: str, from_leader: bool) -> Callable[[], Awaitable[_Stored | None]]:
+        if from_leader and self.replicas > 1:
+            return lambda: self._leader_get(stream, subject)
+        return self._last(stream, subject)
+
+    async def _fence(self, deadline: float, stream: str, subject: str, seq: int) -> bool:
+        """Whether ``subject`` still ends at ``seq``, decided by a marker committed through the Raft log."""
+        _, js = await self._connection()
+        headers = {
+            Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: str(seq),
+            "Nats-Expected-Last-Subject-Sequence-Subject": subject,
+            "Nats-TTL": FENCE_TTL,
+        }
+        fence = self._fence_prefix[stream] + uuid.uuid4().hex
+        attempt = 0
+        while True:
+            try:
+                await js.publish(fence, b"", timeout=self.request_timeout, headers=headers)
+                return True
+            except _TRANSIENT as error:  # a marker that landed unseen changes nothing: send another
+                attempt += 1
+                await self._pause(deadline, attempt, error)
+            except nats.js.errors.APIError as error:
+                if error.err_code in _LAST_SEQUENCE_CHANGED:
+                    return False
+                raise
+
+    async def _current_last(self, deadline: float, stream: str, subject: str) -> _Stored | None:
+        """The subject's last message as of one instant inside this call (linearizable)."""
+        from_leader = False
+        attempt = 0
+        while True:
+            last = await self._retry(deadline, self._latest(stream, subject, from_leader))
+            # One copy (a single server, or an unreplicated stream) is always current.
+            if self.replicas == 1 or await self._fence(deadline, stream, subject, last.seq if last else 0):
+                return last
+            # Stale, or another writer's publish was in flight: ask the leader next time.
+            from_leader = True
+            attempt += 1
+            await self._pause(deadline, attempt, TimeoutError(f"the last message on {subject} kept changing"))
 
     async def _batch(self, stream: str, subject: str, seq: int) -> tuple[list[_Stored], int]:
         """Messages on ``subject`` from stream sequence ``seq`` on, and how many remain after them."""
@@ -447,6 +610,8 @@ class JetStreamStore:
             return stored is not None and stored.msg_id == msg_id and stored.data == payload
 
         deadline = self._deadline()
+        # A stale read (a lagging replica) costs a refused publish, never a wrong answer: the
+        # publish carries the sequence it read, and a conflict is raised only after a fence.
         last = await self._retry(deadline, self._last(self.events_stream, subject))
         seq, latest = (last.seq, last.version) if last else (0, 0)
         # True while an attempt sent with expectation `seq` may have been stored without our knowing.
@@ -454,6 +619,10 @@ class JetStreamStore:
         attempt = 0
         while True:
             if event.version <= latest:
+                if self.replicas > 1 and not await self._fence(deadline, self.events_stream, subject, seq):
+                    last = await self._retry(deadline, self._latest(self.events_stream, subject, True))
+                    seq, latest = (last.seq, last.version) if last else (0, 0)
+                    continue
                 raise VersionConflictError(
                     actor_id=event.actor_id, attempted_version=event.version, current_version=latest
                 )
@@ -464,13 +633,13 @@ class JetStreamStore:
                 attempt += 1
                 await self._pause(deadline, attempt, error)
             except nats.js.errors.APIError as error:
-                if error.err_code != WRONG_LAST_SEQUENCE:
+                if error.err_code not in _LAST_SEQUENCE_CHANGED:
                     raise
             else:
                 if not ack.duplicate:
                     return
                 # The server already holds a message with this call's id: an earlier attempt landed.
-                if ours(await self._retry(deadline, self._at(self.events_stream, ack.seq))):
+                if ours(await self._retry(deadline, self._exact(self.events_stream, ack.seq))):
                     return
                 raise RuntimeError(
                     f"JetStream called sequence {ack.seq} a duplicate of Nats-Msg-Id {msg_id}, "
@@ -478,13 +647,14 @@ class JetStreamStore:
                 )
             if in_doubt:
                 # An attempt expecting `seq` can only have landed as the subject's next message.
-                successor = await self._retry(deadline, self._next(self.events_stream, subject, seq + 1))
+                # Asked of the leader: a lagging replica would hide a successor that is there.
+                successor = await self._retry(deadline, self._following(self.events_stream, subject, seq + 1))
                 if ours(successor):
                     return
                 if successor is None:
                     continue  # it may still land: retry with the same expectation and id
                 in_doubt = False  # someone else's message follows `seq`: ours can never land
-            last = await self._retry(deadline, self._last(self.events_stream, subject))
+            last = await self._retry(deadline, self._latest(self.events_stream, subject, True))
             seq, latest = (last.seq, last.version) if last else (0, 0)
 
     async def get_events(self, actor_id: str, from_version: int) -> list[Event]:
@@ -494,12 +664,29 @@ class JetStreamStore:
         if subject is None:
             return []
         deadline = self._deadline()
-        last = await self._retry(deadline, self._last(self.events_stream, subject))
+        last = await self._current_last(deadline, self.events_stream, subject)
         if last is None or last.version < from_version:
             return []
         start = await self._first_at_or_above(deadline, subject, from_version, last)
-        stored = await self._read_from(deadline, self.events_stream, subject, start)
+        stored = await self._read_through(deadline, subject, start, last)
         return [decode_event(message.data) for message in stored]
+
+    async def _read_through(self, deadline: float, subject: str, start: int, last: _Stored) -> list[_Stored]:
+        """The subject's messages from sequence ``start`` through ``last`` (the fenced latest).
+
+        Batched direct gets may come from a replica that lags behind ``last``:
+        such an answer stops short of it and is asked again.  Messages after
+        ``last`` (saves since the fence) are left out, so the answer is the
+        stream as of the fence.
+        """
+        attempt = 0
+        while True:
+            stored = await self._read_from(deadline, self.events_stream, subject, start)
+            through = [message for message in stored if message.seq <= last.seq]
+            if through and through[-1].seq == last.seq:
+                return through
+            attempt += 1
+            await self._pause(deadline, attempt, TimeoutError(f"replicas lag behind sequence {last.seq} of {subject}"))
 
     async def _first_at_or_above(self, deadline: float, subject: str, from_version: int, last: _Stored) -> int:
         """The stream sequence of the subject's first event with version >= ``from_version``.
@@ -511,10 +698,17 @@ class JetStreamStore:
         if from_version <= 1:  # every stored version is >= 1
             return 1
         low, high, best = 1, last.seq, last
+        attempt = 0
         while low < high:
             middle = (low + high) // 2
-            found = await self._retry(deadline, self._next(self.events_stream, subject, middle))
-            assert found is not None, "the subject's last message lies at or after every probe"
+            # Current reads: a lagging replica could miss messages at or below last.seq.
+            found = await self._retry(deadline, self._following(self.events_stream, subject, middle))
+            if found is None:
+                # last.seq lies at or after every probe, so the answer came from a copy that has
+                # not applied it yet (a deposed leader, before it learns so): ask again.
+                attempt += 1
+                await self._pause(deadline, attempt, TimeoutError(f"no copy of {subject} through sequence {last.seq}"))
+                continue
             if found.version >= from_version:
                 high, best = middle, found
             else:
@@ -525,7 +719,7 @@ class JetStreamStore:
         subject = self._read_subject(self._events_prefix, actor_id)
         if subject is None:
             return 0
-        last = await self._retry(self._deadline(), self._last(self.events_stream, subject))
+        last = await self._current_last(self._deadline(), self.events_stream, subject)
         return 0 if last is None else last.version
 
     def _read_subject(self, prefix: str, actor_id: str) -> str | None:
@@ -552,7 +746,7 @@ class JetStreamStore:
         attempt = 0
         while True:
             # Re-reading also settles a timed-out attempt: if it landed, it is what we read.
-            kept = await self._retry(deadline, self._last(self.snapshots_stream, subject))
+            kept = await self._current_last(deadline, self.snapshots_stream, subject)
             if kept is not None and kept.version >= snapshot.version:
                 return
             expected = kept.seq if kept else 0
@@ -563,14 +757,14 @@ class JetStreamStore:
                 attempt += 1
                 await self._pause(deadline, attempt, error)
             except nats.js.errors.APIError as error:
-                if error.err_code != WRONG_LAST_SEQUENCE:
+                if error.err_code not in _LAST_SEQUENCE_CHANGED:
                     raise
 
     async def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         subject = self._read_subject(self._snapshots_prefix, actor_id)
         if subject is None:
             return None
-        kept = await self._retry(self._deadline(), self._last(self.snapshots_stream, subject))
+        kept = await self._current_last(self._deadline(), self.snapshots_stream, subject)
         return None if kept is None else ActorSnapshot.from_dict(json.loads(kept.data))
 
 

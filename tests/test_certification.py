@@ -19,7 +19,8 @@ CONSECUTIVE_RUNS = 20
 def _assert_conformant(code, report, output):
     failed = [(r["id"], r["messages"][:1]) for r in report["requirements"] if r["outcome"] == "failed"]
     assert code == 0 and report["conformant"] and not failed, f"{failed}\n{output[-3000:]}"
-    skipped = [r["id"] for r in report["requirements"] if r["outcome"] == "skipped"]
+    # ES-FAULT-001 needs injected faults: it is certified on a cluster in tests/test_faults_cluster.py.
+    skipped = [r["id"] for r in report["requirements"] if r["outcome"] == "skipped" and r["id"] != "ES-FAULT-001"]
     assert not skipped, f"requirements not exercised: {skipped}"
 
 

@@ -12,6 +12,7 @@ import importlib
 import multiprocessing
 import os
 import re
+import threading
 import time
 import uuid
 from collections import Counter
@@ -708,3 +709,164 @@ def test_acknowledged_saves_survive_a_sigkill_of_the_server_exactly_once(tmp_pat
     assert not lost, f"acknowledged saves lost or moved by the crash: {lost[:5]}"
     in_doubt = {i for _, _, unknown, _ in outcomes for i in unknown}
     assert set(by_id) <= {i for i, _ in acked} | in_doubt, "a stored event was neither acknowledged nor in doubt"
+
+
+# --- on a 3-node cluster (aether_nats_cluster: real nodes, proxied routes) -----------------------
+
+CLUSTER_SETTLE = 90.0  # seconds: bounds elections and reconnects on a loaded machine, never a speed target
+
+
+@pytest.fixture
+def healthy_cluster(aether_nats_cluster):
+    yield aether_nats_cluster
+    for node in aether_nats_cluster.nodes:
+        if node.paused:
+            aether_nats_cluster.resume(node)
+        elif not node.running:
+            aether_nats_cluster.restart(node)
+    aether_nats_cluster.heal()
+    aether_nats_cluster.wait_healthy(CLUSTER_SETTLE)
+
+
+def cluster_namespace() -> str:
+    return f"c{uuid.uuid4().hex[:10]}"
+
+
+def test_on_a_cluster_the_streams_get_the_replicas_asked_for_from_the_environment(healthy_cluster, monkeypatch):
+    monkeypatch.setenv("AETHER_NATS_URL", healthy_cluster.url)
+    monkeypatch.setenv("AETHER_NATS_REPLICAS", "3")
+    namespace = cluster_namespace()
+    with SyncJetStreamStore(namespace=namespace) as handle:
+        assert handle._store.servers == healthy_cluster.urls
+        handle.save_event(event("a", 1))
+        assert handle.get_latest_version("a") == 1
+    streams = healthy_cluster.streams()
+    assert streams[f"{namespace.upper()}_EVENTS"]["replicas"] == 3
+    assert streams[f"{namespace.upper()}_SNAPSHOTS"]["replicas"] == 3
+
+
+@pytest.mark.parametrize("text", ["three", "0", "6", "-1"])
+def test_a_bad_replica_count_is_refused_naming_the_variable(monkeypatch, text):
+    monkeypatch.setenv("AETHER_NATS_REPLICAS", text)
+    with pytest.raises(ValueError, match="AETHER_NATS_REPLICAS: must be a whole number|replicas: must be a whole number"):
+        JetStreamStore("nats://127.0.0.1:1")
+
+
+def test_asking_for_replicas_a_single_server_cannot_give_fails_loudly(server):
+    with pytest.raises(Exception, match="(?i)replicas"):
+        SyncJetStreamStore(server.url, replicas=3, namespace=cluster_namespace())
+
+
+def test_a_stream_kept_with_fewer_replicas_than_asked_is_an_error(healthy_cluster):
+    async def main():
+        nc = await nats.connect(healthy_cluster.urls)
+        try:
+            js = nc.jetstream(timeout=20)
+            return await js.add_stream(name=f"LONE{uuid.uuid4().hex[:6].upper()}", subjects=[f"lone.{uuid.uuid4().hex}"])
+        finally:
+            await nc.close()
+
+    info = asyncio.run(main())
+    with pytest.raises(RuntimeError, match=r"asked for 3 replicas but has 1 configured and 1 placed"):
+        jetstream._check_replicas(info.config.name, 3, info)
+
+
+def test_racing_saves_through_every_node_get_one_winner_per_version(healthy_cluster):
+    namespace, actor = cluster_namespace(), fresh("race")
+    handles = [SyncJetStreamStore(url, replicas=3, namespace=namespace) for url in healthy_cluster.urls * 2]
+    acked: list[tuple[str, int]] = []
+    failures: list[BaseException] = []
+
+    def write(handle, label):
+        for n in range(15):
+            latest = handle.get_latest_version(actor)
+            saved = event(actor, latest + 1, event_id=f"{label}-{n}")
+            try:
+                handle.save_event(saved)
+                acked.append((saved.id, saved.version))
+            except VersionConflictError as conflict:
+                if conflict.current_version < saved.version:
+                    failures.append(AssertionError(f"conflict below the attempt: {conflict}"))
+            except BaseException as error:  # a raw 10164 would land here
+                failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(h, f"w{i}")) for i, h in enumerate(handles)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    try:
+        assert not failures, failures[:3]
+        stored = handles[0].get_events(actor, 0)
+        assert [e.version for e in stored] == list(range(1, len(stored) + 1))
+        assert sorted((e.id, e.version) for e in stored) == sorted(acked)
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def test_a_cut_off_replica_is_never_read_stale(healthy_cluster):
+    """A partitioned follower still answers direct gets from its own, stale, copy."""
+    from tests.zoo.cluster_specimens import SyncAnyReplicaJetStreamStore
+
+    namespace, actor = cluster_namespace(), fresh("fenced")
+    majority = SyncJetStreamStore(healthy_cluster.url, replicas=3, namespace=namespace)
+    majority.save_event(event(actor, 1))
+    leader = healthy_cluster.stream_leader(f"{namespace.upper()}_EVENTS")
+    follower = next(node for node in healthy_cluster.nodes if node.name != leader)
+    others = [node.url for node in healthy_cluster.nodes if node is not follower]
+    # Handles pinned to nodes: the writer to the majority, the readers to the follower.
+    writer = SyncJetStreamStore(",".join(others), replicas=3, namespace=namespace)
+    fenced = SyncJetStreamStore(follower.url, replicas=3, namespace=namespace, op_timeout=4.0, request_timeout=1.0)
+    naive = SyncAnyReplicaJetStreamStore(follower.url, replicas=3, namespace=namespace)
+    try:
+        deadline = time.monotonic() + CLUSTER_SETTLE
+        while naive.get_latest_version(actor) != 1:  # the follower has applied version 1
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        healthy_cluster.partition(follower)
+        writer.save_event(event(actor, 2))  # acknowledged by the leader and the third node
+        assert naive.get_latest_version(actor) == 1  # the bug: a stale answer, after an acknowledged 2
+        with pytest.raises(TimeoutError):
+            fenced.get_latest_version(actor)  # no answer rather than a wrong one
+        healthy_cluster.heal(follower)
+        healthy_cluster.wait_healthy(CLUSTER_SETTLE)
+        assert fenced.get_latest_version(actor) == 2
+        assert [e.version for e in fenced.get_events(actor, 0)] == [1, 2]
+    finally:
+        for handle in (majority, writer, fenced, naive):
+            handle.close()
+
+
+def test_saves_in_flight_while_the_stream_leader_is_killed_land_exactly_once(healthy_cluster):
+    namespace, actor = cluster_namespace(), fresh("failover")
+    handle = SyncJetStreamStore(healthy_cluster.url, replicas=3, namespace=namespace, op_timeout=60.0)
+    stream = f"{namespace.upper()}_EVENTS"
+    try:
+        handle.save_event(event(actor, 1))
+        leader = healthy_cluster.stream_leader(stream)
+        done = threading.Event()
+        versions: list[int] = []
+
+        def write():
+            for version in range(2, 41):
+                handle.save_event(event(actor, version, event_id=f"{actor}-{version}"))
+                versions.append(version)
+            done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        deadline = time.monotonic() + CLUSTER_SETTLE
+        while len(versions) < 5:
+            assert time.monotonic() < deadline and writer.is_alive()
+            time.sleep(0.01)
+        healthy_cluster.kill(leader)  # saves are in flight on the leader's connection
+        writer.join(300)
+        assert done.is_set(), "a save did not come back after the leader died"
+        healthy_cluster.restart(leader)
+        stored = handle.get_events(actor, 0)
+        # Every save returned: each is stored once, at its version, whatever the kill cut short.
+        assert [e.version for e in stored] == list(range(1, 41))
+        assert len({e.id for e in stored}) == 40
+    finally:
+        handle.close()
