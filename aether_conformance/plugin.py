@@ -176,6 +176,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed and call.excinfo is not None and _requirement_ids(item):
         report.user_properties.append((MESSAGES_KEY, _leaf_messages(call.excinfo.value)))
+        # A store that can show what crossed its wire (a process store) explains the failure with it.
+        transcript = getattr(getattr(getattr(item, "funcargs", {}).get("store"), "raw", None), "transcript", None)
+        if callable(transcript):
+            report.sections.append(("aether-store/1 transcript (last lines; → to the store, ← from it)", transcript()))
     return report
 
 

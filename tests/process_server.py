@@ -71,7 +71,8 @@ def main() -> None:
             sys.stdout.write(json.dumps(message, ensure_ascii=False) + "\n")
             sys.stdout.flush()
 
-    write({"protocol": "aether-store/0" if flaw == "no-greeting" else "aether-store/1", "snapshots": True})
+    write({"protocol": "aether-store/0" if flaw == "no-greeting" else "aether-store/1", "snapshots": True,
+           "name": "tests.process_server", "version": "1"})
     for count, line in enumerate(sys.stdin, 1):
         if flaw == "exit-after-50" and count > 50:
             print("simulated crash", file=sys.stderr, flush=True)
