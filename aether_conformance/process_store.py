@@ -29,13 +29,13 @@ import enum
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 from .errors import VersionConflictError
@@ -132,33 +132,45 @@ class _LineTooLong(Exception):
         self.start = start
 
 
-def _lines(fd: int, max_bytes: int) -> Iterator[bytes]:
+class _LineReader:
     """The lines of a pipe (without their newline), read in bounded chunks.
 
     Memory stays below ``max_bytes`` plus one chunk: a line that grows past
     the limit raises ``_LineTooLong`` instead of being accumulated.  A last
-    line without a newline is yielded at end of file.
+    line without a newline is returned at end of file; after it, None.
     """
-    buffer = bytearray()
-    while True:
-        chunk = os.read(fd, _READ_CHUNK)
-        if not chunk:
-            if buffer:
-                yield bytes(buffer)
-            return
-        start = len(buffer)
-        buffer += chunk
+
+    def __init__(self, fd: int, max_bytes: int) -> None:
+        self.fd, self.max_bytes = fd, max_bytes
+        self.buffer = bytearray()
+        self.start = self.scanned = 0  # consumed bytes, and bytes known to hold no newline
+        self.eof = False
+
+    def next_line(self, deadline: float | None = None) -> bytes | None:
+        """The next line; None at end of file; TimeoutError when ``deadline`` (monotonic) passes first."""
         while True:
-            cut = buffer.find(b"\n", start)
-            if cut < 0:
-                break
-            if cut > max_bytes:
-                raise _LineTooLong(bytes(buffer[:_QUOTE_CHARS]))
-            yield bytes(buffer[:cut])
-            del buffer[:cut + 1]
-            start = 0
-        if len(buffer) > max_bytes:
-            raise _LineTooLong(bytes(buffer[:_QUOTE_CHARS]))
+            cut = self.buffer.find(b"\n", self.scanned)
+            if cut >= 0:
+                line = bytes(self.buffer[self.start:cut])
+                self.start = self.scanned = cut + 1
+                if len(line) > self.max_bytes:
+                    raise _LineTooLong(line[:_QUOTE_CHARS])
+                return line
+            if len(self.buffer) - self.start > self.max_bytes:
+                raise _LineTooLong(bytes(self.buffer[self.start:self.start + _QUOTE_CHARS]))
+            del self.buffer[:self.start]  # once per chunk, not once per line
+            self.start, self.scanned = 0, len(self.buffer)
+            if self.eof:
+                line, self.buffer = (bytes(self.buffer) or None), bytearray()
+                self.scanned = 0
+                return line
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+                    raise TimeoutError
+            chunk = os.read(self.fd, _READ_CHUNK)
+            self.eof = not chunk
+            self.buffer += chunk
 
 
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
@@ -208,11 +220,17 @@ def _check_int64(value: Any, field: str, line: bytes) -> None:
         raise _Violation(Rule.INT64, f"{field} is {value}, beyond int64; the line begins: {_quote(line)}")
 
 
+_END = object()  # what _next_message returns when stdout has ended
+
+
 class _Pending:
-    __slots__ = ("done", "method", "response", "line")
+    """A request in flight.  ``wake`` is set when it is settled, or when it is its turn to read."""
+
+    __slots__ = ("wake", "settled", "method", "response", "line")
 
     def __init__(self, method: str) -> None:
-        self.done = threading.Event()
+        self.wake = threading.Event()
+        self.settled = False
         self.method = method
         self.response: dict[str, Any] | None = None
         self.line = b""
@@ -234,8 +252,6 @@ class StoreProcess:
         self._failure: str | None = None
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._transcript: deque[str] = deque(maxlen=_TRANSCRIPT_LINES)
-        self._greeting: Any = None
-        self._greeted = threading.Event()
         self._closed = False
         self.greeting: dict[str, Any] = {}
         try:
@@ -247,33 +263,37 @@ class StoreProcess:
             )
         except OSError as error:
             raise StoreProcessError(f"cannot start {self.name}: {error}") from None
-        self._stdout_reader = threading.Thread(target=self._guard, args=(self._read_stdout, "stdout"),
-                                               name="aether-process-store-stdout", daemon=True)
-        self._stderr_reader = threading.Thread(target=self._guard, args=(self._read_stderr, "stderr"),
-                                               name="aether-process-store-stderr", daemon=True)
-        self._stdout_reader.start()
+        # stdout has no thread of its own: a caller whose answer is due reads it (one at a time,
+        # under _read_lock) and hands the others theirs, so a call costs no thread hand-off.
+        self._stdout = _LineReader(self._process.stdout.fileno(), self.max_line_bytes)
+        self._stdout_lines = 0
+        self._read_lock = threading.Lock()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, name="aether-process-store-stderr",
+                                               daemon=True)
         self._stderr_reader.start()
         try:
-            self._check_greeting(greeting_timeout)
+            self._read_greeting(greeting_timeout)
         except StoreProcessError:
             self.close()
             raise
 
     # -- greeting -------------------------------------------------------------------------
-    def _check_greeting(self, timeout: float) -> None:
+    def _read_greeting(self, timeout: float) -> None:
         expected = f'{{"protocol": "{PROTOCOL}", "snapshots": ...}}'
-        if not self._greeted.wait(timeout):
-            raise StoreProcessError(
-                f"{self.name} did not greet within {timeout:g}s (the greeting deadline; set "
-                f"{GREETING_TIMEOUT_ENV} to change it): its first stdout line must be {expected}{self._stderr_note()}"
-            )
-        if self._greeting is None:  # the reader ended before a first line
-            code = self._exit_code(wait=2.0)
-            self._stderr_reader.join(1.0)  # its last words, if it had any
-            ended = f"exited with code {code}" if code is not None else "closed its stdout"
-            why = self._failure or f"{self.name} {ended}"
-            raise StoreProcessError(f"{why} before greeting{self._stderr_note()}")
-        hello = self._greeting
+        with self._read_lock:
+            try:
+                hello, _ = self._next_message(deadline=time.monotonic() + timeout)
+            except TimeoutError:
+                raise StoreProcessError(
+                    f"{self.name} did not greet within {timeout:g}s (the greeting deadline; set "
+                    f"{GREETING_TIMEOUT_ENV} to change it): its first stdout line must be {expected}"
+                    f"{self._stderr_note()}"
+                ) from None
+            except (_Violation, _LineTooLong) as violation:
+                raise StoreProcessError(f"store process {self.name} {self._rule_broken(violation, 'stdout')} "
+                                        f"in its greeting{self._stderr_note()}") from None
+        if hello is _END:
+            raise StoreProcessError(f"{self._failure} before greeting{self._stderr_note()}")
         if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL:
             raise StoreProcessError(f"{self.name} speaks {wire(hello)}, not protocol {PROTOCOL!r}")
         self.snapshots = hello.get("snapshots") is True
@@ -293,44 +313,70 @@ class StoreProcess:
         except subprocess.TimeoutExpired:
             return None
 
-    # -- readers ----------------------------------------------------------------------------
-    def _guard(self, read: Any, stream: str) -> None:
-        """Run a reader; whatever stops it is recorded as the store's failure, never lost."""
-        try:
-            read()
-        except _Violation as violation:
-            self._fail(str(violation))
-        except _LineTooLong as too_long:
-            self._fail(str(_Violation(
-                Rule.LINE_SIZE, f"wrote a line of more than {self.max_line_bytes} bytes on its {stream} (the limit; "
-                                f"set {MAX_LINE_BYTES_ENV} to change it); it begins: {_quote(too_long.start)}")))
-        except BaseException as error:  # a bug of the kit's, reported as one rather than lost
-            self._fail(f"could not be read (kit-internal error on its {stream}: {type(error).__name__}: {error})")
-        finally:
-            if stream == "stdout":
-                self._greeted.set()
+    # -- reading ----------------------------------------------------------------------------
+    def _rule_broken(self, error: BaseException, stream: str) -> str:
+        if isinstance(error, _LineTooLong):
+            error = _Violation(Rule.LINE_SIZE, f"wrote a line of more than {self.max_line_bytes} bytes on its {stream} "
+                                               f"(the limit; set {MAX_LINE_BYTES_ENV} to change it); it begins: "
+                                               f"{_quote(error.start)}")
+        return str(error)
 
-    def _read_stdout(self) -> None:
-        for number, line in enumerate(_lines(self._process.stdout.fileno(), self.max_line_bytes), 1):
-            self._record("←", line)
-            message = _decode(line, f"stdout line {number}")
-            if number == 1:
-                self._greeting = message
-                self._greeted.set()
-                continue
-            self._deliver(message, line)
-        code = self._exit_code(wait=2.0)
-        self._stderr_reader.join(1.0)
-        self._fail(f"exited with code {code}" if code is not None else "closed its stdout")
+    def _next_message(self, deadline: float | None = None) -> tuple[Any, bytes]:
+        """The next stdout line, decoded (caller holds _read_lock); at its end, fail the store and return _END."""
+        line = self._stdout.next_line(deadline)
+        if line is None:
+            code = self._exit_code(wait=2.0)
+            self._stderr_reader.join(1.0)  # its last words, if it had any
+            self._fail(f"exited with code {code}" if code is not None else "closed its stdout")
+            return _END, b""
+        self._stdout_lines += 1
+        self._record("←", line)
+        return _decode(line, f"stdout line {self._stdout_lines}"), line
+
+    def _await(self, waiter: _Pending) -> None:
+        """Wait for a response: read stdout when no one else does, else until woken."""
+        while not waiter.settled:
+            if self._read_lock.acquire(blocking=False):
+                try:
+                    while not waiter.settled:
+                        message, line = self._next_message()
+                        if message is not _END:
+                            self._deliver(message, line)
+                except (_Violation, _LineTooLong) as violation:
+                    self._fail(self._rule_broken(violation, "stdout"))
+                except BaseException as error:  # a bug of the kit's, reported as one rather than lost
+                    self._fail(f"could not be read (kit-internal error on its stdout: {type(error).__name__}: {error})")
+                finally:
+                    self._read_lock.release()
+                    self._pass_the_reading_on()
+            else:
+                waiter.wake.wait()
+                waiter.wake.clear()
+
+    def _pass_the_reading_on(self) -> None:
+        # After the lock is released: a caller that found it taken is pending, and is woken here.
+        with self._pending_lock:
+            waiting = next((w for w in self._pending.values() if not w.settled), None)
+        if waiting is not None:
+            waiting.wake.set()
 
     def _read_stderr(self) -> None:
-        for number, line in enumerate(_lines(self._process.stderr.fileno(), self.max_line_bytes), 1):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise _Violation(Rule.UTF8, f"stderr line {number} is not UTF-8 (byte 0x{line[error.start]:02x} "
-                                            f"at offset {error.start}); it begins: {_quote(line)}") from None
-            self._stderr_tail.append(_quote(text))
+        """Keep the last stderr lines; a line that breaks a rule breaks the store, like one on stdout."""
+        reader = _LineReader(self._process.stderr.fileno(), self.max_line_bytes)
+        number = 0
+        try:
+            while (line := reader.next_line()) is not None:
+                number += 1
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise _Violation(Rule.UTF8, f"stderr line {number} is not UTF-8 (byte 0x{line[error.start]:02x} "
+                                                f"at offset {error.start}); it begins: {_quote(line)}") from None
+                self._stderr_tail.append(_quote(text))
+        except (_Violation, _LineTooLong) as violation:
+            self._fail(self._rule_broken(violation, "stderr"))
+        except BaseException as error:  # a bug of the kit's, reported as one rather than lost
+            self._fail(f"could not be read (kit-internal error on its stderr: {type(error).__name__}: {error})")
 
     def _deliver(self, response: Any, line: bytes) -> None:
         """Match a response to its request, after checking what every response must be."""
@@ -348,13 +394,16 @@ class StoreProcess:
         if error is not None:
             _check_error(error, line)
         with self._pending_lock:
-            pending = self._pending.pop(request_id, None)
+            pending = self._pending.get(request_id)
         if pending is None:
             raise _Violation(Rule.ID, f"id {request_id} answers no request in flight; the line begins: {_quote(line)}")
         if error is None:
             _check_result_numbers(pending.method, result, line)
+        with self._pending_lock:
+            self._pending.pop(request_id, None)
         pending.response, pending.line = response, line
-        pending.done.set()
+        pending.settled = True
+        pending.wake.set()
 
     def _fail(self, why: str) -> None:
         with self._pending_lock:
@@ -362,7 +411,8 @@ class StoreProcess:
                 self._failure = f"store process {self.name} {why}"
             pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            waiter.done.set()
+            waiter.settled = True
+            waiter.wake.set()
 
     def _stderr_note(self) -> str:
         return f"; its stderr ends: {' | '.join(self._stderr_tail)}" if self._stderr_tail else ""
@@ -399,8 +449,10 @@ class StoreProcess:
                 while view:
                     view = view[self._process.stdin.write(view):]
         except (OSError, ValueError) as error:  # ValueError: stdin already closed by close()
-            self._fail(f"stopped reading its stdin ({error})")
-        waiter.done.wait()  # the driver's per-call timeout bounds this
+            code = self._exit_code(wait=2.0)
+            self._stderr_reader.join(1.0)
+            self._fail(f"exited with code {code}" if code is not None else f"stopped reading its stdin ({error})")
+        self._await(waiter)  # the driver's per-call timeout bounds this
         if waiter.response is None:
             raise StoreProcessError((self._failure or "store process failed") + self._stderr_note())
         return _outcome(waiter.response, waiter.line)
@@ -425,9 +477,13 @@ class StoreProcess:
                 break
         self._exit_code(wait=5.0)
         self._fail("was shut down")
-        self._stdout_reader.join(2.0)
         self._stderr_reader.join(2.0)
-        for stream in (process.stdout, process.stderr):
+        streams = [] if self._stderr_reader.is_alive() else [process.stderr]
+        # A caller still reading stdout (abandoned by a timeout) sees its end now; let it finish first.
+        if self._read_lock.acquire(timeout=2.0):
+            streams.append(process.stdout)
+            self._read_lock.release()
+        for stream in streams:
             try:
                 stream.close()
             except OSError:

@@ -108,12 +108,15 @@ def _adapter_calls(command: list[str], calls: int, threads: int) -> float:
         process.close()
 
 
-def throughput(name: str, command: str, calls: int) -> None:
+def throughput(name: str, command: str, calls: int, rounds: int = 3) -> None:
     argv = shlex.split(command)
-    raw = _raw_round_trips(argv, calls)
-    sequential = _adapter_calls(argv, calls, 1)
-    pipelined = _adapter_calls(argv, calls, PIPELINE_THREADS)
-    print(f"get_latest_version throughput to the {name} store, {calls} calls:")
+    best = {"raw": 0.0, "sequential": 0.0, "pipelined": 0.0}
+    for _ in range(rounds):  # interleaved, best of each: a busy machine slows all three alike
+        best["raw"] = max(best["raw"], _raw_round_trips(argv, calls))
+        best["sequential"] = max(best["sequential"], _adapter_calls(argv, calls, 1))
+        best["pipelined"] = max(best["pipelined"], _adapter_calls(argv, calls, PIPELINE_THREADS))
+    raw, sequential, pipelined = best["raw"], best["sequential"], best["pipelined"]
+    print(f"get_latest_version throughput to the {name} store, {calls} calls, best of {rounds}:")
     print(f"  raw pipe round trip (baseline)     {raw:9,.0f} calls/s")
     print(f"  adapter, one call at a time        {sequential:9,.0f} calls/s  {sequential / raw:4.2f}x")
     print(f"  adapter, {PIPELINE_THREADS} threads pipelining      {pipelined:9,.0f} calls/s  {pipelined / raw:4.2f}x")
@@ -123,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="quick", choices=["quick", "default", "thorough"])
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--calls", type=int, default=10_000)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-process-") as scratch:
         commands = _process_commands(Path(scratch))

@@ -8,7 +8,7 @@ a time).  ``--pid-file`` receives its pid (and its grandchild's, in mode
 
 Modes that never get as far as serving: ``silent`` (never greets, ignores
 SIGTERM), ``exit-early`` (a few stderr lines, then exit code 7),
-``flood-stderr`` (10 MiB of stderr before greeting, then never reads stdin).
+``flood-stderr`` (2.4 MiB of stderr before greeting, then never reads stdin).
 ``grandchild`` spawns a long sleep in its process group and serves correctly.
 The others answer their trigger request with one bad line: see ``BAD_LINES``.
 """
@@ -77,7 +77,7 @@ def main() -> None:
         print("fatal: cannot open database /nonexistent/store.db", file=sys.stderr, flush=True)
         sys.exit(7)
     if mode == "flood-stderr":
-        for number in range(160_000):
+        for number in range(40_000):  # 2.4 MiB, far beyond a pipe buffer
             sys.stderr.write(f"debug line {number} {'.' * 50}\n")
         sys.stderr.flush()
         _write(GREETING)
