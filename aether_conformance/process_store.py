@@ -641,7 +641,7 @@ class ProcessEventStore:
         for position, item in enumerate(result):
             try:
                 events.append(Event.from_dict(item))
-            except (ValueError, TypeError) as invalid:
+            except (ValueError, TypeError, KeyError) as invalid:
                 raise _unusable("get_events", params, item, "events matching event.schema.json",
                                 f"item [{position}]: {invalid}") from None
         return events
@@ -665,7 +665,7 @@ class ProcessSnapshotStore(ProcessEventStore):
             return None
         try:
             return ActorSnapshot.from_dict(result)
-        except (ValueError, TypeError) as invalid:
+        except (ValueError, TypeError, KeyError) as invalid:
             raise _unusable("get_latest_snapshot", params, result,
                             "null or a snapshot matching actor-snapshot.schema.json", str(invalid)) from None
 
