@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def certify(store: str, tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, dict, str]:
     report_path = tmp_path / "report.json"
     command = [sys.executable, "-m", "aether_conformance.cli", "run", store, "--profile", "quick",
-               "--json-report", str(report_path), *extra]
+               "--json-report", str(report_path), "--artifacts", str(tmp_path / "artifacts"), *extra]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                                env={**os.environ, **(env or {})})
     output = completed.stdout + completed.stderr
