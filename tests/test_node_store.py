@@ -40,9 +40,8 @@ def test_the_node_store_is_conformant(tmp_path):
     code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{NODE} {STORE}"})
     failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
     assert code == 0 and report["conformant"] and not failed, f"{failed}\n{output[-3000:]}"
-    if "implementation" in report:  # copied from the handle's aether_implementation once the report carries it
-        assert report["implementation"] == {"protocol": "aether-store/1", "command": f"{NODE} {STORE}",
-                                            "name": "reference_store/node", "version": "0.1.0"}
+    assert report["implementation"] == {"protocol": "aether-store/1", "command": f"{NODE} {STORE}",
+                                        "name": "reference_store/node", "version": "0.1.0"}
 
 
 @needs_node

@@ -54,9 +54,8 @@ def test_a_conforming_process_store_is_certified(tmp_path):
     code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": PYTHON_SERVER})
     assert code == 0 and report["conformant"], output[-3000:]
     assert "snapshots" in report["capabilities"]  # announced in the greeting
-    if "implementation" in report:  # copied from the handle's aether_implementation once the report carries it
-        assert report["implementation"] == {"protocol": "aether-store/1", "command": PYTHON_SERVER,
-                                            "name": "tests.process_server", "version": "1"}
+    assert report["implementation"] == {"protocol": "aether-store/1", "command": PYTHON_SERVER,
+                                        "name": "tests.process_server", "version": "1"}
 
 
 @pytest.mark.parametrize(
@@ -210,8 +209,7 @@ def test_the_go_seed_itself_is_conformant(go_seed, tmp_path):
     assert code == 0 and report["conformant"], output[-3000:]
     failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
     assert not failed, failed
-    if "implementation" in report:  # copied from the handle's aether_implementation once the report carries it
-        assert report["implementation"]["name"] == "go_seed" and report["implementation"]["command"] == str(go_seed)
+    assert report["implementation"]["name"] == "go_seed" and report["implementation"]["command"] == str(go_seed)
 
 
 def test_the_go_seed_speaks_the_protocol_the_schema_describes(go_seed):
