@@ -33,8 +33,9 @@ def _failure_messages(report) -> list[str]:
     return [m for r in report["requirements"] if r["outcome"] == "failed" for m in r["messages"]]
 
 
-def _run_cli(*extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aether_conformance.cli", "run", FACTORY, "--profile", "quick", *extra],
+def _run_cli(tmp_path: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aether_conformance.cli", "run", FACTORY, "--profile", "quick",
+                           "--artifacts", str(tmp_path / "artifacts"), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
 
 
@@ -92,7 +93,7 @@ def test_a_process_that_speaks_another_protocol_is_a_usage_error():
 
 def test_a_child_that_never_greets_is_a_usage_error_naming_the_deadline(tmp_path):
     pid_file = tmp_path / "pids"
-    completed = _run_cli(env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} silent --pid-file {pid_file}",
+    completed = _run_cli(tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} silent --pid-file {pid_file}",
                               "AETHER_STORE_GREETING_TIMEOUT": "1", "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1, completed.stderr
@@ -100,8 +101,8 @@ def test_a_child_that_never_greets_is_a_usage_error_naming_the_deadline(tmp_path
     assert all(_is_gone(pid) for pid in _pids(pid_file))  # it ignored SIGTERM: SIGKILL ended it
 
 
-def test_a_child_that_exits_before_greeting_is_a_usage_error_with_its_code_and_stderr():
-    completed = _run_cli(env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} exit-early"})
+def test_a_child_that_exits_before_greeting_is_a_usage_error_with_its_code_and_stderr(tmp_path):
+    completed = _run_cli(tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} exit-early"})
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1, completed.stderr
     assert "exited with code 7 before greeting" in lines[0]
@@ -149,7 +150,7 @@ def test_every_call_after_a_violation_fails_at_once_with_the_same_message():
 
 def test_shutdown_does_not_hang_on_a_child_that_floods_stderr_and_stops_reading(tmp_path):
     pid_file = tmp_path / "pids"
-    completed = _run_cli("--timeout", "5", "--", "-x",
+    completed = _run_cli(tmp_path, "--timeout", "5", "--", "-x",
                          env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} flood-stderr --pid-file {pid_file}",
                               "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
     assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
@@ -159,9 +160,9 @@ def test_shutdown_does_not_hang_on_a_child_that_floods_stderr_and_stops_reading(
 
 def test_nothing_the_child_spawned_outlives_the_run(tmp_path):
     pid_file = tmp_path / "pids"
-    completed = _run_cli("--", "-k", "test_save", env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} grandchild --pid-file {pid_file}",
-                                                      "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
-    assert "passed" in completed.stdout, completed.stdout[-3000:] + completed.stderr[-3000:]
+    code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} grandchild --pid-file {pid_file}",
+                                                           "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    assert code == 0 and report["conformant"], output[-3000:]  # it serves correctly: a whole run
     child, grandchild = _pids(pid_file)
     assert _is_gone(child) and _is_gone(grandchild)
 
