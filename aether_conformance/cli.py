@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .driver import StoreDriver, StoreLoadError, ensure_import_path
+from .html_report import render_html
 from .profiles import PROFILES
 from .report import badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
@@ -270,8 +271,9 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         "--aether-json-report", str(json_report),
         "--aether-artifacts", str(artifacts),
         "--junitxml", str(junit), "-o", "junit_family=xunit2", "-o", "junit_suite_name=aether-conformance",
-        # The suite lives in the installed package: do not pick up the caller's pytest config.
-        "-c", os.devnull, "--rootdir", os.getcwd(),
+        # The suite lives in the installed package: do not pick up the caller's pytest config,
+        # nor a conftest.py of the project it runs in.
+        "-c", os.devnull, "--rootdir", os.getcwd(), "--noconftest",
         "-p", "no:cacheprovider",
         # the CLI imports the kit before pytest starts; the suite uses no bare asserts to rewrite
         "-W", "ignore::pytest.PytestAssertRewriteWarning",
@@ -314,7 +316,7 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     summary = _write_outputs(report, artifacts, extra_outputs)
     print()
     print(summary if args.verbose else markdown_summary(report, compact=True))
-    print(f"Artifacts: {artifacts} (report.json, junit.xml, badge.json, summary.md)")
+    print(f"Artifacts: {artifacts} (report.html, report.json, junit.xml, badge.json, summary.md)")
     if interrupted:
         return EXIT_USAGE
     state = verdict(report)
@@ -327,6 +329,17 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         print(f"aether-conformance: incomplete run, nothing is certified: {report['incompleteReason']}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_NOT_CONFORMANT
+
+
+def _histories(artifacts: Path) -> list[dict]:
+    """The histories concurrency tests kept (artifacts/histories/*.json), for the HTML timelines."""
+    found = []
+    for path in sorted((artifacts / "histories").glob("*.json")):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # a history cut short by a crash is left out, not fatal
+            continue
+    return found
 
 
 def _unfinished_report(args: argparse.Namespace, reason: str) -> dict:
@@ -346,6 +359,11 @@ def _write_outputs(report: dict, artifacts: Path, extra_outputs: dict[str, Path]
     (artifacts / "badge.json").write_text(json.dumps(badge(report), indent=2) + "\n", encoding="utf-8")
     summary = markdown_summary(report)
     (artifacts / "summary.md").write_text(summary, encoding="utf-8")
+    try:
+        page = render_html(report, _histories(artifacts))
+    except ValueError:  # a history cut short (a crash mid-write): the page without timelines
+        page = render_html(report, [])
+    (artifacts / "report.html").write_text(page, encoding="utf-8")
     for name, target in extra_outputs.items():
         source = {"json_report": artifacts / "report.json", "junitxml": artifacts / "junit.xml",
                   "badge": artifacts / "badge.json"}[name]

@@ -44,6 +44,7 @@ __all__ = [
     "UNKNOWN",
     "SAVE",
     "LATEST",
+    "EVENTS",
     "Operation",
     "PendingOperation",
     "HistoryRecorder",
@@ -51,15 +52,23 @@ __all__ = [
     "Violation",
     "CheckResult",
     "check_history",
+    "EventsRead",
+    "check_event_reads",
+    "SnapshotCall",
+    "check_snapshot_calls",
     "history_to_json",
     "history_from_json",
     "to_jepsen",
 ]
 
 OK, CONFLICT, ERROR, UNKNOWN = "ok", "conflict", "error", "unknown"
-SAVE, LATEST = "save", "latest"
+# A read is LATEST (get_latest_version) or EVENTS (get_events); an EVENTS read records the
+# highest version it returned (0 when it returned nothing from version 0 or below): in an
+# atomic store that is the actor's latest version at the instant of the read.
+SAVE, LATEST, EVENTS = "save", "latest", "events"
 _OUTCOMES = (OK, CONFLICT, ERROR, UNKNOWN)
-_KINDS = (SAVE, LATEST)
+_READS = (LATEST, EVENTS)
+_KINDS = (SAVE, *_READS)
 _INF = float("inf")
 
 
@@ -122,12 +131,12 @@ class Operation:
                     raise bad(name, f"a save must carry the event's {name} as a str, got {getattr(self, name)!r}")
         else:
             if self.outcome == OK and not _is_int(self.version):
-                raise bad("version", f"a successful latest read must carry the returned version, got {self.version!r}")
+                raise bad("version", f"a successful read must carry the returned version, got {self.version!r}")
             if self.outcome != OK and self.version is not None:
-                raise bad("version", f"must be None for a latest read that is {self.outcome}")
+                raise bad("version", f"must be None for a read that is {self.outcome}")
             for name in ("event_id", "digest"):
                 if getattr(self, name) is not None:
-                    raise bad(name, "must be None for a latest read")
+                    raise bad(name, "must be None for a read")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _OPERATION_FIELDS}
@@ -168,13 +177,13 @@ class PendingOperation:
         return self._started.index
 
     def ok(self, version: int | None = None) -> Operation:
-        """The call returned.  For a latest read, ``version`` is what it returned."""
+        """The call returned.  For a read, ``version`` is the latest version it showed."""
         if self._started.kind == SAVE and version is not None:
             raise ValueError(
                 f"operation #{self.index}: ok(version=...) is for latest reads; "
                 "a save's attempted version is given to invoke()"
             )
-        fields = {"version": version} if self._started.kind == LATEST else {}
+        fields = {"version": version} if self._started.kind in _READS else {}
         return self._finish(OK, fields)
 
     def conflict(self, current_version: int) -> Operation:
@@ -226,6 +235,10 @@ class HistoryRecorder:
             )
             self._operations.append(started)
         return PendingOperation(self, started)
+
+    def now(self) -> int:
+        """The recorder's clock, for timing records kept beside the history (reads of events, snapshots)."""
+        return self._clock()
 
     def operations(self) -> list[Operation]:
         """Every operation in recording order; those still pending have outcome UNKNOWN."""
@@ -348,7 +361,7 @@ class _ActorCheck:
     def run(self) -> None:
         self.check_one_winner_per_version()
         landed = self.check_stream() if self.stream is not None else {}
-        self.check_real_time(self.sources(landed))
+        self.check_real_time(self.sources(landed), landed)
 
     # -- reporting -----------------------------------------------------------
 
@@ -363,9 +376,10 @@ class _ActorCheck:
         if op.kind == SAVE:
             what = f"#{op.index} {op.writer} save v{op.version} (id {op.event_id})"
         elif op.outcome == OK:
-            what = f"#{op.index} {op.writer} read latest = {op.version}"
+            shown = "latest" if op.kind == LATEST else "events up to"
+            what = f"#{op.index} {op.writer} read {shown} = {op.version}"
         else:
-            what = f"#{op.index} {op.writer} read latest"
+            what = f"#{op.index} {op.writer} read {'latest' if op.kind == LATEST else 'events'}"
         if op.outcome == OK:
             end = f"ok at {self.ms(op.complete_ns)}"
         elif op.outcome == CONFLICT:
@@ -543,16 +557,42 @@ class _ActorCheck:
                 first.setdefault(op.version, op)
         return first
 
-    def check_real_time(self, sources: Mapping[int, Operation]) -> None:
+    def check_real_time(
+        self, sources: Mapping[int, Operation], landed: Mapping[tuple[str, int], StoredEvent]
+    ) -> None:
         """One sweep in invoke order against the answers completed before each invoke.
 
         Every answer pins the actor's latest version at some instant inside
         the call: an acknowledged save of v makes it v, a latest read or a
         conflict reports it.  The latest version never decreases, so anything
         invoked after an answer completed must see at least that much.
+
+        A save that raised or never answered, but whose event is in the final
+        read, took effect: it is checked like an acknowledged one (it must not
+        have been accepted at or below a version already known when it was
+        invoked), though, its completion being unknown, it tells nothing.
         """
         # Acknowledged saves, successful reads and conflicts: the operations that told us something.
         answered = [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT]
+        unanswered_landed = {
+            op.index for op in self.saves
+            if (op.outcome == ERROR or op.outcome == UNKNOWN) and (op.event_id, op.version) in landed
+        }
+        if unanswered_landed:
+            # Only a save that alone wrote its (event id, version): of several attempts at one event,
+            # any one may be the one that took effect.
+            attempts: dict[tuple[str, int], int] = {}
+            for op in self.saves:
+                attempts[(op.event_id, op.version)] = attempts.get((op.event_id, op.version), 0) + 1
+            unanswered_landed = {
+                op.index for op in self.saves
+                if op.index in unanswered_landed and attempts[(op.event_id, op.version)] == 1
+            }
+        checked = (
+            [op for op in self.group if op.outcome == OK or op.outcome == CONFLICT or op.index in unanswered_landed]
+            if unanswered_landed
+            else answered
+        )
         by_completion = sorted(answered, key=_by_complete)
         count = len(by_completion)
         j = 0
@@ -561,11 +601,11 @@ class _ActorCheck:
         saved_by: Operation | None = None  # ... and the save that set it
         seen_max: float = -_INF  # highest version reported by a completed read or conflict ...
         seen_by: Operation | None = None
-        for op in answered:
+        for op in checked:
             invoked = op.invoke_ns
             while next_done < invoked:
                 done = by_completion[j]
-                if done.kind == LATEST:
+                if done.kind in _READS:
                     if done.version > seen_max:
                         seen_max, seen_by = done.version, done
                 elif done.outcome == OK:
@@ -576,7 +616,7 @@ class _ActorCheck:
                 j += 1
                 next_done = by_completion[j].complete_ns if j < count else _INF
 
-            if op.kind == LATEST:
+            if op.kind in _READS:
                 value = op.version
                 if value < saved_max:
                     self.report_stale_read(op, saved_by)
@@ -586,7 +626,7 @@ class _ActorCheck:
                     source = sources.get(value)
                     if source is None or source.invoke_ns > op.complete_ns:
                         self.report_impossible(op, value, source)
-            elif op.outcome == OK:
+            elif op.outcome != CONFLICT:  # a save that took effect
                 value = op.version
                 if value <= 0:
                     self.report_accepted_at_start(op)
@@ -609,7 +649,7 @@ class _ActorCheck:
 
     def report_impossible(self, op: Operation, value: int, source: Operation | None) -> None:
         """``op`` reported ``value``, which no save that took effect had been invoked to write."""
-        if op.kind == LATEST:
+        if op.kind in _READS:
             rule, said = "impossible-latest", f"a read returned latest version {value} for actor {self.quoted}"
         else:
             rule, said = "impossible-current", (
@@ -635,7 +675,7 @@ class _ActorCheck:
         )
 
     def _told(self, witness: Operation) -> str:
-        if witness.kind == LATEST:
+        if witness.kind in _READS:
             return f"a read returned latest version {witness.version}"
         if witness.outcome == OK:
             return f"a save of version {witness.version} succeeded"
@@ -663,11 +703,17 @@ class _ActorCheck:
             [witness, op],
         )
 
+    def _took_effect(self, op: Operation) -> str:
+        if op.outcome == OK:
+            return "succeeded"
+        how = "raised an error" if op.outcome == ERROR else "never answered"
+        return f"took effect (its event is in the final read; the call {how})"
+
     def report_accepted_below(self, op: Operation, witness: Operation) -> None:
         seen = self._witness_version(witness)
         self.report(
             "accepted-below-latest",
-            f"a save of version {op.version} to actor {self.quoted} succeeded although the latest version "
+            f"a save of version {op.version} to actor {self.quoted} {self._took_effect(op)} although the latest version "
             f"was already {seen} before it was invoked ({self._told(witness)}): "
             f"{self.describe_all([witness, op])}. An atomic store rejects a save at or below the latest "
             f"version with a version conflict.",
@@ -678,7 +724,7 @@ class _ActorCheck:
         # The history holds every save to the actor, so it started with none: at version 0.
         self.report(
             "accepted-below-latest",
-            f"a save of version {op.version} to actor {self.quoted} succeeded: {self.describe(op)}. "
+            f"a save of version {op.version} to actor {self.quoted} {self._took_effect(op)}: {self.describe(op)}. "
             f"An actor with no events is at version 0 and a save at or below the latest version must be "
             f"rejected with a version conflict, so a version of 0 or below is never accepted.",
             [op],
@@ -729,7 +775,8 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
 
     * ``time`` is nanoseconds since the history's first invoke; ``index`` the
       entry's position in the returned list; ``process`` the writer.
-    * ``f`` is ``"append"`` for a save and ``"read-latest"`` for a latest read.
+    * ``f`` is ``"append"`` for a save, ``"read-latest"`` for a latest read and
+      ``"read-events"`` for a read of events (its version is the highest it returned).
     * ``value`` is ``{"actor", "version"}``, plus ``"event_id"`` for an append.
       An append's version is the attempted one; a read's is ``None`` on invoke
       and the returned version on ``ok``.
@@ -752,7 +799,7 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
             f = "append"
             value: dict[str, Any] = {"actor": op.actor_id, "version": op.version, "event_id": op.event_id}
         else:
-            f = "read-latest"
+            f = "read-latest" if op.kind == LATEST else "read-events"
             value = {"actor": op.actor_id, "version": None}
         staged.append((op.invoke_ns, 0, op.index, {"process": op.writer, "type": "invoke", "f": f, "value": value}))
         done = {"process": op.writer, "f": f, "value": dict(value)}
@@ -772,3 +819,147 @@ def to_jepsen(operations: Iterable[Operation]) -> list[dict[str, Any]]:
     for position, (at, _, _, entry) in enumerate(staged):
         entries.append({"index": position, "time": at - t0, **entry})
     return entries
+
+
+# ---------------------------------------------------------------------------
+# Reads of events and snapshots during a run
+
+
+@dataclass(frozen=True, slots=True)
+class EventsRead:
+    """What one ``get_events(actor_id, from_version)`` call made during a run returned.
+
+    ``required`` is a version the reader had already seen as the actor's latest
+    (0 for none): a read from at or below it must return it.
+    """
+
+    reader: str
+    actor_id: str
+    from_version: int
+    required: int
+    events: tuple[tuple[int, str], ...]  # (version, event id) in the order returned
+    invoke_ns: int
+    complete_ns: int
+
+
+def check_event_reads(reads: Iterable[EventsRead], final_streams: Mapping[str, Sequence[StoredEvent]]) -> list[Violation]:
+    """Check reads of events made during a run against the final read of each actor.
+
+    In an atomic store a read returns, from its from_version, exactly the
+    events the stream holds at one instant; and since nothing is ever added
+    below the latest version, that is every event the final read holds up to
+    the highest version the read returned.  So: a read from at or below a
+    version the reader already saw as latest returns it; every event a read
+    returned is in the final read; and the final read holds no event between
+    a read's from_version and its highest version that the read did not
+    return (a save that landed below a version already visible: the trap of a
+    primary key on (actor, version) with ``SELECT max`` at READ COMMITTED).
+    """
+    violations: list[Violation] = []
+    finals: dict[str, tuple[list[tuple[int, str]], set[tuple[int, str]]]] = {}
+    for read in reads:
+        if read.actor_id not in finals:
+            stream = [(e.version, e.event_id) for e in final_streams.get(read.actor_id, ())]
+            finals[read.actor_id] = (stream, set(stream))
+        stream, present = finals[read.actor_id]
+        quoted = go_quote(read.actor_id)
+        got = [version for version, _ in read.events]
+        said = f"{read.reader} get_events({quoted}, {read.from_version}) returned versions {_span(got)}"
+        if 0 < read.required and read.from_version <= read.required and read.required not in got:
+            violations.append(Violation(
+                "read-lost-latest", read.actor_id,
+                f"{said}, without version {read.required}, which the same reader had already read as the latest "
+                f"version. An atomic store never shows a latest version without its event.", []))
+        vanished = [pair for pair in read.events if pair not in present]
+        if vanished:
+            version, event_id = vanished[0]
+            violations.append(Violation(
+                "read-vanished", read.actor_id,
+                f"{said}, including event {event_id} at version {version}, which the final read of the stream does "
+                f"not hold. An event a store has shown must never disappear.", []))
+        if got:
+            shown = set(read.events)
+            top = max(got)
+            missed = [(v, i) for v, i in stream if read.from_version <= v <= top and (v, i) not in shown]
+            if missed:
+                version, event_id = missed[0]
+                violations.append(Violation(
+                    "event-below-latest-appeared", read.actor_id,
+                    f"{said}; the final read also holds event {event_id} at version {version}, which that read did "
+                    f"not return although it showed version {top}. In an atomic store nothing is ever added below "
+                    f"the latest version, so a save of {version} landed after {top} was visible (or the read "
+                    f"skipped an event).", []))
+    return violations
+
+
+def _span(got: Sequence[int]) -> str:
+    if len(got) <= 6:
+        return str(list(got))
+    return f"[{got[0]}, {got[1]}, ... {got[-2]}, {got[-1]}] ({len(got)} events)"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotCall:
+    """A ``save_snapshot`` (kind "save") or ``get_latest_snapshot`` (kind "read") made during a run.
+
+    ``version`` is the snapshot's version (for a read: the one returned, None for no snapshot);
+    ``outcome`` is OK, ERROR or UNKNOWN (then ``complete_ns`` is None).
+    """
+
+    caller: str
+    kind: str
+    actor_id: str
+    version: int | None
+    invoke_ns: int
+    complete_ns: int | None
+    outcome: str
+
+
+def check_snapshot_calls(calls: Sequence[SnapshotCall], final: Mapping[str, int | None]) -> list[Violation]:
+    """Check concurrent snapshot saves and reads, and each actor's final latest snapshot version.
+
+    The highest version wins: the final latest snapshot is the highest one
+    saved (an acknowledged save at least, an unanswered one at most), and a
+    read returns a version some save had been invoked to write, no lower than
+    any save acknowledged or any read answered before it was invoked.
+    """
+    violations: list[Violation] = []
+    by_actor: dict[str, list[SnapshotCall]] = {}
+    for call in calls:
+        by_actor.setdefault(call.actor_id, []).append(call)
+    for actor, group in by_actor.items():
+        quoted = go_quote(actor)
+        saves = [c for c in group if c.kind == "save"]
+        acked = max((c.version for c in saves if c.outcome == OK), default=None)
+        attempted = {c.version for c in saves}
+        last = final.get(actor)
+        if acked is not None and (last is None or last < acked or last not in attempted):
+            violations.append(Violation(
+                "snapshot-not-highest", actor,
+                f"concurrent snapshot saves of actor {quoted} up to version {acked} were acknowledged, but the latest "
+                f"snapshot is now {'none' if last is None else f'version {last}'}. The highest version must win, "
+                f"whatever order the saves arrive in.", []))
+        group.sort(key=lambda c: c.invoke_ns)
+        done = sorted((c for c in group if c.outcome == OK), key=lambda c: c.complete_ns)
+        floor, j = None, 0
+        for call in group:
+            if call.kind != "read" or call.outcome != OK:
+                continue
+            while j < len(done) and done[j].complete_ns < call.invoke_ns:
+                if done[j].version is not None and (floor is None or done[j].version > floor):
+                    floor = done[j].version
+                j += 1
+            got = call.version
+            sources = [c for c in saves if c.version == got and c.invoke_ns <= call.complete_ns]
+            if got is not None and not sources:
+                violations.append(Violation(
+                    "snapshot-impossible", actor,
+                    f"{call.caller} get_latest_snapshot({quoted}) returned version {got}, which no save had been "
+                    f"invoked to write by then.", []))
+            if floor is not None and (got is None or got < floor):
+                violations.append(Violation(
+                    "snapshot-went-backwards", actor,
+                    f"{call.caller} get_latest_snapshot({quoted}) returned {'None' if got is None else f'version {got}'}, "
+                    f"although version {floor} had been saved or read before the call began. The latest snapshot "
+                    f"never goes down.", []))
+    return violations

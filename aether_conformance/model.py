@@ -2,15 +2,19 @@
 
 The JSON Schemas in ``schemas/`` are the source of truth for the wire form;
 ``from_dict`` validates against them, so an error always names the field and
-the rule that failed.
+the rule that failed.  What a schema cannot say, the model checks when a
+record is built (and ``from_dict`` before the schema): no NaN or infinity, no
+integer beyond float64 range, no lone surrogate in any string, no data nested
+deeper than :data:`~aether_conformance.limits.MAX_NESTING_DEPTH` levels.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from .json_values import check_json_value, check_text, copy_json, json_equal
 from .timestamps import Timestamp, format_go_time, parse_go_time
 
 __all__ = ["Event", "ActorSnapshot", "Timestamp", "json_equal", "INT64_MIN", "INT64_MAX"]
@@ -22,6 +26,7 @@ INT64_MAX = 2**63 - 1
 def _check_str(owner: str, name: str, value: object) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{owner}.{name}: must be a str, got {type(value).__name__}")
+    check_text(f"{owner}.{name}", value)
 
 
 def _check_version(owner: str, value: object) -> None:
@@ -29,12 +34,26 @@ def _check_version(owner: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{owner}.version: must be an int, got {type(value).__name__}")
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"{owner}.version: must fit in a Go int64, got {value}")
+        # Beyond 4,300 digits str() of an int raises a ValueError of its own: show its size instead.
+        shown = value if value.bit_length() <= 256 else f"an integer of {value.bit_length()} bits"
+        raise ValueError(f"{owner}.version: must fit in a Go int64, got {shown}")
 
 
 def _check_object(owner: str, name: str, value: object) -> None:
     if value is not None and not isinstance(value, dict):
         raise TypeError(f"{owner}.{name}: must be a dict or None (Go map, nil allowed), got {type(value).__name__}")
+    check_json_value(f"{owner}.{name}", value)
+
+
+def _check_wire(record: str, wire: object) -> None:
+    """Refuse what Go's JSON cannot carry anywhere in a record's wire form, naming the field.
+
+    Before the schema: its messages quote the offending value, and quoting an
+    integer beyond 4,300 digits raises a bare ValueError.
+    """
+    if isinstance(wire, dict):
+        for name, value in wire.items():
+            check_json_value(f"{record}.{name}" if isinstance(name, str) else record, value)
 
 
 def _parse_timestamp(where: str, text: str) -> Timestamp:
@@ -80,6 +99,10 @@ class Event:
         _check_object("Event", "data", self.data)
         _check_timestamp("Event", self.timestamp)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Event:
+        # copy.deepcopy takes two frames a level and would stop short of MAX_NESTING_DEPTH.
+        return replace(self, data=copy_json(self.data, memo))
+
     def to_dict(self) -> dict[str, Any]:
         """The Go JSON shape: ``commandId`` is omitted when empty (``omitempty``)."""
         result: dict[str, Any] = {
@@ -105,6 +128,7 @@ class Event:
         if check_schema:
             from .schemas import validate
 
+            _check_wire("event", data)
             validate("event", data)
         return cls(
             id=data["id"],
@@ -132,6 +156,9 @@ class ActorSnapshot:
         _check_object("ActorSnapshot", "state", self.state)
         _check_timestamp("ActorSnapshot", self.timestamp)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ActorSnapshot:
+        return replace(self, state=copy_json(self.state, memo))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "actorId": self.actor_id,
@@ -144,6 +171,7 @@ class ActorSnapshot:
     def from_dict(cls, data: dict[str, Any]) -> ActorSnapshot:
         from .schemas import validate
 
+        _check_wire("actor-snapshot", data)
         validate("actor-snapshot", data)
         return cls(
             actor_id=data["actorId"],
@@ -151,31 +179,3 @@ class ActorSnapshot:
             state=data["state"],
             timestamp=_parse_timestamp("actor-snapshot.timestamp", data["timestamp"]),
         )
-
-
-def json_equal(left: Any, right: Any) -> bool:
-    """Deep equality of JSON values as Go sees them.
-
-    Stricter than ``==`` where Python is loose (``True == 1``), looser where
-    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0`` and
-    ``27922476728982610`` equals ``2.792247672898261e16`` (the same float64).
-    """
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, (int, float)) and isinstance(right, (int, float)):
-        if isinstance(left, float) or isinstance(right, float):
-            # Go writes an integral float64 below 1e21 without a point (2.5e16 as 25000000000000000),
-            # which Python reads back as an int: compare as the float64s Go holds.
-            try:
-                return float(left) == float(right)
-            except OverflowError:
-                return False
-        return left == right
-    if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(json_equal(left[k], right[k]) for k in left)
-    if isinstance(left, list) and isinstance(right, list):
-        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
-    if left is None or right is None:
-        return left is None and right is None
-    return type(left) is type(right) and left == right
-

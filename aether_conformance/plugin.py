@@ -27,7 +27,9 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import random
 import signal
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -195,8 +197,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Focused example tests first, property and concurrency tests last: with -x the run stops at
 # the most specific message, and cheap checks report before expensive ones.
-SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_refusals", "test_handles", "test_snapshots",
-               "test_concurrency", "test_properties")
+SUITE_ORDER = ("test_save", "test_errors", "test_read", "test_actors", "test_boundaries", "test_refusals",
+               "test_handles", "test_snapshots", "test_streams", "test_concurrency", "test_properties",
+               # Last: actors written when the session began, checked again after everything else ran.
+               "test_revisit")
 
 
 def _suite_rank(item: pytest.Item) -> int:
@@ -521,10 +525,55 @@ def snapshot_store(store: DrivenHandle) -> DrivenHandle:
 
 
 @pytest.fixture(scope="session")
-def fresh_actor(worker_id_prefix: str) -> Any:
-    """Return a function giving actor ids never used before, so no test needs a reset."""
-    counter = iter(range(1, 1 << 62))
-    return lambda label="actor": f"{label}-{worker_id_prefix}-{next(counter)}"
+def revisit_plants(store: DrivenHandle, worker_id_prefix: str) -> Any:
+    """Actors written as the session's first conformance test starts, checked again by the last one.
+
+    ``fresh_actor`` requests this fixture, so (nearly) every conformance test does: in each
+    session, xdist workers included, the actors are written before anything else runs.
+    """
+    from .suite.support import plant_revisit_actors
+
+    return plant_revisit_actors(store, _ActorIds(worker_id_prefix))
+
+
+@pytest.fixture(scope="session")
+def fresh_actor(worker_id_prefix: str, revisit_plants: Any) -> Any:
+    """Return a function giving actor ids never used before, so no test needs a reset.
+
+    Ids come in random shapes and lengths (alphabets, separators, case, non-ASCII
+    decorations, the label at either end or left out), drawn anew every run, so a
+    store cannot recognise the kit's ids and treat them differently from its users'.
+    Each id holds at least 64 random bits, so runs sharing a long-lived store never
+    collide.  Ids stay under 100 characters; ``label`` only makes messages readable.
+    """
+    return _ActorIds(worker_id_prefix)
+
+
+class _ActorIds:
+    _ALPHABETS = ("0123456789abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+                  "0123456789ABCDEFGHJKMNPQRSTVWXYZabcdefghjkmnpqrstvwxyz", "0123456789")
+    _SEPARATORS = ("-", "_", ".", ":", "/", " ", "|", "#", "")
+    _DECORATIONS = ("order", "Cart", "USER", "acct", "tenant7", "com.example", "Zoë", "注文", "α", "🦀", "v2", "x")
+
+    def __init__(self, worker_id_prefix: str) -> None:
+        # Seeded from the per-run, per-worker prefix: shapes differ between runs and workers.
+        self._rng = random.Random(f"{worker_id_prefix}-{uuid.uuid4().hex}")
+        self._lock = threading.Lock()
+
+    def __call__(self, label: str = "actor") -> str:
+        with self._lock:
+            rng = self._rng
+            alphabet = rng.choice(self._ALPHABETS)
+            # >= 64 random bits whatever the alphabet (log2(10) * 20 > 66).
+            length = {10: 20, 32: 13, 36: 13, 54: 12}[len(alphabet)] + rng.randrange(0, 12)
+            core = "".join(rng.choice(alphabet) for _ in range(length))
+            sep = rng.choice(self._SEPARATORS)
+            parts = [core]
+            for _ in range(rng.randrange(0, 3)):
+                parts.insert(rng.randrange(0, len(parts) + 1), rng.choice(self._DECORATIONS))
+            if label and rng.random() < 0.7:
+                parts.insert(0 if rng.random() < 0.5 else len(parts), label)
+            return sep.join(parts)
 
 
 @pytest.fixture(scope="session")

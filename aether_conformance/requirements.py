@@ -56,14 +56,16 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "ES-SAVE-001", _M, "Saves above the latest version succeed",
         "save_event succeeds for any version greater than the actor's latest version, gaps included "
-        "(1 on a new actor, 5 after 2), when no other writer intervenes.",
+        "(1 on a new actor, 5 after 2), when no other writer intervenes; events sharing a command id are "
+        "each stored (one command may emit several events).",
         "The Go seed checks only `version <= current`; writers that skip versions must not be refused.",
     ),
     Requirement(
         "ES-SAVE-002", _M, "Saves at or below the latest version conflict",
         "save_event raises VersionConflictError when the event's version is less than or equal to the "
         "actor's latest version; on a new actor (latest 0), versions 0 and below conflict.",
-        "This is the optimistic-concurrency check: a writer that read a stale latest version must learn so.",
+        "This is the optimistic-concurrency check: a writer that read a stale latest version must learn so. "
+        "A command id makes no retry idempotent: a save of a stored version conflicts whatever its command id.",
     ),
     Requirement(
         "ES-SAVE-003", _M, "A rejected save leaves no trace",
@@ -142,7 +144,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "ES-ACTOR-002", _M, "Actor ids are exact strings",
         "Any non-empty actor id of up to 256 Unicode scalar values (whitespace, punctuation, '.', '*', "
         "'>' included) is accepted and read back exactly; ids that differ in case, Unicode "
-        "normalisation or by a suffix are different actors.",
+        "normalisation, surrounding whitespace, a suffix, or characters after the 64th, 128th or 255th "
+        "or after a NUL are different actors, as are ids that a sanitiser of keys, subjects or paths "
+        "('.', '_', ' ', '/'), a prefix scan or an unescaped SQL LIKE pattern would take for one another.",
         "The seed keys a Go map by the id string; stores that normalise, lowercase, trim or use ids as "
         "wildcard patterns merge or leak streams.",
     ),
@@ -194,7 +198,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Concurrent writers on one actor (threads, or asyncio tasks for async stores, sharing one "
         "handle or using several) observe a linearizable store: at most one winner per version, every acknowledged "
         "save read back exactly once with its content, no rejected save visible, conflict "
-        "current_versions consistent with real time, latest versions never going backwards.",
+        "current_versions consistent with real time, latest versions never going backwards. This holds "
+        "across several actors at once and with writers that skip versions, and for reads made during "
+        "the writes: no read shows a latest version without its event, an event that later disappears, "
+        "or misses an event below the highest version it shows (none is ever added there later).",
         "Optimistic concurrency is only as good as the atomicity of the check and the append.",
     ),
     Requirement(
@@ -212,7 +219,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "SS-SNAP-002", _M, "The highest snapshot version wins",
         "get_latest_snapshot returns a snapshot with the highest version saved for the actor, whatever "
-        "the order in which snapshots were saved.",
+        "the order in which snapshots were saved, concurrent saves included; reads made during concurrent "
+        "saves never go back to a lower version.",
         "Snapshots may be written late or out of order; replay must start from the newest state.",
         capability="snapshots",
     ),

@@ -6,9 +6,18 @@ every round all writers hit the same actor within microseconds of each other.
 A store whose check and append are not atomic lets two of them win the same
 version in the very first rounds; the history checker then proves it.
 
-The plan (who reads fresh, who writes from a stale view) is drawn up front
-from a seed, so a failing run can be replayed with the same plan.  The same
-code runs writers as threads of this process or inside child processes.
+The plan (who reads fresh, who writes from a stale view, which actor each
+writer targets, which versions it skips, what the readers read) is drawn up
+front from a seed, so a failing run can be replayed with the same plan.  The
+same code runs writers as threads of this process or inside child processes.
+
+Beyond one actor and next-version writers, a plan may spread writers over
+several actors (a store that rewrites shared state loses another actor's
+update, or reports a busy backend as a conflict), let writers skip versions
+(a primary key on (actor, version) with ``SELECT max`` lets v6 land after v7),
+save a snapshot after each acknowledged save (the highest must win), and add
+readers that read in the same rounds (no read may show what later vanishes,
+or a latest version without its event, or go back in time).
 """
 
 from __future__ import annotations
@@ -23,18 +32,21 @@ from typing import Any
 
 from .driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreTimeout, ensure_import_path
 from .errors import VersionConflictError
-from .history import HistoryRecorder, StoredEvent
-from .model import Event
+from .history import ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall, StoredEvent
+from .model import ActorSnapshot, Event
 
-__all__ = ["WriterPlan", "draw_plan", "run_writers", "run_writer_process", "content_digest", "stored_events"]
+__all__ = ["WriterPlan", "RunLog", "draw_plan", "run_writers", "run_writer_process", "content_digest", "stored_events"]
 
 # A writer that stops hearing from its peers (one of them hung in the store) gives up after this.
 _BARRIER_TIMEOUT_FLOOR = 30.0
 
 
+READ_KINDS = ("latest", "events", "snapshot")
+
+
 @dataclass(frozen=True)
 class WriterPlan:
-    """What every writer does in every round, fixed before anything runs."""
+    """What every writer (and reader) does in every round, fixed before anything runs."""
 
     actor_id: str
     run_id: str
@@ -43,40 +55,143 @@ class WriterPlan:
     # fresh[w][r]: writer w reads the latest version in round r (True), or writes
     # from what it last saw — its own last save or the conflict's current_version.
     fresh: tuple[tuple[bool, ...], ...]
+    # Further actors; picks[w][r] indexes ``actors`` (empty: every writer on actor_id).
+    other_actors: tuple[str, ...] = ()
+    picks: tuple[tuple[int, ...], ...] = ()
+    # steps[w][r]: how far above what it saw writer w saves (empty: always 1).
+    steps: tuple[tuple[int, ...], ...] = ()
+    # reads[k][r]: (kind, actor index) of reader k's read in round r; kind in READ_KINDS.
+    reads: tuple[tuple[tuple[str, int], ...], ...] = ()
+    # Each writer saves a snapshot at every version it wins.
+    snapshots: bool = False
 
     @property
     def writers(self) -> int:
         return len(self.fresh)
 
+    @property
+    def readers(self) -> int:
+        return len(self.reads)
 
-def draw_plan(actor_id: str, run_id: str, writers: int, rounds: int, seed: int, stale_share: float = 0.25) -> WriterPlan:
+    @property
+    def actors(self) -> tuple[str, ...]:
+        return (self.actor_id, *self.other_actors)
+
+    def writers_slice(self, first: int, count: int) -> WriterPlan:
+        """The plan of writers first..first+count-1 only, without readers (for a writer process)."""
+        return replace(self, fresh=self.fresh[first:first + count], picks=self.picks[first:first + count],
+                       steps=self.steps[first:first + count], reads=())
+
+
+def draw_plan(
+    actor_id: str, run_id: str, writers: int, rounds: int, seed: int, stale_share: float = 0.25, *,
+    other_actors: tuple[str, ...] = (), skip_share: float = 0.0, readers: int = 0, snapshots: bool = False,
+) -> WriterPlan:
+    """Draw a plan.  With other actors, half the rounds put every writer on one actor and the other
+    half spread them out; ``skip_share`` of the saves skip one or two versions."""
     rng = random.Random(seed)
     fresh = tuple(
         tuple(r == 0 or rng.random() >= stale_share for r in range(rounds)) for _ in range(writers)
     )
-    return WriterPlan(actor_id=actor_id, run_id=run_id, seed=seed, rounds=rounds, fresh=fresh)
+    count = 1 + len(other_actors)
+    picks: tuple[tuple[int, ...], ...] = ()
+    if other_actors:
+        focus = [rng.randrange(count) if rng.random() < 0.5 else None for _ in range(rounds)]
+        picks = tuple(tuple(f if f is not None else rng.randrange(count) for f in focus) for _ in range(writers))
+    steps: tuple[tuple[int, ...], ...] = ()
+    if skip_share:
+        steps = tuple(tuple(1 + (rng.randrange(1, 3) if rng.random() < skip_share else 0) for _ in range(rounds))
+                      for _ in range(writers))
+    kinds = READ_KINDS if snapshots else READ_KINDS[:2]
+    reads = tuple(tuple((rng.choice(kinds), rng.randrange(count)) for _ in range(rounds)) for _ in range(readers))
+    return WriterPlan(actor_id=actor_id, run_id=run_id, seed=seed, rounds=rounds, fresh=fresh,
+                      other_actors=other_actors, picks=picks, steps=steps, reads=reads, snapshots=snapshots)
+
+
+class RunLog:
+    """What a run recorded besides the save/latest history: events reads and snapshot calls."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.event_reads: list[EventsRead] = []
+        self.snapshot_calls: list[SnapshotCall] = []
+
+    def add(self, item: EventsRead | SnapshotCall) -> None:
+        with self._lock:
+            (self.event_reads if isinstance(item, EventsRead) else self.snapshot_calls).append(item)
 
 
 def content_digest(event: Event) -> str:
-    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond)."""
+    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond).
+
+    Equal for contents that :func:`~aether_conformance.model.json_equal` finds equal: numbers
+    are digested as the float64 Go holds (a store written in Go returns 3.0 for 3), and
+    true stays apart from 1.
+    """
     stamp = event.timestamp.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
-    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, event.data, stamp]
+    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, _as_go_holds(event.data), stamp]
     return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _as_go_holds(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        try:
+            return ["number", float(value) + 0.0]  # + 0.0: -0.0 and 0 are equal numbers
+        except OverflowError:  # beyond float64: json_equal compares such ints exactly
+            return ["int", str(value)]
+    if isinstance(value, dict):
+        return {key: _as_go_holds(item) for key, item in value.items()}
+    return [_as_go_holds(item) for item in value]
 
 
 def stored_events(events: list[Event]) -> list[StoredEvent]:
     return [StoredEvent(version=e.version, event_id=e.id, digest=content_digest(e)) for e in events]
 
 
-def _event(plan: WriterPlan, label: str, round_no: int, version: int) -> Event:
+def _event(plan: WriterPlan, actor: str, label: str, round_no: int, version: int) -> Event:
     return Event(
         id=f"{plan.run_id}-{label}-r{round_no}",
         event_type="ConcurrentAppend",
-        actor_id=plan.actor_id,
+        actor_id=actor,
         version=version,
         data={"writer": label, "round": round_no},
         timestamp=datetime.now(timezone.utc),
     )
+
+
+def _snapshot(handle: DrivenHandle, actor: str, version: int, label: str, log: RunLog, clock: Any) -> None:
+    invoked = clock()
+    try:
+        handle.save_snapshot(ActorSnapshot(actor_id=actor, version=version, state={"writer": label, "version": version},
+                                           timestamp=datetime.now(timezone.utc)))
+    except StoreTimeout:
+        log.add(SnapshotCall(label, "save", actor, version, invoked, None, UNKNOWN))
+        raise
+    except StoreMisbehaviour:
+        log.add(SnapshotCall(label, "save", actor, version, invoked, clock(), ERROR))
+        return
+    log.add(SnapshotCall(label, "save", actor, version, invoked, clock(), OK))
+
+
+def _read_after_win(handle: DrivenHandle, actor: str, start: int, won: int, label: str, log: RunLog, clock: Any) -> bool:
+    """Read the versions between what the writer saw and what it just won (False: the store hung).
+
+    Its own save must be there, and nothing may land later below it: with writers skipping
+    versions, a store that checks against ``SELECT max`` outside a lock lets a lower version
+    commit after a higher one, and this read, made the instant the higher one is acknowledged,
+    is the likeliest to see the hole.
+    """
+    invoked = clock()
+    try:
+        events = handle.get_events(actor, start)
+    except StoreTimeout:
+        return False
+    except StoreMisbehaviour:
+        return True  # a failed read shows nothing
+    log.add(EventsRead(label, actor, start, won, tuple((e.version, e.id) for e in events), invoked, clock()))
+    return True
 
 
 def _write_rounds(
@@ -87,28 +202,31 @@ def _write_rounds(
     barrier: Any,
     barrier_timeout: float,
     recorder: HistoryRecorder,
+    log: RunLog,
 ) -> None:
-    actor = plan.actor_id
-    seen: int | None = None
+    actors = plan.actors
+    seen: dict[str, int] = {}
     for round_no, fresh in enumerate(plan.fresh[writer_no]):
         try:
             barrier.wait(barrier_timeout)
         except threading.BrokenBarrierError:
             return  # a peer is stuck in the store; its pending call is recorded as unknown
-        if fresh or seen is None:
-            op = recorder.invoke(label, "latest", actor)
+        actor = actors[plan.picks[writer_no][round_no]] if plan.picks else plan.actor_id
+        step = plan.steps[writer_no][round_no] if plan.steps else 1
+        if fresh or actor not in seen:
+            op = recorder.invoke(label, LATEST, actor)
             try:
-                seen = handle.get_latest_version(actor)
+                seen[actor] = handle.get_latest_version(actor)
             except StoreTimeout:
                 barrier.abort()
                 return
             except (StoreMisbehaviour, VersionConflictError) as error:
                 op.error(str(error))
                 continue
-            op.ok(version=seen)
-        event = _event(plan, label, round_no, seen + 1)
+            op.ok(version=seen[actor])
+        event = _event(plan, actor, label, round_no, seen[actor] + step)
         op = recorder.invoke(
-            label, "save", actor, version=event.version, event_id=event.id, digest=content_digest(event)
+            label, SAVE, actor, version=event.version, event_id=event.id, digest=content_digest(event)
         )
         try:
             handle.save_event(event)
@@ -117,7 +235,7 @@ def _write_rounds(
                 op.error(f"VersionConflictError with wrong fields: {conflict!r}")
             else:
                 op.conflict(conflict.current_version)
-                seen = conflict.current_version
+                seen[actor] = conflict.current_version
             continue
         except StoreTimeout:
             barrier.abort()
@@ -126,7 +244,79 @@ def _write_rounds(
             op.error(str(error))
             continue
         op.ok()
-        seen = event.version
+        before, seen[actor] = seen[actor], event.version
+        if plan.steps and not _read_after_win(handle, actor, before + 1, event.version, label, log, recorder.now):
+            barrier.abort()
+            return
+        if plan.snapshots:
+            try:
+                _snapshot(handle, actor, event.version, label, log, recorder.now)
+            except StoreTimeout:
+                barrier.abort()
+                return
+
+
+def _read_rounds(
+    handle: DrivenHandle,
+    plan: WriterPlan,
+    reader_no: int,
+    barrier: Any,
+    barrier_timeout: float,
+    recorder: HistoryRecorder,
+    log: RunLog,
+) -> None:
+    """A reader: in each round one read of the plan's kind; events are read from the latest it saw."""
+    label = f"r{reader_no}"
+    actors = plan.actors
+    seen: dict[str, int] = {}
+    clock = recorder.now
+    for kind, index in plan.reads[reader_no]:
+        try:
+            barrier.wait(barrier_timeout)
+        except threading.BrokenBarrierError:
+            return
+        actor = actors[index]
+        try:
+            if kind == "snapshot":
+                invoked = clock()
+                try:
+                    got = handle.get_latest_snapshot(actor)
+                except StoreTimeout:
+                    log.add(SnapshotCall(label, "read", actor, None, invoked, None, UNKNOWN))
+                    raise
+                log.add(SnapshotCall(label, "read", actor, None if got is None else got.version, invoked, clock(), OK))
+            elif kind == "latest":
+                op = recorder.invoke(label, LATEST, actor)
+                try:
+                    latest = handle.get_latest_version(actor)
+                except StoreTimeout:
+                    raise  # left pending: it never returned
+                except StoreMisbehaviour as error:
+                    op.error(str(error))
+                    continue
+                op.ok(version=latest)
+                seen[actor] = max(seen.get(actor, 0), latest)
+            else:
+                required = seen.get(actor, 0)
+                start = max(0, required - 2)
+                invoked = clock()
+                events = handle.get_events(actor, start)
+                completed = clock()
+                pairs = tuple((e.version, e.id) for e in events)
+                log.add(EventsRead(label, actor, start, required, pairs, invoked, completed))
+                if pairs or start == 0:
+                    top = max((version for version, _ in pairs), default=0)
+                    seen[actor] = max(required, top)
+                    # Recorded in the history too: the highest version read (0 for none from version 0) is the
+                    # latest at the read's instant.  Recorded once answered: an empty read from above 0 says
+                    # nothing of the latest, and is check_event_reads' to judge.
+                    recorder.extend([dict(index=0, writer=label, kind=EVENTS, actor_id=actor, invoke_ns=invoked,
+                                          complete_ns=completed, outcome=OK, version=top)])
+        except StoreTimeout:
+            barrier.abort()
+            return
+        except (StoreMisbehaviour, VersionConflictError):
+            continue  # a failed read shows nothing; the writers' history carries the verdict
 
 
 def run_writers(
@@ -137,25 +327,37 @@ def run_writers(
     label_prefix: str = "",
     barrier: Any = None,
     call_timeout: float,
-) -> None:
-    """Run the plan's writers as threads, writer i on handles[i % len(handles)]; wait for all."""
-    barrier = barrier or threading.Barrier(plan.writers)
+    log: RunLog | None = None,
+) -> RunLog:
+    """Run the plan's writers and readers as threads, writer i on handles[i % len(handles)] and reader k
+    on handles[(k + 1) % len(handles)]; wait for all.  Returns what the readers and snapshots recorded."""
+    log = log if log is not None else RunLog()
+    barrier = barrier or threading.Barrier(plan.writers + plan.readers)
     barrier_timeout = max(_BARRIER_TIMEOUT_FLOOR, 3 * call_timeout)
     threads = [
         threading.Thread(
             target=_write_rounds,
-            args=(handles[w % len(handles)], plan, w, f"{label_prefix}w{w}", barrier, barrier_timeout, recorder),
+            args=(handles[w % len(handles)], plan, w, f"{label_prefix}w{w}", barrier, barrier_timeout, recorder, log),
             name=f"aether-writer-{label_prefix}{w}",
             daemon=True,  # a writer stuck in a hung store must not keep the run alive
         )
         for w in range(plan.writers)
+    ] + [
+        threading.Thread(
+            target=_read_rounds,
+            args=(handles[(k + 1) % len(handles)], plan, k, barrier, barrier_timeout, recorder, log),
+            name=f"aether-reader-{label_prefix}{k}",
+            daemon=True,
+        )
+        for k in range(plan.readers)
     ]
     for thread in threads:
         thread.start()
     # Every call is bounded by call_timeout and every barrier wait by barrier_timeout.
-    deadline = plan.rounds * 2 * (call_timeout + 1) + barrier_timeout
+    deadline = plan.rounds * 3 * (call_timeout + 1) + barrier_timeout
     for thread in threads:
         thread.join(deadline)
+    return log
 
 
 def run_writer_process(
@@ -177,7 +379,7 @@ def run_writer_process(
     try:
         driver = StoreDriver(spec, timeout=call_timeout)
         handle = driver.new_handle()
-        sub_plan = replace(plan, fresh=plan.fresh[first_writer:first_writer + threads])
+        sub_plan = plan.writers_slice(first_writer, threads)
         run_writers([handle], sub_plan, recorder, label_prefix=f"p{process_no}", barrier=barrier,
                     call_timeout=call_timeout)
         driver.close()

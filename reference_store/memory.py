@@ -4,12 +4,14 @@ One lock guards check-and-append, so concurrent writers get exactly one
 winner per version.  Each actor's events are kept in ascending version order,
 so ``get_events`` bisects to its start (O(log n + k)) instead of scanning.
 Callers cannot mutate history: event data and snapshot state are copied on
-the way in and on the way out (events themselves are frozen).
+the way in and on the way out (events themselves are frozen).  Data is checked
+again when saved, as the model checked it when the event was built (a caller
+may have changed it since): the store never acknowledges data it could not
+hand back, such as data nested deeper than the kit's MAX_NESTING_DEPTH.
 """
 
 from __future__ import annotations
 
-import copy
 import pickle
 import threading
 from bisect import bisect_left
@@ -18,6 +20,7 @@ from operator import attrgetter
 from typing import Any
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
+from aether_conformance.json_values import check_json_value, copy_json
 
 __all__ = ["InMemoryEventStore", "shared_store"]
 
@@ -29,7 +32,11 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class _DeepCopied:
-    """Data that pickle cannot take, kept as a deep copy and deep-copied again on every read."""
+    """Data that pickle cannot take, kept as a deep copy and deep-copied again on every read.
+
+    The copies walk dicts and lists without recursion (``copy_json``): pickle
+    stops at about 500 levels, ``copy.deepcopy`` at about 330.
+    """
 
     __slots__ = ("data",)
 
@@ -46,12 +53,12 @@ def _pack(data: Any) -> bytes | _DeepCopied:
     """
     try:
         return pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-    except Exception:  # whatever pickle refuses (locks, local classes, ...) is still copyable
-        return _DeepCopied(copy.deepcopy(data))
+    except Exception:  # whatever pickle refuses (locks, local classes, deep nesting, ...) is still copyable
+        return _DeepCopied(copy_json(data))
 
 
 def _unpack(packed: bytes | _DeepCopied) -> Any:
-    return pickle.loads(packed) if type(packed) is bytes else copy.deepcopy(packed.data)
+    return pickle.loads(packed) if type(packed) is bytes else copy_json(packed.data)
 
 
 class _Stream:
@@ -83,6 +90,7 @@ class InMemoryEventStore:
             raise TypeError(f"save_event expects an Event, got {type(event).__name__}")
         data = event.data
         if data is not None:
+            check_json_value("Event.data", data)
             if type(data) is dict and _SCALARS.issuperset(map(type, data.values())):
                 data = data.copy()
             else:
@@ -129,7 +137,8 @@ class InMemoryEventStore:
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         if not isinstance(snapshot, ActorSnapshot):
             raise TypeError(f"save_snapshot expects an ActorSnapshot, got {type(snapshot).__name__}")
-        stored = replace(snapshot, state=copy.deepcopy(snapshot.state))
+        check_json_value("ActorSnapshot.state", snapshot.state)
+        stored = replace(snapshot, state=copy_json(snapshot.state))
         with self._lock:
             best = self._snapshots.get(snapshot.actor_id)
             if best is None or stored.version > best.version:
@@ -138,7 +147,7 @@ class InMemoryEventStore:
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         with self._lock:
             best = self._snapshots.get(actor_id)
-        return None if best is None else replace(best, state=copy.deepcopy(best.state))
+        return None if best is None else replace(best, state=copy_json(best.state))
 
 
 _SHARED = InMemoryEventStore()

@@ -29,18 +29,19 @@ A handle may be used from several threads: each thread gets its own
 connection, so concurrent writers contend in SQLite, not on a Python lock.
 
 The conformance factory is :func:`shared_store`; its database file is
-``$AETHER_SQLITE_PATH``, or ``aether-conformance.sqlite3`` in
-``tempfile.gettempdir()`` when the variable is unset.  That file outlives the
-run, so tests against it must use fresh actor ids.
+``$AETHER_SQLITE_PATH``, or :func:`default_path` when the variable is unset:
+``store.sqlite3`` in a private per-user directory of the temp dir
+(``aether-conformance-<uid>``, mode 0700).  That file outlives the run, so
+tests against it must use fresh actor ids.  Whatever the path, the store
+refuses to open it through anything another local user controls
+(``safe_path``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import weakref
@@ -48,13 +49,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
+from aether_conformance.json_values import check_json_value, check_text
 from aether_conformance.model import INT64_MAX, INT64_MIN
 from aether_conformance.timestamps import format_go_time, parse_go_time
 
-__all__ = ["SQLiteEventStore", "shared_store", "DEFAULT_PATH", "PATH_ENV"]
+from .safe_path import UnsafeDatabasePathError, check_database_path, private_default_dir
+
+__all__ = ["SQLiteEventStore", "shared_store", "default_path", "PATH_ENV", "UnsafeDatabasePathError"]
 
 PATH_ENV = "AETHER_SQLITE_PATH"
-DEFAULT_PATH = os.path.join(tempfile.gettempdir(), "aether-conformance.sqlite3")
+DEFAULT_FILE_NAME = "store.sqlite3"
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 _SQLITE_BUSY = 5
@@ -106,57 +110,20 @@ _T = TypeVar("_T")
 # --- turning records into rows, refusing what cannot round-trip ---------------------------
 
 
-def _check_text(field: str, value: str) -> None:
-    # A lone surrogate is no Unicode text: SQLite, UTF-8 and Go's strings cannot hold it.
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(
-            f"{field}: must be valid Unicode text, found lone surrogate {value[error.start]!r} "
-            f"at index {error.start}"
-        ) from None
-
-
-def _check_json(field: str, value: Any, open_containers: set[int]) -> None:
-    """Refuse anything that would not come back from ``json.loads`` equal to itself."""
-    if value is None or isinstance(value, (bool, int)):
-        return
-    if isinstance(value, str):
-        _check_text(field, value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{field}: {value!r} is not a JSON number (Go's encoding/json refuses NaN and infinities)")
-    elif isinstance(value, (dict, list)):
-        if id(value) in open_containers:
-            raise ValueError(f"{field}: contains itself (a circular reference is not JSON)")
-        open_containers.add(id(value))
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise ValueError(
-                        f"{field}: key {key!r} is a {type(key).__name__}; JSON object keys must be str"
-                    )
-                _check_text(f"{field} key {key!r}", key)
-                _check_json(f"{field}[{key!r}]", item, open_containers)
-        else:
-            for index, item in enumerate(value):
-                _check_json(f"{field}[{index}]", item, open_containers)
-        open_containers.discard(id(value))
-    else:
-        raise ValueError(
-            f"{field}: a {type(value).__name__} is not a JSON value "
-            "(allowed: dict with str keys, list, str, int, float, bool, None)"
-        )
-
-
 def _json_text(field: str, value: dict[str, Any] | None) -> str:
-    _check_json(field, value, set())
+    """The JSON text kept for ``value``; refuses what would not come back from ``json.loads`` equal to itself.
+
+    The model checked the value when the record was built, but a caller may
+    have changed it since; and within the depth the model allows, json.loads
+    reads back whatever json.dumps wrote (both stop near 1,000 levels).
+    """
+    check_json_value(field, value, json_only=True)
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _event_row(event: Event) -> tuple:
     for name in ("id", "event_type", "actor_id", "command_id"):
-        _check_text(f"Event.{name}", getattr(event, name))
+        check_text(f"Event.{name}", getattr(event, name))
     return (
         event.actor_id,
         event.version,
@@ -217,7 +184,9 @@ class SQLiteEventStore:
     """An event and snapshot store in the SQLite database file at ``path``.
 
     The file and its tables are created when missing.  Every handle on the same
-    file, in this process or another, sees one store.
+    file, in this process or another, sees one store.  A path that passes
+    through a symlink, directory or file another local user controls is
+    refused with :class:`UnsafeDatabasePathError`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
@@ -225,6 +194,7 @@ class SQLiteEventStore:
         if self._path == ":memory:" or self._path == "":
             # Each thread's connection would get its own private database.
             raise ValueError(f"path: must name a database file, got {self._path!r}")
+        check_database_path(self._path)
         self._busy_timeout = busy_timeout
         self._local = threading.local()
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
@@ -367,7 +337,7 @@ class SQLiteEventStore:
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
         if not isinstance(snapshot, ActorSnapshot):
             raise TypeError(f"save_snapshot expects an ActorSnapshot, got {type(snapshot).__name__}")
-        _check_text("ActorSnapshot.actor_id", snapshot.actor_id)
+        check_text("ActorSnapshot.actor_id", snapshot.actor_id)
         row = (
             snapshot.actor_id,
             snapshot.version,
@@ -388,7 +358,12 @@ class SQLiteEventStore:
 def shared_store() -> SQLiteEventStore:
     """Zero-argument factory for the conformance suite: a new handle on the shared file.
 
-    The file is ``$AETHER_SQLITE_PATH``, or :data:`DEFAULT_PATH` when unset;
+    The file is ``$AETHER_SQLITE_PATH``, or :func:`default_path` when unset;
     spawned processes inherit the variable, so their handles open the same file.
     """
-    return SQLiteEventStore(os.environ.get(PATH_ENV) or DEFAULT_PATH)
+    return SQLiteEventStore(os.environ.get(PATH_ENV) or default_path())
+
+
+def default_path() -> str:
+    """``store.sqlite3`` in ``aether-conformance-<uid>`` of the temp dir, a directory of yours with mode 0700."""
+    return os.path.join(private_default_dir(), DEFAULT_FILE_NAME)

@@ -22,6 +22,7 @@ from aether_conformance import Event, VersionConflictError
 from aether_conformance.history import (
     CONFLICT,
     ERROR,
+    EVENTS,
     LATEST,
     OK,
     SAVE,
@@ -392,6 +393,57 @@ def test_save_of_version_zero_acknowledged_on_a_new_actor_is_reported():
     assert check_history(h2.ops, {ACTOR: []}).ok
 
 
+# Saves that raised or never answered, but whose event is in the final read, took effect:
+# they are checked like acknowledged ones.
+
+
+@pytest.mark.parametrize("outcome", [ERROR, UNKNOWN])
+def test_unanswered_save_landing_below_an_earlier_ack_is_reported(outcome):
+    h = History()
+    three = h.save("w1", 3, 0, 1)
+    two = h.save("w2", 2, 2, None if outcome == UNKNOWN else 3, outcome)  # invoked after v3 was acknowledged
+    result = check_history(h.ops, {ACTOR: stored(two, three)})
+    assert "accepted-below-latest" in rules(result)
+    violation = only(result, "accepted-below-latest")
+    assert violation.operations == [three, two]
+    how = "raised an error" if outcome == ERROR else "never answered"
+    assert f"took effect (its event is in the final read; the call {how})" in violation.explanation
+    # Not in the final read: it never took effect, and nothing is wrong.
+    assert check_history(h.ops, {ACTOR: stored(three)}).ok
+
+
+@pytest.mark.parametrize("outcome", [ERROR, UNKNOWN])
+def test_unanswered_save_of_version_zero_landing_on_a_new_actor_is_reported(outcome):
+    h = History()
+    zero = h.save("w1", 0, 0, None if outcome == UNKNOWN else 1, outcome)
+    result = check_history(h.ops, {ACTOR: stored(zero)})
+    assert rules(result) == ["accepted-below-latest"]
+    assert "a version of 0 or below is never accepted" in result.explain()
+    assert check_history(h.ops, {ACTOR: []}).ok
+
+
+def test_timed_out_save_is_maybe_applied_read_back_once_or_never():
+    h = History()
+    one = h.save("w1", 1, 0, 1)
+    timed_out = h.save("w2", 2, 2, None)
+    assert check_history(h.ops, {ACTOR: stored(one)}).ok
+    assert check_history(h.ops, {ACTOR: stored(one, timed_out)}).ok
+    assert rules(check_history(h.ops, {ACTOR: stored(one, timed_out, timed_out)})) == ["duplicate-event"]
+
+
+def test_an_events_read_is_checked_like_a_latest_read():
+    h = History()
+    one, two = h.save("w1", 1, 0, 1), h.save("w1", 2, 2, 3)
+    h._add(writer="r1", kind=EVENTS, actor_id=ACTOR, invoke_ns=at(4), complete_ns=at(5), outcome=OK, version=1)
+    result = check_history(h.ops, {ACTOR: stored(one, two)})
+    assert rules(result) == ["stale-latest"]
+    assert "#2 r1 read events up to = 1" in result.explain()
+    h2 = History()
+    h2._add(writer="r1", kind=EVENTS, actor_id=ACTOR, invoke_ns=at(0), complete_ns=at(1), outcome=OK, version=4)
+    assert rules(check_history(h2.ops, {ACTOR: []})) == ["impossible-latest"]
+    assert to_jepsen(h2.ops)[1]["f"] == "read-events"
+
+
 def test_violations_are_ordered_by_time_across_actors():
     h = History()
     h.read("w1", 9, 10, 11, actor="late")
@@ -499,7 +551,7 @@ def test_recorder_records_outcomes_and_reports_pending_as_unknown():
         save.conflict(1)
     with pytest.raises(ValueError, match="ok\\(version=...\\) is for latest reads"):
         lost.ok(1)
-    with pytest.raises(ValueError, match="a successful latest read must carry the returned version"):
+    with pytest.raises(ValueError, match="a successful read must carry the returned version"):
         recorder.invoke("w1", LATEST, ACTOR).ok()
     with pytest.raises(TypeError, match="unexpected field\\(s\\) current_version"):
         recorder.invoke("w1", SAVE, ACTOR, version=1, event_id="e", digest="d", current_version=3)

@@ -210,7 +210,8 @@ def test_actor_ids_are_exact_strings_and_never_leak_into_each_other(store, ids):
     [
         ("", r"actor_id: must not be empty"),
         ("z" * (MAX_ACTOR_ID_LENGTH + 1), rf"actor_id: must be at most {MAX_ACTOR_ID_LENGTH} characters"),
-        ("bad\ud800id", r"actor_id: .*lone surrogate"),
+        # The model refuses it as the event is built, at the event's id (made from the actor id) first.
+        ("bad\ud800id", r"(actor_id|Event\.id): .*lone surrogate"),
     ],
     ids=["empty", "too-long", "lone-surrogate"],
 )
@@ -229,8 +230,8 @@ def test_refused_actor_ids_raise_value_error_and_store_nothing(server, store, ac
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"x": float("nan")}, r"Event\.data\['x'\]: nan is not a JSON number"),
-        ({"x": [1, float("inf")]}, r"Event\.data\['x'\]\[1\]: inf is not a JSON number"),
+        ({"x": float("nan")}, r"Event\.data\['x'\]: NaN is not valid JSON"),
+        ({"x": [1, float("inf")]}, r"Event\.data\['x'\]\[1\]: \+Inf is not valid JSON"),
         ({"tags": {1, 2}}, r"Event\.data\['tags'\]: a set is not JSON"),
         ({"pair": (1, 2)}, r"Event\.data\['pair'\]: a tuple is not JSON"),
         ({1: "int key"}, r"Event\.data: key 1 is a int; JSON object keys are strings"),
@@ -456,7 +457,9 @@ class FaultyNetwork:
 
 def run_with_faults(url: str, plan: list, body):
     async def main():
-        handle = await JetStreamStore(url, request_timeout=0.5, op_timeout=10.0).connect()
+        # Every fault is raised at once by FaultyNetwork: the timeouts only bound a real request, so they
+        # are generous (a real publish slower than a short timeout on a busy machine would add a publish).
+        handle = await JetStreamStore(url, request_timeout=10.0, op_timeout=60.0).connect()
         network = handle._js = FaultyNetwork(handle._js, plan)
         try:
             return await body(handle), network.publishes

@@ -15,7 +15,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError
+from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError, json_equal
+from aether_conformance.limits import MAX_NESTING_DEPTH
 from reference_store.memory import InMemoryEventStore, shared_store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -199,7 +200,7 @@ DATA_SHAPES = {
     "flat": lambda: {"amount": 1, "rate": 0.5, "ok": True, "none": None, "note": "Zoë"},
     "nested": lambda: {
         "lines": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 1.0}],
-        "meta": {"tags": ["x", "\ud800 lone surrogate", "🎉"], "empty": {}},
+        "meta": {"tags": ["x", "\u00e9 \U0010ffff", "🎉"], "empty": {}},
         "big": 2**70,
     },
     "dict subclass": lambda: OrderedDict([("b", 1), ("a", 2)]),
@@ -437,3 +438,57 @@ def test_concurrent_saves_of_the_same_version_have_exactly_one_winner(store, fre
     assert [e.version for e in stream] == list(range(1, rounds + 1))
     winner_of = {v: w for w, versions_of_writer in enumerate(winners) for v in versions_of_writer}
     assert [e.id for e in stream] == [f"w{winner_of[v]}-v{v}" for v in range(1, rounds + 1)]
+
+
+# --- what Go's JSON cannot carry, and nesting to the kit's limit ------------------------------
+
+
+def nested(levels: int, leaf: object = 1) -> dict:
+    """A dict nesting ``levels`` containers (itself included), alternating objects and arrays."""
+    value: object = leaf
+    for level in range(levels - 1):
+        value = [value] if level % 2 else {"k": value}
+    return {"k": value}
+
+
+@pytest.mark.parametrize("leaf", [1, "unpicklable"], ids=["json", "unpicklable-leaf"])
+def test_data_nested_to_the_kit_limit_round_trips_isolated(store, leaf):
+    # Deeper than pickle goes (about 500 levels): the store must copy some other way, never acknowledge and fail.
+    leaf_value = _unpicklable_data()["box"] if leaf == "unpicklable" else leaf
+    store.save_event(event("a", 1, nested(MAX_NESTING_DEPTH, leaf_value)))
+    got = store.get_events("a", 0)[0].data
+    assert got == nested(MAX_NESTING_DEPTH, leaf_value)
+    got["k"] = "vandal"
+    assert store.get_events("a", 0)[0].data == nested(MAX_NESTING_DEPTH, leaf_value)
+
+
+def test_snapshot_state_nested_to_the_kit_limit_round_trips_isolated(store):
+    store.save_snapshot(snapshot("a", 1, nested(MAX_NESTING_DEPTH)))
+    got = store.get_latest_snapshot("a")
+    assert json_equal(got.state, nested(MAX_NESTING_DEPTH))
+    got.state["k"] = "vandal"
+    assert json_equal(store.get_latest_snapshot("a").state, nested(MAX_NESTING_DEPTH))
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (nested(985), r"\['k'\].*: nested deeper than 512 levels"),
+        (float("nan"), r"\['k'\]: NaN is not valid JSON"),
+        ("\ud800", r"\['k'\]: lone surrogate"),
+    ],
+    ids=["985-levels", "nan", "surrogate"],
+)
+def test_data_changed_after_construction_is_checked_again_on_save(store, bad, message):
+    # The model checked the data when the event was built; the caller changed it since.
+    changed = event("a", 1, {"k": 1})
+    changed.data["k"] = bad
+    with pytest.raises(ValueError, match=r"^Event\.data" + message):
+        store.save_event(changed)
+    state = {"k": 1}
+    changed_snapshot = snapshot("a", 1, state)
+    state["k"] = bad
+    with pytest.raises(ValueError, match=r"^ActorSnapshot\.state" + message):
+        store.save_snapshot(changed_snapshot)
+    assert store.get_events("a", 0) == [] and store.get_latest_version("a") == 0
+    assert store.get_latest_snapshot("a") is None

@@ -61,14 +61,16 @@ def test_a_conforming_process_store_is_certified(tmp_path):
 
 @pytest.mark.parametrize(
     "flaw, requirement",
-    [("off-by-one", "ES-SAVE-002"), ("python-text", "ES-ERR-002"), ("exit-after-50", "ES-SAVE-003")],
+    # A crash is blamed on whichever requirement the 51st request was testing (None: any).
+    [("off-by-one", "ES-SAVE-002"), ("python-text", "ES-ERR-002"), ("exit-after-50", None)],
 )
 def test_a_misbehaving_process_store_is_flagged(flaw, requirement, tmp_path):
     code, report, output = certify(FACTORY, tmp_path, "--", "-x",
                                    env={"AETHER_STORE_COMMAND": f"{PYTHON_SERVER} --flaw {flaw}"})
-    assert code == 1 and _verdicts(report)[requirement] == "failed", output[-3000:]
+    failed = [r for r in report["requirements"] if r["outcome"] == "failed"]
+    assert code == 1 and failed and requirement in (None, *(r["id"] for r in failed)), output[-3000:]
     if flaw == "exit-after-50":
-        message = next(r for r in report["requirements"] if r["id"] == requirement)["messages"][0]
+        message = failed[0]["messages"][0]
         assert "exited with code 3" in message and "simulated crash" in message  # stderr tail included
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,9 +27,10 @@ from pathlib import Path
 import pytest
 
 from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError, json_equal
+from aether_conformance.limits import MAX_NESTING_DEPTH
 from aether_conformance.model import INT64_MAX, INT64_MIN
 from aether_conformance.timestamps import format_go_time
-from reference_store.sqlite import DEFAULT_PATH, PATH_ENV, SQLiteEventStore, shared_store
+from reference_store.sqlite import PATH_ENV, SQLiteEventStore, UnsafeDatabasePathError, default_path, shared_store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 # Long enough for a slow shared machine; only ever reached when something hangs.
@@ -277,27 +281,59 @@ def cyclic() -> dict:
     return data
 
 
+def nested(levels: int, leaf: object = 1) -> dict:
+    """A dict nesting ``levels`` containers (itself included), alternating objects and arrays."""
+    value: object = leaf
+    for level in range(levels - 1):
+        value = [value] if level % 2 else {"k": value}
+    return {"k": value}
+
+
 @pytest.mark.parametrize(
     "data, field, rule",
     [
-        ({"tags": {1, 2}}, "Event.data['tags']", "set is not a JSON value"),
-        ({"v": float("nan")}, "Event.data['v']", "NaN"),
-        ({"v": [float("inf")]}, "Event.data['v'][0]", "infinities"),
-        ({"v": (1, 2)}, "Event.data['v']", "tuple is not a JSON value"),
-        ({1: "x"}, "Event.data", "keys must be str"),
-        ({"v": b"bytes"}, "Event.data['v']", "bytes is not a JSON value"),
-        ({"v": "lone \ud800"}, "Event.data['v']", "lone surrogate"),
-        ({"\udfff": 1}, "Event.data key", "lone surrogate"),
-        (cyclic(), "Event.data['x'][0]", "circular"),
+        ({"tags": {1, 2}}, "Event.data['v']['tags']", "set is not a JSON value"),
+        ({"v": float("nan")}, "Event.data['v']['v']", "NaN"),
+        ({"v": [float("inf")]}, "Event.data['v']['v'][0]", "infinities"),
+        ({"v": (1, 2)}, "Event.data['v']['v']", "tuple is not a JSON value"),
+        ({1: "x"}, "Event.data['v']", "keys must be str"),
+        ({"v": b"bytes"}, "Event.data['v']['v']", "bytes is not a JSON value"),
+        ({"v": "lone \ud800"}, "Event.data['v']['v']", "lone surrogate"),
+        ({"\udfff": 1}, "Event.data['v'] key", "lone surrogate"),
+        (cyclic(), "Event.data['v']['x'][0]", "circular"),
+        ({"v": 10**400}, "Event.data['v']['v']", "beyond float64 range"),
+        # SQLite once acknowledged data nested ~985 levels that raised RecursionError when read back.
+        (nested(985), "Event.data['v']['k']", "nested deeper than 512 levels"),
     ],
-    ids=["set", "nan", "inf", "tuple", "int-key", "bytes", "surrogate", "surrogate-key", "cycle"],
+    ids=["set", "nan", "inf", "tuple", "int-key", "bytes", "surrogate", "surrogate-key", "cycle", "huge-int",
+         "985-levels"],
 )
 def test_data_that_cannot_round_trip_is_refused(store, data, field, rule):
+    """Checked on save: the caller may have changed the data since the model checked it."""
     store.save_event(event("a", 1))
+    changed = event("a", 2, {"v": None})
+    changed.data["v"] = data
     with pytest.raises(ValueError) as caught:
-        store.save_event(event("a", 2, data))
-    assert field in str(caught.value) and rule in str(caught.value)
+        store.save_event(changed)
+    assert str(caught.value).startswith(field) and rule in str(caught.value)
     assert versions(store, "a") == [1]
+    state: dict = {"v": None}
+    changed_snapshot = snapshot("a", 2, state)
+    state["v"] = data
+    with pytest.raises(ValueError, match=r"^ActorSnapshot\.state\['v'\]"):
+        store.save_snapshot(changed_snapshot)
+    assert store.get_latest_snapshot("a") is None
+
+
+def test_data_nested_to_the_kit_limit_round_trips(db_path):
+    data = nested(MAX_NESTING_DEPTH)
+    with SQLiteEventStore(db_path) as handle:
+        handle.save_event(event("deep", 1, data))
+        handle.save_snapshot(snapshot("deep", 1, nested(MAX_NESTING_DEPTH)))
+    with SQLiteEventStore(db_path) as reopened:  # read from the file, not from anything cached
+        [read] = reopened.get_events("deep", 0)
+        assert json_equal(read.data, data)
+        assert json_equal(reopened.get_latest_snapshot("deep").state, data)
 
 
 def test_lone_surrogates_in_ids_are_refused(store):
@@ -401,11 +437,140 @@ def test_factory_returns_a_new_handle_on_the_env_path(monkeypatch, db_path):
         second.close()
 
 
-def test_factory_default_path_is_in_the_temp_dir(monkeypatch):
+def test_factory_default_path_is_a_private_directory_of_the_user(monkeypatch, tmp_path):
     monkeypatch.delenv(PATH_ENV, raising=False)
-    assert DEFAULT_PATH == os.path.join(tempfile.gettempdir(), "aether-conformance.sqlite3")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the temp dir, for this test
+    private = tmp_path / f"aether-conformance-{os.geteuid()}"
     with shared_store() as handle:
-        assert handle.path == DEFAULT_PATH
+        assert handle.path == default_path() == str(private / "store.sqlite3")
+        handle.save_event(event("a", 1))
+    info = private.lstat()
+    assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.geteuid()
+    with shared_store() as again:  # the directory is reused, and so is the store
+        assert again.get_latest_version("a") == 1
+
+
+# --- another local user: the path must lead to nothing they control ------------------------------
+
+# Acting as a second user needs root (the tests' own user here) and util-linux's setpriv.
+needs_second_user = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="acting as a second local user needs root and setpriv",
+)
+NOBODY = 65534
+
+
+def as_nobody(cwd: Path, *command: str) -> None:
+    """Run ``command`` as user nobody in ``cwd``, which Popen enters before setpriv drops root.
+
+    So nobody needs no way into the test's private tmp_path: only write access to ``cwd`` itself.
+    """
+    subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *command],
+        cwd=cwd, check=True, timeout=LIVENESS_TIMEOUT, capture_output=True,
+    )
+
+
+@pytest.fixture
+def shared_tmp(tmp_path: Path) -> Path:
+    """A directory like /tmp: owned by root, world-writable, sticky."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    return shared
+
+
+def refused(path: Path, problem: str, rule: str):
+    """pytest.raises for an UnsafeDatabasePathError naming ``path``, the problem and the rule."""
+    return pytest.raises(UnsafeDatabasePathError, match=rf"^{re.escape(str(path))}: {problem} \(rule: {rule}")
+
+
+@needs_second_user
+def test_a_default_directory_made_first_by_another_user_is_refused(monkeypatch, shared_tmp):
+    monkeypatch.delenv(PATH_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
+    as_nobody(shared_tmp, "mkdir", "-m", "0777", "aether-conformance-0")
+    planted = shared_tmp / "aether-conformance-0"
+    assert planted.stat().st_uid == NOBODY
+    with refused(planted, r"refusing a default directory owned by uid 65534", "the default directory must be"):
+        shared_store()
+    assert list(planted.iterdir()) == []
+
+
+@needs_second_user
+def test_a_default_directory_planted_as_a_symlink_by_another_user_is_refused(monkeypatch, shared_tmp):
+    monkeypatch.delenv(PATH_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(shared_tmp))
+    as_nobody(shared_tmp, "mkdir", "-m", "0700", "theirs")
+    as_nobody(shared_tmp, "ln", "-s", "theirs", "aether-conformance-0")
+    with refused(shared_tmp / "aether-conformance-0",
+                 r"refusing a default directory that is not a directory \(a symlink or a file\)",
+                 "the default directory must be"):
+        shared_store()
+    assert list((shared_tmp / "theirs").iterdir()) == []
+
+
+@needs_second_user
+def test_a_symlink_planted_by_another_user_is_not_followed(tmp_path, shared_tmp):
+    # Nobody links a name the victim will use to the victim's own database: the store must not follow.
+    victim = tmp_path / "private" / "victim.sqlite3"
+    victim.parent.mkdir(mode=0o700)
+    with SQLiteEventStore(victim) as mine:
+        mine.save_event(event("a", 1))
+    as_nobody(shared_tmp, "ln", "-s", str(victim), "events.sqlite3")
+    with refused(shared_tmp / "events.sqlite3", r"refusing to follow a symlink owned by uid 65534",
+                 "a symlink on the way to the database must be owned by you or root"):
+        SQLiteEventStore(shared_tmp / "events.sqlite3")
+
+
+def test_a_database_in_a_directory_others_may_write_is_refused(shared_tmp):
+    # Even with nothing planted yet: another user could plant the -wal and -shm files at any time.
+    with refused(shared_tmp, r"refusing a directory writable by group or others \(mode 0o1777\)",
+                 "the directory holding the database and its -wal/-shm files must be owned by you or root"):
+        SQLiteEventStore(shared_tmp / "events.sqlite3")
+    assert list(shared_tmp.iterdir()) == []
+
+
+@needs_second_user
+@pytest.mark.parametrize("name", ["events.sqlite3", "events.sqlite3-wal", "events.sqlite3-shm"])
+def test_a_file_made_first_by_another_user_is_refused(tmp_path, name):
+    # The directory was open to others for a while (and then closed): what they made there stays theirs.
+    directory = tmp_path / "was-open"
+    directory.mkdir()
+    directory.chmod(0o777)
+    as_nobody(directory, "touch", name)
+    directory.chmod(0o700)
+    with refused(directory / name, r"refusing a file owned by uid 65534",
+                 "the database and its -wal/-shm/-journal files must be regular files of yours"):
+        SQLiteEventStore(directory / "events.sqlite3")
+
+
+@needs_second_user
+def test_a_directory_above_owned_by_another_user_is_refused(tmp_path, shared_tmp):
+    # Whoever owns a directory above can rename the private one away and put their own in its place.
+    as_nobody(shared_tmp, "mkdir", "-m", "0755", "theirs")
+    mine = shared_tmp / "theirs" / "mine"
+    mine.mkdir(mode=0o700)  # root may write into nobody's directory
+    with refused(shared_tmp / "theirs", r"refusing a directory owned by uid 65534",
+                 "every directory above the database must be owned by you or root"):
+        SQLiteEventStore(mine / "events.sqlite3")
+
+
+def test_symlinks_and_files_of_your_own_are_followed(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with SQLiteEventStore(tmp_path / "link" / "events.sqlite3") as handle:
+        handle.save_event(event("a", 1))
+    assert (real / "events.sqlite3").is_file()
+
+
+def test_a_database_file_others_may_write_is_refused(db_path):
+    SQLiteEventStore(db_path).close()
+    db_path.chmod(0o666)
+    with refused(db_path, r"refusing a file writable by group or others \(mode 0o666\)",
+                 "the database and its -wal/-shm/-journal files"):
+        SQLiteEventStore(db_path)
 
 
 # --- locking -----------------------------------------------------------------------------------

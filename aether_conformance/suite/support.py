@@ -6,9 +6,11 @@ returned …`` so a store author can act on it without reading the test.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
@@ -29,6 +31,8 @@ __all__ = [
     "diff_snapshot",
     "summary",
     "versions",
+    "Planted",
+    "plant_revisit_actors",
 ]
 
 BASE_TIME = Timestamp.parse("2024-03-01T12:00:00.123456789Z")
@@ -158,3 +162,39 @@ def diff_event(expected: Event, got: Event) -> list[str]:
 def diff_snapshot(expected: ActorSnapshot, got: ActorSnapshot) -> list[str]:
     """Fields SS-SNAP-003 requires to round-trip that differ (empty when equal)."""
     return _diff(expected, got, ("actor_id", "version"), "state")
+
+
+@dataclass(frozen=True)
+class Planted:
+    """Actors written when the run began, to be checked again when it ends (test_revisit.py)."""
+
+    at: float  # time.monotonic() when they were written
+    events: dict[str, list[Event]]
+    snapshots: dict[str, ActorSnapshot]
+    # Why planting failed, for the revisit to report: a fixture error would fail every test with it.
+    problem: str = ""
+
+
+def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
+    """Write a few actors at the very start of a session and read them once (warming any cache)."""
+    started = time.monotonic()
+    events: dict[str, list[Event]] = {}
+    snapshots: dict[str, ActorSnapshot] = {}
+    try:
+        for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100))):
+            actor = fresh_actor(label)
+            events[actor] = [new_event(actor, v, command_id=f"cmd-{label}-{v}") for v in stream]
+            for event in events[actor]:
+                save_ok("ES-SAVE-001", store, event, context=" (planted at the start of the run, to revisit at its end)")
+            store.get_latest_version(actor)
+            store.get_events(actor, 0)
+        if store.driver.has_snapshots:
+            actor = next(iter(events))
+            snapshots[actor] = new_snapshot(actor, 2, state={"planted": True})
+            with blame("SS-SNAP-002"):
+                store.save_snapshot(snapshots[actor])
+                store.get_latest_snapshot(actor)
+    except AssertionError as error:  # RequirementViolation and StoreMisbehaviour
+        message = str(error)
+        return Planted(started, {}, {}, message if message[:3] in ("ES-", "SS-") else f"ES-SAVE-001: {message}")
+    return Planted(started, events, snapshots)

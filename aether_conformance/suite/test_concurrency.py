@@ -9,49 +9,93 @@ the first rounds.
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
 import random
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from ..plugin import STATISTICS_KEY
-from ..history import HistoryRecorder, check_history, history_to_json
+from ..html_report import history_artifact
+from ..plugin import STATISTICS_KEY, run_key
+from ..driver import StoreDriver
+from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
 from ..writers import draw_plan, run_writer_process, run_writers, stored_events
 from .support import q, violated
 
 
-def _verdict(req_id, store, plan, recorder, tmp_path_factory, how):
+def _verdict(req_id, store, plan, recorder, request, how, log=None):
+    """Check the recorded history; record the load the test applied (even when it fails) and keep
+    the history in the artifacts directory, for the HTML report's timeline."""
     operations = recorder.operations()
-    final = store.get_events(plan.actor_id, 0)
-    result = check_history(operations, {plan.actor_id: stored_events(final)})
+    finals = {actor: store.get_events(actor, 0) for actor in plan.actors}
+    streams = {actor: stored_events(events) for actor, events in finals.items()}
+    result = check_history(operations, streams)
+    read_violations = check_event_reads(log.event_reads, streams) if log else []
+    snapshot_calls = log.snapshot_calls if log else []
+    snapshot_violations = []
+    if plan.snapshots:
+        latest = {actor: store.get_latest_snapshot(actor) for actor in plan.actors}
+        snapshot_violations = check_snapshot_calls(snapshot_calls, {a: s and s.version for a, s in latest.items()})
     saves = [op for op in operations if op.kind == "save"]
     stats = {
         "save_attempts": len(saves),
         "acknowledged_saves": sum(op.outcome == "ok" for op in saves),
         "conflicts": sum(op.outcome == "conflict" for op in saves),
-        "errors": sum(op.outcome == "error" for op in saves),
-        "unknown": sum(op.outcome == "unknown" for op in operations),
+        "errors": sum(op.outcome == "error" for op in saves) + sum(c.outcome == "error" for c in snapshot_calls),
+        "unknown": sum(op.outcome == "unknown" for op in operations) + sum(c.outcome == "unknown" for c in snapshot_calls),
+        "concurrent_reads": sum(op.kind != "save" for op in operations) + len(snapshot_calls),
     }
-    if result.ok and not stats["errors"] and not stats["unknown"]:
-        return stats
-    path = tmp_path_factory.mktemp("aether-history") / "history.json"
-    path.write_text(json.dumps({"plan": {"actor_id": plan.actor_id, "seed": plan.seed, "writers": plan.writers,
-                                         "rounds": plan.rounds}, "operations": history_to_json(operations)}))
+    request.node.user_properties.append((STATISTICS_KEY, stats))
+    artifacts = request.config.stash[run_key].artifacts
+    if artifacts:
+        kept = Path(artifacts) / "histories" / f"{_file_name(request.node.nodeid)}.json"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(history_artifact(request.node.nodeid, req_id, plan, operations, result)))
+    if result.ok and not read_violations and not snapshot_violations and not stats["errors"] and not stats["unknown"]:
+        return
+    path = (Path(artifacts) if artifacts else request.getfixturevalue("tmp_path_factory").mktemp("aether-history")) \
+        / "histories" / "full" / f"{_file_name(request.node.nodeid)}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "plan": {"actors": list(plan.actors), "seed": plan.seed, "writers": plan.writers, "readers": plan.readers,
+                 "rounds": plan.rounds},
+        "operations": history_to_json(operations),
+        "event_reads": [[r.reader, r.actor_id, r.from_version, r.required, r.events, r.invoke_ns, r.complete_ns]
+                        for r in (log.event_reads if log else [])],
+        "snapshot_calls": [[c.caller, c.kind, c.actor_id, c.version, c.invoke_ns, c.complete_ns, c.outcome]
+                           for c in snapshot_calls],
+    }))
+    actors = q(plan.actor_id) if len(plan.actors) == 1 else f"{len(plan.actors)} actors ({', '.join(map(q, plan.actors))})"
+    readers = f" and {plan.readers} readers" if plan.readers else ""
     where = f"{how}, plan seed {plan.seed}; full history in {path}"
+    doing = f"{plan.writers} writers{readers} on {actors} ({where})"
     if not result.ok:
-        violated(req_id, f"{plan.writers} writers appending to {q(plan.actor_id)} ({where}): {result.explain()}")
+        violated(req_id, f"{doing}: {result.explain()}")
+    if read_violations:
+        more = f" (and {len(read_violations) - 1} more)" if len(read_violations) > 1 else ""
+        violated(req_id, f"{doing}: {read_violations[0].explanation}{more}")
+    if snapshot_violations:
+        violated("SS-SNAP-002", f"{doing}: {snapshot_violations[0].explanation}")
     failures = [op for op in operations if op.outcome in ("error", "unknown")]
+    if not failures:
+        violated(req_id, f"{doing}: {stats['errors']} snapshot save(s) failed and {stats['unknown']} never returned")
     first = failures[0]
     violated(
         req_id,
-        f"{plan.writers} writers appending to {q(plan.actor_id)} ({where}): {stats['errors']} store call(s) "
-        f"failed and {stats['unknown']} never returned; first: {first.writer} {first.kind} "
-        f"{'v' + str(first.version) if first.version is not None else ''}: {first.detail or 'no answer'}",
+        f"{doing}: {stats['errors']} store call(s) failed and {stats['unknown']} never returned; first: "
+        f"{first.writer} {first.kind} {'v' + str(first.version) if first.version is not None else ''}: "
+        f"{first.detail or 'no answer'}",
     )
+
+
+def _file_name(nodeid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in nodeid.rpartition("::")[2])[:120]
 
 
 def _seed() -> int:
@@ -59,29 +103,28 @@ def _seed() -> int:
 
 
 @pytest.mark.requirement("ES-CONC-001")
-def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, tmp_path_factory, record_property):
+def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, request):
     profile = aether_profile
     plan = draw_plan(fresh_actor("race-one-handle"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
     run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} sharing {store.name}"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("ES-CONC-001")
-def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, tmp_path_factory,
-                                            record_property):
+def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, request):
     profile = aether_profile
     handles = [store] + [aether_driver.new_handle() for _ in range(min(profile.writers, 4) - 1)]
     plan = draw_plan(fresh_actor("race-many-handles"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
     run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} over {len(handles)} handles"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-001", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("ES-CONC-002")
-def test_concurrent_writer_processes(store, fresh_actor, aether_profile, tmp_path_factory, record_property):
+def test_concurrent_writer_processes(store, fresh_actor, aether_profile, request):
     profile = aether_profile
     processes, threads = profile.processes, profile.threads_per_process
     plan = draw_plan(fresh_actor("race-processes"), f"run{_seed()}", processes * threads, profile.process_rounds, _seed())
@@ -120,4 +163,79 @@ def test_concurrent_writer_processes(store, fresh_actor, aether_profile, tmp_pat
             violated("ES-CONC-002", f"writer process {outcome['process']} could not run: {outcome['error']}")
         recorder.extend(outcome["operations"])
     how = f"{processes} processes x {threads} threads, one handle per process"
-    record_property(STATISTICS_KEY, _verdict("ES-CONC-002", store, plan, recorder, tmp_path_factory, how))
+    _verdict("ES-CONC-002", store, plan, recorder, request, how)
+
+
+@pytest.mark.requirement("ES-CONC-001")
+def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor, aether_profile, request):
+    # Writers spread over three actors or piled on one, some skipping versions, while readers read
+    # latest versions and events: cross-actor lost updates, a busy backend reported as a conflict,
+    # a version landing below one already visible, and reads that vanish or go back all show here.
+    profile = aether_profile
+    handles = [store, aether_driver.new_handle()]
+    actors = (fresh_actor("spread"), fresh_actor("spread"), fresh_actor("spread"))
+    plan = draw_plan(actors[0], f"run{_seed()}", profile.writers, max(60, profile.rounds // 2), _seed(),
+                     other_actors=actors[1:], skip_share=0.3, readers=2)
+    recorder = HistoryRecorder()
+    log = run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
+    how = f"{'asyncio tasks' if store.is_async else 'threads'} over {len(handles)} handles, versions skipped"
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
+
+
+@pytest.mark.requirement("SS-SNAP-002", "ES-CONC-001")
+def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_actor, aether_profile, request):
+    # Every acknowledged save is followed by a snapshot at its version, from writers racing on two
+    # actors: a read-compare-write of the latest snapshot lets a lower version overwrite a higher one.
+    store = snapshot_store
+    profile = aether_profile
+    actors = (fresh_actor("snapshots"), fresh_actor("snapshots"))
+    plan = draw_plan(actors[0], f"run{_seed()}", min(profile.writers, 6), max(20, profile.rounds // 4), _seed(),
+                     other_actors=actors[1:], skip_share=0.2, readers=2, snapshots=True)
+    recorder = HistoryRecorder()
+    log = run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
+    how = f"{'asyncio tasks' if store.is_async else 'threads'} saving a snapshot after every win"
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
+
+
+@pytest.mark.requirement("ES-HANDLE-001", "ES-CONC-001")
+def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_profile, request):
+    # While writers race, new handles come and go (made from the factory in a driver of their own,
+    # closed, dropped and garbage-collected): each must see every acknowledged save, and dropping
+    # one must not take shared state (a pool, a cache, a connection) away from the others.
+    profile = aether_profile
+    plan = draw_plan(fresh_actor("churn"), f"run{_seed()}", min(profile.writers, 4), max(20, profile.rounds // 4),
+                     _seed())
+    recorder = HistoryRecorder()
+    churned = []
+
+    def churn():
+        for number in range(3):
+            driver = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
+            try:
+                handle = driver.new_handle()
+                op = recorder.invoke(f"new-handle-{number}", "latest", plan.actor_id)
+                try:
+                    latest = handle.get_latest_version(plan.actor_id)
+                except Exception as error:  # recorded: the verdict reports it with its requirement
+                    op.error(error)
+                else:
+                    op.ok(version=latest)
+                    churned.append(latest)
+            finally:
+                driver.close()
+                del driver
+                gc.collect()
+            time.sleep(0.01)
+
+    churner = threading.Thread(target=churn, name="aether-handle-churn", daemon=True)
+    churner.start()
+    run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
+    churner.join(60 + 6 * store.driver.timeout)
+    late = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
+    try:
+        op = recorder.invoke("handle-after-churn", "latest", plan.actor_id)
+        op.ok(version=late.new_handle().get_latest_version(plan.actor_id))
+    finally:
+        late.close()
+    how = f"{'asyncio tasks' if store.is_async else 'threads'}, with handles made and dropped meanwhile"
+    _verdict("ES-CONC-001", store, plan, recorder, request, how)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..boundaries import QUOTE_ESCAPE_CLASSES
 from ..errors import go_quote
 from .support import new_event, q, save_conflict, save_ok, violated
 
@@ -45,5 +46,23 @@ def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
         violated(
             "ES-ERR-002",
             f"saved version 2 to actor {q(actor)} whose latest is 3; expected error text {expected!r}, "
+            f"store's error text is {str(error)!r}",
+        )
+
+
+@pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.parametrize("kind", sorted(QUOTE_ESCAPE_CLASSES))
+def test_conflict_error_text_escapes_like_go(store, fresh_actor, kind):
+    # One class of Go's %q escapes per case, in the middle of the id (a store's own quoting, or
+    # Python's repr, differs from Go's on each of them).
+    characters, escaped = QUOTE_ESCAPE_CLASSES[kind]
+    token = fresh_actor("")
+    actor = f"{token[:8]}{characters}{token[8:]}"
+    error = _conflict_after(store, actor, [1, 2, 3], 2, "ES-ERR-002")
+    expected = f'version conflict: actor "{go_quote(token[:8])[1:-1]}{escaped}{go_quote(token[8:])[1:-1]}" has version 3, cannot save version 2'
+    if str(error) != expected:
+        violated(
+            "ES-ERR-002",
+            f"saved version 2 to actor {q(actor)} ({kind}) whose latest is 3; expected error text {expected!r}, "
             f"store's error text is {str(error)!r}",
         )

@@ -90,7 +90,7 @@ def _settings(profile, examples, steps=None):
 
 
 @pytest.mark.requirement(*STATE_MACHINE_REQUIREMENTS)
-def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile, record_property):
+def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_profile, request):
     handles = (store, other_store)
     examples, failures = [], []
     recorded = _recording(failures)
@@ -175,7 +175,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                 StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
             )
     finally:
-        record_property(STATISTICS_KEY, {"state_machine_examples": len(examples)})
+        request.node.user_properties.append((STATISTICS_KEY, {"state_machine_examples": len(examples)}))
 
 
 @pytest.mark.requirement("SS-SNAP-002", "SS-SNAP-003")

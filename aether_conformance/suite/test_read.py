@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ..model import INT64_MIN, Timestamp
+from ..model import INT64_MIN, Timestamp, json_equal
 from .support import diff_event, new_event, q, save_ok, versions, violated
 
 GAPPED = [1, 2, 4, 7, 8, 15]
@@ -138,7 +138,7 @@ def test_mutating_a_saved_event_does_not_change_the_store(store, fresh_actor):
     event.data["nested"]["k"] = "changed"
     event.data["added"] = True
     got = store.get_events(actor, 1)[0].data
-    if got != original:
+    if not json_equal(got, original):
         violated("ES-READ-005", f"mutated the caller's data after saving it to {q(actor)}; the store now returns {got!r}, expected {original!r}")
 
 
@@ -152,7 +152,7 @@ def test_mutating_a_read_event_does_not_change_the_store(store, fresh_actor):
     first.data["items"].append(3)
     first.data["nested"]["k"] = "changed"
     got = store.get_events(actor, 1)[0].data
-    if got != original:
+    if not json_equal(got, original):
         violated("ES-READ-005", f"mutated the data of an event read from {q(actor)}; the store now returns {got!r}, expected {original!r}")
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
-from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR
-from .support import diff_event, new_event, new_snapshot, q, save_conflict, save_ok, violated
+from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, NESTING_DEPTH_FLOOR
+from .support import diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, violated
 
 REFUSE = "ES-REFUSE-001"
 
@@ -62,6 +62,14 @@ def _highest_version(store, actor):
         return max([store.get_latest_version(actor), *(e.version for e in store.get_events(actor, 0))])
     except StoreRaised:
         return 0
+
+
+def _deep(depth):
+    """Data nested ``depth`` levels deep (the data object itself the first)."""
+    inner: object = "bottom"
+    for _ in range(depth):
+        inner = {"d": inner}
+    return inner
 
 
 def _long_actor(fresh_actor, length):
@@ -114,11 +122,14 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
 
 
 @pytest.mark.requirement("ES-LIMIT-001")
-@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor"])
+@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor",
+                                  "nesting-four-times-the-floor"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
     actor = fresh_actor()
     if kind == "encoded-size-twice-the-floor":
         event = new_event(actor, 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})
+    elif kind == "nesting-four-times-the-floor":
+        event = new_event(actor, 1, data=_deep(4 * NESTING_DEPTH_FLOOR))
     else:
         long = "f" * (4 * FIELD_LENGTH_FLOOR)
         event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
@@ -142,6 +153,7 @@ def _refusable_inputs(store, fresh_actor):
         "empty-event-id": ([], new_event(fresh_actor(), 1, id="")),
         "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
         "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
+        "deep-nesting": ([], new_event(fresh_actor(), 1, data=_deep(4 * NESTING_DEPTH_FLOOR))),
     }
 
 
@@ -164,9 +176,38 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
 
 
 @pytest.mark.requirement(REFUSE)
-@pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields", "encoded-size"])
+@pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields",
+                                  "encoded-size", "deep-nesting"])
 def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
     setup, event = _refusable_inputs(store, fresh_actor)[kind]
     for earlier in setup:
         save_ok(REFUSE, store, earlier, context=" while preparing the input")
     _cleanly_refused_or_accepted(store, event, f"saved version {event.version} to {q(event.actor_id[:80])} ({kind})")
+
+
+@pytest.mark.requirement("ES-LIMIT-001", REFUSE)
+@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "nesting-four-times-the-floor"])
+def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store, fresh_actor, kind):
+    actor = fresh_actor()
+    save_ok("ES-LIMIT-001", snapshot_store, new_event(actor, 1), context=" while preparing the input")
+    first = new_snapshot(actor, 1)
+    snapshot_store.save_snapshot(first)
+    state = {"blob": "x" * (2 * ENCODED_SIZE_FLOOR)} if kind.startswith("encoded") else _deep(4 * NESTING_DEPTH_FLOOR)
+    bigger = new_snapshot(actor, 2, state=state)
+    save_ok("ES-LIMIT-001", snapshot_store, new_event(actor, 2), context=" while preparing the input")
+    what = f"saved a snapshot at version 2 of {q(actor)} ({kind})"
+    try:
+        snapshot_store.save_snapshot(bigger)
+    except StoreRaised as error:
+        if not isinstance(error.original, ValueError):
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original}; "
+                             "a refusal must be a ValueError")
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or diff_snapshot(first, got):
+            violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
+                             f"{'None' if got is None else f'version {got.version}'}; expected version 1 unchanged")
+        return
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(bigger, got):
+        problems = diff_snapshot(bigger, got) if got is not None else ["get_latest_snapshot returned None"]
+        violated("ES-LIMIT-001", f"{what}; it was accepted but came back changed: " + "; ".join(p[:200] for p in problems))

@@ -118,3 +118,42 @@ def test_int64_versions_are_exact(store, fresh_actor, sequence):
         violated("ES-SAVE-004", f"saved versions {sequence} to actor {q(actor)}; get_latest_version returned {latest}")
     # 2^53+1 and 2^53 are the same float64: a lossy store would let this through.
     save_conflict("ES-SAVE-004", store, new_event(actor, sequence[-1]), latest=sequence[-1])
+
+
+@pytest.mark.requirement("ES-SAVE-002", "ES-SAVE-003")
+@pytest.mark.parametrize("retry", ["same-event", "new-event-id"])
+def test_a_retried_save_with_a_command_id_conflicts(store, fresh_actor, retry):
+    # A store that treats command ids as idempotency keys answers the retry with success: the
+    # writer then believes its save won, although another writer's event may hold that version.
+    actor = fresh_actor()
+    first = new_event(actor, 1, command_id="cmd-place-order")
+    second = new_event(actor, 2, command_id="cmd-pay-order")
+    for event in (first, second):
+        save_ok("ES-SAVE-002", store, event)
+    again = second if retry == "same-event" else new_event(actor, 2, command_id=second.command_id, data=second.data)
+    error = save_conflict("ES-SAVE-002", store, again, latest=2)
+    if (error.attempted_version, error.current_version) != (2, 2):
+        violated("ES-SAVE-002", f"a retried save of version 2 (command id {second.command_id!r}) to {q(actor)} raised "
+                                f"a conflict with attempted {error.attempted_version} and current {error.current_version}")
+    got = store.get_events(actor, 0)
+    if [e.id for e in got] != [first.id, second.id]:
+        violated("ES-SAVE-003", f"after a rejected retry ({retry}) of version 2 with command id "
+                                f"{second.command_id!r}, {q(actor)} holds ids {[e.id for e in got]}; expected "
+                                f"{[first.id, second.id]}")
+
+
+@pytest.mark.requirement("ES-SAVE-001", "ES-READ-003")
+def test_events_sharing_a_command_id_are_all_stored(store, fresh_actor):
+    # One command may emit several events; a store must not deduplicate them by command id.
+    actor = fresh_actor()
+    saved = [new_event(actor, v, command_id="cmd-shared", event_type="ItemAdded", data={"sku": "A-1"})
+             for v in (1, 2, 5)]
+    for event in saved:
+        save_ok("ES-SAVE-001", store, event, context=f" (command id {event.command_id!r}, as the events before it)")
+    got = store.get_events(actor, 0)
+    if [(e.id, e.version, e.command_id) for e in got] != [(e.id, e.version, e.command_id) for e in saved]:
+        violated("ES-READ-003", f"saved versions 1, 2 and 5 to {q(actor)}, all with command id 'cmd-shared'; "
+                                f"get_events returned {[(e.id, e.version, e.command_id) for e in got]}")
+    if store.get_latest_version(actor) != 5:
+        violated("ES-SAVE-001", f"saved versions 1, 2 and 5 with one command id to {q(actor)}; latest is "
+                                f"{store.get_latest_version(actor)}, expected 5")

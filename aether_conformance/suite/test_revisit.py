@@ -1,0 +1,66 @@
+"""The last tests of a run: actors written when it began still read, and conflict, as they did.
+
+A store that answers from a cache with a time-to-live, or whose keys expire
+(Redis EXPIRE, a KV bucket's max age, a replica that drops what it has not
+synchronised), passes every test that reads right after writing.  The planted
+actors are written by the ``revisit_plants`` fixture as the session's first
+conformance test starts, and checked here once everything else has run.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .support import (
+    RequirementViolation,
+    diff_event,
+    diff_snapshot,
+    new_event,
+    q,
+    save_conflict,
+    save_ok,
+    versions,
+    violated,
+)
+
+
+def _age(planted) -> str:
+    return f"{time.monotonic() - planted.at:.1f} s after they were written at the start of the run"
+
+
+@pytest.mark.requirement("ES-READ-003", "ES-LATEST-002", "ES-SAVE-002")
+def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_plants):
+    planted = revisit_plants
+    if planted.problem:
+        raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
+    age = _age(planted)
+    for actor, saved in planted.events.items():
+        latest = store.get_latest_version(actor)
+        if latest != saved[-1].version:
+            violated("ES-LATEST-002", f"{q(actor)} was saved up to version {saved[-1].version}; {age}, "
+                                      f"get_latest_version returns {latest}")
+        got = store.get_events(actor, 0)
+        problems = [p for a, b in zip(saved, got) for p in diff_event(a, b)]
+        if versions(got) != versions(saved) or problems:
+            violated("ES-READ-003", f"{q(actor)} was saved with versions {versions(saved)}; {age}, get_events "
+                                    f"returns versions {versions(got)}" + (f": {'; '.join(problems)}" if problems else ""))
+        error = save_conflict("ES-SAVE-002", store, new_event(actor, saved[-1].version), latest=saved[-1].version)
+        if error.current_version != saved[-1].version:
+            violated("ES-SAVE-002", f"{q(actor)} is at version {saved[-1].version}; {age}, a save at that version "
+                                    f"conflicts with current version {error.current_version}")
+        save_ok("ES-SAVE-002", store, new_event(actor, saved[-1].version + 1), context=f" ({age})")
+
+
+@pytest.mark.requirement("SS-SNAP-002")
+def test_snapshots_written_at_the_start_are_unchanged_at_the_end(snapshot_store, revisit_plants):
+    planted = revisit_plants
+    if planted.problem:
+        raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
+    for actor, snapshot in planted.snapshots.items():
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or diff_snapshot(snapshot, got):
+            violated("SS-SNAP-002", f"a snapshot of {q(actor)} was saved at version {snapshot.version}; "
+                                    f"{_age(planted)}, get_latest_snapshot returns "
+                                    f"{'None' if got is None else f'version {got.version}'}")

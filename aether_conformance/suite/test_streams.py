@@ -1,0 +1,191 @@
+"""Long streams and large values: what every store must carry below the floors of ES-LIMIT-001.
+
+A store that pages its reads (LIMIT 100, a search index's 10,000-result
+window, a 65,536-entry batch), keeps ids in VARCHAR(64) or VARCHAR(255)
+columns, data in a 64 KiB TEXT column, or nests JSON only so deep, passes
+small examples and loses events or content here.  Refusals above the floors
+are test_refusals.py's.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+
+import pytest
+
+from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, NESTING_DEPTH_FLOOR
+from ..model import Event
+from .support import BASE_TIME, diff_event, diff_snapshot, new_event, new_snapshot, q, save_ok, versions, violated
+
+# Result windows real backends page or cap reads by.
+READ_WINDOWS = (100, 1_000, 10_000, 65_536)
+# A gap wider than any window: a store paging by version ranges that stops at an empty page loses the rest.
+WIDE_GAP = 65_537
+
+
+def long_stream_versions(count: int) -> list[int]:
+    """``count`` versions: dense, then past a gap of 150, then past a gap wider than every window."""
+    dense, middle = count * 6 // 10, count * 3 // 10
+    first = list(range(1, dense + 1))
+    second = list(range(dense + 151, dense + 151 + middle))
+    start = second[-1] + WIDE_GAP + 1
+    return first + second + list(range(start, start + count - dense - middle))
+
+
+def _read_points(stream: list[int]) -> list[int]:
+    """from_versions besides 0 (the whole stream, read once): the middle, the last few, past the end,
+    both edges of each gap, the version-space window edges within reach, and where exactly a
+    window's worth (and one more) of events remains.  A window over half the stream is left to
+    the whole read, which returns more than it: each read of that size costs as much as the read
+    of everything."""
+    last = stream[-1]
+    points = {stream[len(stream) // 2], stream[-3], stream[-1], last + 1}
+    points.update(v for v in (10_001, 65_537) if v >= stream[len(stream) // 2])
+    for index in range(1, len(stream)):
+        if stream[index] - stream[index - 1] > 1:  # a gap: its first hole and the version after it
+            points.update((stream[index - 1] + 1, stream[index]))
+    for window in READ_WINDOWS:
+        if 2 * (window + 1) <= len(stream):
+            points.update((stream[-window], stream[-window - 1]))
+    return sorted(p for p in points if p <= last + 1)
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-READ-003", "ES-LATEST-002")
+def test_a_long_stream_is_read_whole_from_anywhere(store, fresh_actor, aether_profile):
+    actor = fresh_actor("long")
+    token = fresh_actor("")
+    stream = long_stream_versions(aether_profile.long_stream_events)
+    event_type = "LongStreamEventTypeName." + "t" * 200
+    saved = [
+        Event(id=f"{token}-{version}", event_type=event_type, actor_id=actor, version=version,
+              data={"version": version, "line": {"sku": f"SKU-{version % 977}", "qty": version % 7, "price": 9.5}},
+              timestamp=BASE_TIME, command_id=f"cmd-{token}-{version // 3}")
+        for version in stream
+    ]
+    for event in saved:
+        save_ok("ES-READ-003", store, event, context=f" (event {event.version} of a stream of {len(stream)})")
+    latest = store.get_latest_version(actor)
+    if latest != stream[-1]:
+        violated("ES-LATEST-002", f"saved {len(stream)} events to {q(actor)} up to version {stream[-1]}; "
+                                  f"get_latest_version returned {latest}")
+    whole = store.get_events(actor, 0)
+    if versions(whole) != stream:
+        got = versions(whole)
+        violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)} (versions 1..{stream[-1]} with gaps); "
+                                f"get_events(0) returned {len(got)} events" + _where_it_differs(stream, got))
+    for expected, actual in zip(saved, whole):
+        problems = diff_event(expected, actual)
+        if problems:
+            violated("ES-READ-003", f"event v{expected.version} of the {len(stream)}-event stream of {q(actor)} came "
+                                    f"back changed: " + "; ".join(problems))
+    for from_version in _read_points(stream):
+        got = store.get_events(actor, from_version)
+        expected = stream[bisect_left(stream, from_version):]
+        if versions(got) != expected or any(a.id != b.id for a, b in zip(got, saved[len(stream) - len(expected):])):
+            violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)}; get_events(from_version={from_version}) "
+                                    f"returned {len(got)} events, expected {len(expected)}"
+                                    + _where_it_differs(expected, versions(got)))
+
+
+def _where_it_differs(expected: list[int], got: list[int]) -> str:
+    for index, (want, have) in enumerate(zip(expected, got)):
+        if want != have:
+            return f"; the {index + 1}th is version {have}, expected {want}"
+    if len(got) < len(expected):
+        return f"; it stops after version {got[-1] if got else None}, missing {expected[len(got)]}.."
+    return f"; it goes on past version {expected[-1] if expected else None} with {got[len(expected)]}"
+
+
+FIELD_CHARACTERS = {"ascii": "a", "two-byte": "é", "three-byte": "€", "four-byte": "🦀"}
+FIELD_LENGTHS = (65, 256, FIELD_LENGTH_FLOOR)
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("length", FIELD_LENGTHS)
+@pytest.mark.parametrize("kind", sorted(FIELD_CHARACTERS))
+def test_long_ids_types_and_command_ids_round_trip(store, fresh_actor, kind, length):
+    # Characters, not bytes: a byte-limited column (VARCHAR(255) in bytes, 1 KiB keys) truncates
+    # a multi-byte field that a character count lets through.
+    char = FIELD_CHARACTERS[kind]
+    actor = fresh_actor()
+    token = fresh_actor("")
+    event = new_event(actor, 1, id=(token + char * length)[:length], event_type="T" + char * (length - 1),
+                      command_id=char * (length - 1) + "C")
+    save_ok("ES-READ-003", store, event, context=f" (id, event_type and command_id of {length} {kind} characters)")
+    got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]):
+        problems = diff_event(event, got[0]) if len(got) == 1 else [f"{len(got)} events read"]
+        violated("ES-READ-003", f"an event of {q(actor)} whose id, event_type and command_id are {length} {kind} "
+                                f"characters came back changed: " + "; ".join(p[:300] for p in problems))
+
+
+def _encoded_size(value) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _blob_of(size: int, char: str) -> dict:
+    """Data whose compact JSON encoding is ``size`` bytes (the rest of the event is on top of it)."""
+    overhead = _encoded_size({"blob": ""})
+    per_char = len(char.encode())
+    return {"blob": char * ((size - overhead) // per_char)}
+
+
+def _rows(count: int) -> dict:
+    return {"rows": [{"sku": f"SKU-{i:05d}", "qty": i % 9, "price": i / 8, "tags": ["a", "b"]} for i in range(count)]}
+
+
+def _nested(depth: int, shape: str) -> dict:
+    """Data of ``depth`` nested containers, the data object itself the first."""
+    inner: object = "bottom"
+    for level in range(depth - 1, 0, -1):
+        inner = [inner] if shape == "lists" or (shape == "mixed" and level % 2) else {"d": inner}
+    return {"d": inner}
+
+
+_HEADROOM = 2_048  # id, type, actor, timestamp and keys of the event or snapshot around the data
+
+# Data (or state) over 64 KiB and up to the floor; built when a test runs, not at collection.
+LARGE_AND_DEEP = {
+    "string-just-over-64k": lambda: _blob_of(65_536 + 1, "x"),
+    "string-at-the-floor": lambda: _blob_of(ENCODED_SIZE_FLOOR - _HEADROOM, "x"),
+    "multibyte-string-at-the-floor": lambda: _blob_of(ENCODED_SIZE_FLOOR - _HEADROOM, "é"),
+    "many-keys-over-64k": lambda: {f"key-{i:05d}": i for i in range(6000)},
+    "many-rows-over-64k": lambda: _rows(1200),
+    "nesting-dicts": lambda: _nested(NESTING_DEPTH_FLOOR, "dicts"),
+    "nesting-lists": lambda: _nested(NESTING_DEPTH_FLOOR, "lists"),
+    "nesting-mixed": lambda: _nested(NESTING_DEPTH_FLOOR, "mixed"),
+}
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("case", sorted(LARGE_AND_DEEP))
+def test_large_and_deep_data_round_trips(store, fresh_actor, case):
+    actor = fresh_actor()
+    data = LARGE_AND_DEEP[case]()
+    event = new_event(actor, 1, data=data)
+    size = _encoded_size(event.to_dict())
+    assert size <= ENCODED_SIZE_FLOOR, f"the suite built an event of {size} bytes, above the floor"  # a suite bug
+    save_ok("ES-READ-003", store, event, context=f" ({case}, {size:,} bytes encoded)")
+    got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]):
+        problems = diff_event(event, got[0]) if len(got) == 1 else [f"{len(got)} events read"]
+        violated("ES-READ-003", f"an event of {q(actor)} with {case} data ({size:,} bytes encoded, within the "
+                                f"{ENCODED_SIZE_FLOOR:,}-byte floor) came back changed: " + "; ".join(p[:300] for p in problems))
+
+
+@pytest.mark.requirement("SS-SNAP-003")
+@pytest.mark.parametrize("case", sorted(LARGE_AND_DEEP))
+def test_large_and_deep_state_round_trips(snapshot_store, fresh_actor, case):
+    actor = fresh_actor()
+    state = LARGE_AND_DEEP[case]()
+    save_ok("SS-SNAP-003", snapshot_store, new_event(actor, 1))
+    snapshot = new_snapshot(actor, 1, state=state)
+    size = _encoded_size(snapshot.to_dict())
+    assert size <= ENCODED_SIZE_FLOOR, f"the suite built a snapshot of {size} bytes, above the floor"
+    snapshot_store.save_snapshot(snapshot)
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(snapshot, got):
+        problems = diff_snapshot(snapshot, got) if got is not None else ["get_latest_snapshot returned None"]
+        violated("SS-SNAP-003", f"a snapshot of {q(actor)} with {case} state ({size:,} bytes encoded, within the "
+                                f"{ENCODED_SIZE_FLOOR:,}-byte floor) came back changed: " + "; ".join(p[:300] for p in problems))

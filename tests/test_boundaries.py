@@ -1,0 +1,93 @@
+"""The boundary catalog (aether_conformance.boundaries) says what it claims: every case is well-formed."""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from aether_conformance.boundaries import (
+    COLLIDING_ACTOR_IDS,
+    NORMALISATION_SENSITIVE_TEXT,
+    QUOTE_ESCAPE_CLASSES,
+    TIMESTAMPS,
+    VERSION_RUNS,
+    IdPair,
+)
+from aether_conformance.errors import go_quote
+from aether_conformance.model import INT64_MAX, Timestamp
+
+ORACLE = json.loads((Path(__file__).parent / "go_oracle" / "go_output.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(VERSION_RUNS))
+def test_version_runs_increase_within_int64(name):
+    run = VERSION_RUNS[name].versions
+    assert list(run) == sorted(set(run)) and 0 < run[0] and run[-1] <= INT64_MAX
+
+
+def test_version_runs_cross_the_boundaries_they_name():
+    crossed = {v for run in VERSION_RUNS.values() for v in run.versions}
+    for boundary in (2**31, 2**32, 2**53 + 1, INT64_MAX, 10, 100, 10_000_000_000):
+        assert boundary in crossed
+
+
+@pytest.mark.parametrize("name", sorted(COLLIDING_ACTOR_IDS))
+def test_pairs_are_distinct_ids_within_the_256_every_store_accepts(name):
+    left, right = COLLIDING_ACTOR_IDS[name].build("tok-12345678901234567890")
+    assert left != right and 0 < len(left) <= 256 and 0 < len(right) <= 256
+
+
+@pytest.mark.parametrize("length", [64, 128, 255])
+def test_shared_prefix_pairs_differ_only_after_the_prefix(length):
+    left, right = COLLIDING_ACTOR_IDS[f"shared-prefix-{length}"].build("token")
+    assert left[:length] == right[:length] and left[length] != right[length] and len(left) == length + 1
+
+
+def test_a_pair_refuses_a_token_longer_than_its_prefix_and_a_pair_that_is_one_id():
+    with pytest.raises(ValueError, match="longer than the shared prefix"):
+        COLLIDING_ACTOR_IDS["shared-prefix-64"].build("t" * 64)
+    with pytest.raises(ValueError, match="both ids are"):
+        IdPair("same", "{}-a", "{}-a", "nothing").build("x")
+
+
+def test_the_lossy_keyings_the_pairs_target_do_merge_them():
+    def merged(name, key):
+        left, right = COLLIDING_ACTOR_IDS[name].build("tok")
+        return key(left) == key(right)
+
+    assert merged("nfc-vs-nfd", lambda s: unicodedata.normalize("NFC", s))
+    assert merged("angstrom-sign", lambda s: unicodedata.normalize("NFC", s))
+    assert merged("ligature", lambda s: unicodedata.normalize("NFKC", s))
+    assert merged("case", str.lower) and merged("case-sharp-s", str.casefold)
+    assert merged("trailing-space", str.strip) and merged("trailing-newline", str.strip)
+    assert merged("after-nul", lambda s: s.split("\0")[0]) and merged("shared-prefix-255", lambda s: s[:255])
+    assert merged("dot-vs-underscore", lambda s: s.replace(".", "_"))
+
+
+@pytest.mark.parametrize("name", sorted(NORMALISATION_SENSITIVE_TEXT))
+def test_normalisation_sensitive_text_is_changed_by_some_normaliser_or_trimmer(name):
+    text = NORMALISATION_SENSITIVE_TEXT[name]
+    changed = {unicodedata.normalize(form, text) for form in ("NFC", "NFD", "NFKC")} | {text.strip(), " ".join(text.split())}
+    assert changed - {text} or name == "zero-width-joiner"  # ZWJ: stripped by "invisible character" filters
+
+
+@pytest.mark.parametrize("name", sorted(TIMESTAMPS))
+def test_timestamps_parse_and_convert_to_utc(name):
+    stamp = Timestamp.parse(TIMESTAMPS[name])
+    assert stamp.astimezone(timezone.utc).year >= 1
+
+
+@pytest.mark.parametrize("name", sorted(QUOTE_ESCAPE_CLASSES))
+def test_escape_classes_are_quoted_as_go_quotes_them_in_every_unicode_version(name):
+    characters, escaped = QUOTE_ESCAPE_CLASSES[name]
+    assert go_quote(characters) == f'"{escaped}"'
+    go_escapes = {cp for first, last in ORACLE["quoteEscaped"] for cp in range(first, last + 1)}
+    # Escaped by the Go that wrote the oracle, and by us whatever our tables: assigned long ago to a
+    # class (control, format, separator, private use) or a noncharacter, never to a printable one.
+    for char in characters:
+        assert ord(char) in go_escapes
+        assert unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn")
