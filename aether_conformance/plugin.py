@@ -273,6 +273,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.user_properties.append((MESSAGES_KEY, messages))
         if not _encodable(str(report.longrepr)):
             report.longrepr = "\n".join(messages)  # what xdist and JUnit can carry
+        # A store that can show what crossed its wire (a process store) explains the failure with it.
+        transcript = getattr(getattr(getattr(item, "funcargs", {}).get("store"), "raw", None), "transcript", None)
+        if callable(transcript):
+            report.sections.append(("aether-store/1 transcript (last lines; → to the store, ← from it)", transcript()))
     run = item.config.stash[run_key]
     if report.failed and ids and run.artifacts and driver_module.call_log is not None:
         _attach_reproduction(item, report, run, ids)

@@ -1,8 +1,9 @@
 """A store process in Python, speaking aether-store/1 on stdin/stdout, for the adapter's tests.
 
-    python -m tests.process_server [--flaw NAME]
+    python -m tests.process_server [--flaw NAME] [--sqlite PATH]
 
-It serves the in-memory reference store; a flaw makes it misbehave the way a
+It serves the in-memory reference store (or, with ``--sqlite``, the SQLite store on a file
+that every copy of the command shares, as ``--capability multiprocess`` needs); a flaw makes it misbehave the way a
 store in another language might: ``off-by-one`` acknowledges a save at the latest
 version without storing it, ``python-text`` writes the conflict text with Python's quoting,
 ``exit-after-50`` dies after 50 requests, ``no-greeting`` greets with the
@@ -19,9 +20,10 @@ import threading
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
 from reference_store.memory import InMemoryEventStore
+from reference_store.sqlite import SQLiteEventStore
 
 
-def respond(store: InMemoryEventStore, request: dict, flaw: str | None) -> dict:
+def respond(store: InMemoryEventStore | SQLiteEventStore, request: dict, flaw: str | None) -> dict:
     method, params = request["method"], request["params"]
     try:
         if method == "save_event":
@@ -58,15 +60,19 @@ def respond(store: InMemoryEventStore, request: dict, flaw: str | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flaw", choices=["off-by-one", "python-text", "exit-after-50", "no-greeting"])
-    flaw = parser.parse_args().flaw
-    store, write_lock = InMemoryEventStore(), threading.Lock()
+    parser.add_argument("--sqlite", metavar="PATH", help="serve the SQLite store on this file instead")
+    arguments = parser.parse_args()
+    flaw = arguments.flaw
+    store = SQLiteEventStore(arguments.sqlite) if arguments.sqlite else InMemoryEventStore()
+    write_lock = threading.Lock()
 
     def write(message: dict) -> None:
         with write_lock:
             sys.stdout.write(json.dumps(message, ensure_ascii=False) + "\n")
             sys.stdout.flush()
 
-    write({"protocol": "aether-store/0" if flaw == "no-greeting" else "aether-store/1", "snapshots": True})
+    write({"protocol": "aether-store/0" if flaw == "no-greeting" else "aether-store/1", "snapshots": True,
+           "name": "tests.process_server", "version": "1"})
     for count, line in enumerate(sys.stdin, 1):
         if flaw == "exit-after-50" and count > 50:
             print("simulated crash", file=sys.stderr, flush=True)

@@ -1,19 +1,27 @@
-"""Stores in other languages, driven over aether-store/1: a Python server and the Go seed itself."""
+"""Stores in other languages, driven over aether-store/1: a Python server, the Go seed, broken children.
+
+Every misbehaviour is certified the way a user would run it — the real CLI in a
+fresh process — and judged by its exit code and its message.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from aether_conformance.process_store import StoreProcess, StoreProcessError, from_environment
 from aether_conformance.schemas import validate
 from tests.go_toolchain import go_binary, run_go
 from tests.test_zoo import ROOT, certify
 
 FACTORY = "aether_conformance.process_store:from_environment"
 PYTHON_SERVER = f"{sys.executable} -m tests.process_server"
+MISBEHAVE = f"{sys.executable} -m tests.children.misbehave"
 GO_SEED = ROOT / "reference_store" / "go_seed"
 
 
@@ -21,10 +29,34 @@ def _verdicts(report):
     return {r["id"]: r["outcome"] for r in report["requirements"]}
 
 
+def _failure_messages(report) -> list[str]:
+    return [m for r in report["requirements"] if r["outcome"] == "failed" for m in r["messages"]]
+
+
+def _run_cli(tmp_path: Path, *extra: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aether_conformance.cli", "run", FACTORY, "--profile", "quick",
+                           "--artifacts", str(tmp_path / "artifacts"), *extra],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+
+
+def _pids(pid_file: Path) -> list[int]:
+    return [int(line) for line in pid_file.read_text().split()]
+
+
+def _is_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == b"Z"  # ended; waiting for an init that may never reap it
+
+
 def test_a_conforming_process_store_is_certified(tmp_path):
     code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": PYTHON_SERVER})
     assert code == 0 and report["conformant"], output[-3000:]
     assert "snapshots" in report["capabilities"]  # announced in the greeting
+    assert report["implementation"] == {"protocol": "aether-store/1", "command": PYTHON_SERVER,
+                                        "name": "tests.process_server", "version": "1"}
 
 
 @pytest.mark.parametrize(
@@ -42,12 +74,126 @@ def test_a_misbehaving_process_store_is_flagged(flaw, requirement, tmp_path):
         assert "exited with code 3" in message and "simulated crash" in message  # stderr tail included
 
 
+def test_a_failure_shows_the_json_lines_exchanged(tmp_path):
+    code, report, output = certify(FACTORY, tmp_path, "--", "-x",
+                                   env={"AETHER_STORE_COMMAND": f"{PYTHON_SERVER} --flaw off-by-one"})
+    assert code == 1, output[-3000:]
+    transcript = output[output.index("aether-store/1 transcript"):]
+    sent = [line for line in transcript.splitlines() if line.startswith('→ {"id": ')]
+    answered = [line for line in transcript.splitlines() if line.startswith('← {"id": ')]
+    assert sent and answered, transcript[:3000]
+    assert '"method": "save_event"' in transcript and '"result": null' in transcript
+
+
 def test_a_process_that_speaks_another_protocol_is_a_usage_error():
     completed = subprocess.run(
         [sys.executable, "-m", "aether_conformance.cli", "run", FACTORY], cwd=ROOT, capture_output=True, text=True,
         env={"AETHER_STORE_COMMAND": f"{PYTHON_SERVER} --flaw no-greeting", "PATH": "/usr/bin:/bin"}, timeout=120,
     )
     assert completed.returncode == 2 and "not protocol 'aether-store/1'" in completed.stderr
+
+
+def test_a_child_that_never_greets_is_a_usage_error_naming_the_deadline(tmp_path):
+    pid_file = tmp_path / "pids"
+    completed = _run_cli(tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} silent --pid-file {pid_file}",
+                              "AETHER_STORE_GREETING_TIMEOUT": "1", "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1, completed.stderr
+    assert "did not greet within 1s" in lines[0] and "AETHER_STORE_GREETING_TIMEOUT" in lines[0]
+    assert all(_is_gone(pid) for pid in _pids(pid_file))  # it ignored SIGTERM: SIGKILL ended it
+
+
+def test_a_child_that_exits_before_greeting_is_a_usage_error_with_its_code_and_stderr(tmp_path):
+    completed = _run_cli(tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} exit-early"})
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1, completed.stderr
+    assert "exited with code 7 before greeting" in lines[0]
+    assert "fatal: cannot open database /nonexistent/store.db" in lines[0]
+
+
+# mode, the rule its line breaks, what of the line the message quotes, extra environment
+BROKEN_LINES = [
+    ("invalid-utf8", "utf-8", '"note": "caf\\xe9', {}),
+    ("invalid-utf8-stderr", "utf-8", "stderr line 1 is not UTF-8", {}),
+    ("long-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
+    ("endless-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
+    ("deep-nesting", "nesting", '"result": [[[[', {}),
+    ("big-int", "int64", '"result": 9223372036854775808', {}),
+    ("bool-id", "id", '{"id": true, "result": null}', {}),
+    ("result-and-error", "result-or-error", '"result": 1, "error": {"kind": "internal"', {}),
+    ("conflict-without-conflict", "error-schema", '"error": {"kind": "version_conflict"}', {}),
+]
+
+
+@pytest.mark.parametrize("mode, rule, quoted, env", BROKEN_LINES, ids=[case[0] for case in BROKEN_LINES])
+def test_a_protocol_violation_breaks_the_store_at_once_with_the_rule_and_the_line(mode, rule, quoted, env, tmp_path):
+    code, report, output = certify(FACTORY, tmp_path, "--", "--maxfail=3",
+                                   env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} {mode}", **env})
+    messages = _failure_messages(report)
+    assert code == 1 and len(messages) >= 2, output[-3000:]
+    # The first failure may be the call that met the bad line; every later one repeats the verdict at once.
+    for message in messages[-2:]:
+        assert f'broke aether-store/1 rule "{rule}"' in message and quoted in message, message
+        assert "did not return within" not in message  # failed at once, not by timeout
+    assert "Traceback" not in output.split("FAILURES")[0]  # no reader thread died noisily
+
+
+def test_every_call_after_a_violation_fails_at_once_with_the_same_message():
+    process = StoreProcess([sys.executable, "-m", "tests.children.misbehave", "bool-id"])
+    try:
+        with pytest.raises(StoreProcessError) as first:
+            process.call("get_latest_version", {"actorId": "a"})
+        with pytest.raises(StoreProcessError) as later:
+            process.call("get_latest_version", {"actorId": "b"})
+    finally:
+        process.close()
+    assert 'rule "id"' in str(first.value) and str(later.value) == str(first.value)
+
+
+def test_shutdown_does_not_hang_on_a_child_that_floods_stderr_and_stops_reading(tmp_path):
+    pid_file = tmp_path / "pids"
+    completed = _run_cli(tmp_path, "--timeout", "5", "--", "-x",
+                         env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} flood-stderr --pid-file {pid_file}",
+                              "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "did not return within 5s" in completed.stdout
+    assert all(_is_gone(pid) for pid in _pids(pid_file))
+
+
+def test_nothing_the_child_spawned_outlives_the_run(tmp_path):
+    pid_file = tmp_path / "pids"
+    code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} grandchild --pid-file {pid_file}",
+                                                           "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    assert code == 0 and report["conformant"], output[-3000:]  # it serves correctly: a whole run
+    child, grandchild = _pids(pid_file)
+    assert _is_gone(child) and _is_gone(grandchild)
+
+
+def test_multiprocess_starts_a_copy_per_writer_process_which_must_share_the_data(tmp_path):
+    shared = f"{PYTHON_SERVER} --sqlite {tmp_path / 'shared.sqlite3'}"
+    code, report, output = certify(FACTORY, tmp_path, "--capability", "multiprocess",
+                                   "--", "-k", "test_concurrent_writer_processes", env={"AETHER_STORE_COMMAND": shared})
+    assert _verdicts(report)["ES-CONC-002"] == "passed", output[-3000:]
+
+
+def test_multiprocess_declared_for_a_store_in_child_memory_is_caught(tmp_path):
+    # Each writer process starts its own copy, with its own memory: their writes never meet.
+    code, report, output = certify(FACTORY, tmp_path, "--capability", "multiprocess",
+                                   "--", "-k", "test_concurrent_writer_processes",
+                                   env={"AETHER_STORE_COMMAND": PYTHON_SERVER})
+    assert code == 1 and _verdicts(report)["ES-CONC-002"] == "failed", output[-3000:]
+
+
+def test_the_handle_reports_what_the_child_said_it_is(monkeypatch):
+    monkeypatch.setenv("AETHER_STORE_COMMAND", PYTHON_SERVER)
+    handle = from_environment()
+    try:
+        assert handle.aether_implementation == {"protocol": "aether-store/1", "command": PYTHON_SERVER,
+                                                "name": "tests.process_server", "version": "1"}
+        handle.get_latest_version("nobody")
+        assert '← {"id": 1, "result": 0}' in handle.transcript()
+    finally:
+        handle.close()
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +212,7 @@ def test_the_go_seed_itself_is_conformant(go_seed, tmp_path):
     assert code == 0 and report["conformant"], output[-3000:]
     failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
     assert not failed, failed
+    assert report["implementation"]["name"] == "go_seed" and report["implementation"]["command"] == str(go_seed)
 
 
 def test_the_go_seed_speaks_the_protocol_the_schema_describes(go_seed):
@@ -95,7 +242,7 @@ def test_the_go_seed_speaks_the_protocol_the_schema_describes(go_seed):
         server.stdin.close()
     for line in lines:
         validate("process-protocol", line)
-    assert lines[0] == {"protocol": "aether-store/1", "snapshots": True}
+    assert lines[0]["protocol"] == "aether-store/1" and lines[0]["snapshots"] is True
     by_id = {line["id"]: line for line in lines[1:]}
     assert by_id[2]["error"]["conflict"]["message"] == 'version conflict: actor "a" has version 1, cannot save version 1'
     assert [e["id"] for e in by_id[3]["result"]] == ["e1"] and by_id[4]["result"] == 0

@@ -201,7 +201,8 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	write(map[string]interface{}{"protocol": "aether-store/1", "snapshots": true})
+	// name and version are recorded in the report, so a certificate says which binary was certified.
+	write(map[string]interface{}{"protocol": "aether-store/1", "snapshots": true, "name": "go_seed", "version": "0.1.0"})
 
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 64<<20)
