@@ -2,7 +2,7 @@
 
     aether-conformance run MODULE:ATTR [--capability NAME]... [--profile quick|default|thorough]
                        [--json-report PATH] [--junitxml PATH] [--badge PATH] [--timeout S]
-                       [--nats-server] [-- extra pytest args]
+                       [--nats-server] [--postgres-server] [-- extra pytest args]
     aether-conformance requirements          print the requirement catalog (Markdown)
 
 Exit codes: 0 the store is conformant (every applicable MUST passed);
@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--badge", metavar="PATH", help="shields.io endpoint badge JSON")
     run.add_argument("--nats-server", action="store_true",
                      help="start a local nats-server (127.0.0.1, free port, temp store) and export AETHER_NATS_URL")
+    run.add_argument("--postgres-server", action="store_true",
+                     help="start a local PostgreSQL (127.0.0.1, free port, temp cluster) and export AETHER_POSTGRES_DSN")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
     return parser
@@ -62,9 +64,26 @@ def _nats_server(wanted: bool) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _postgres_server(wanted: bool) -> Iterator[None]:
+    if not wanted:
+        yield
+        return
+    from .postgres_server import DSN_ENV, PostgresServer, PostgresServerError
+
+    try:
+        with PostgresServer() as server:
+            os.environ[DSN_ENV] = server.dsn
+            print(f"aether-conformance: started PostgreSQL at {server.dsn} (pid {server.pid})", file=sys.stderr)
+            yield
+    except PostgresServerError as error:  # e.g. no PostgreSQL here: one line saying how to get it
+        print(f"aether-conformance: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
 def run(args: argparse.Namespace) -> int:
     ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
-    with _nats_server(args.nats_server):
+    with _nats_server(args.nats_server), _postgres_server(args.postgres_server):
         try:
             # Preflight: one handle, made and closed here, so a store that cannot even be reached
             # is a one-line usage error rather than a hundred identical test errors.

@@ -325,3 +325,15 @@ def aether_nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any
 
     with NatsServer(store_dir=tmp_path_factory.mktemp("jetstream")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def aether_postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL on 127.0.0.1 and a free port, in a temporary cluster, for the session (per xdist worker).
+
+    Needs PostgreSQL on PATH or the ``[postgres]`` extra; stopped by PID and removed at the end.
+    """
+    from .postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
