@@ -398,12 +398,16 @@ class PostgresStore:
     async def _try_save(self, key: bytes, version: int, save_id: uuid.UUID, document: str) -> bool:
         async with self._lease() as session:
             try:
-                cursor = await session.conn.execute(self._sql["save"], (key, version, version, save_id, document))
-                return await cursor.fetchone() is not None
+                return await self._send_save(session.conn, (key, version, version, save_id, document))
             except psycopg.OperationalError as error:
                 if session.conn.closed or session.conn.broken:
                     raise _LostSession(session, error) from error
                 raise
+
+    async def _send_save(self, conn: psycopg.AsyncConnection[Any], params: tuple[Any, ...]) -> bool:
+        """Run the check-and-append; True when it saved (tests override it to lose the answer)."""
+        cursor = await conn.execute(self._sql["save"], params)
+        return await cursor.fetchone() is not None
 
     async def _landed(self, lost: _Session, key: bytes, version: int, save_id: uuid.UUID) -> bool:
         """Whether the save sent on the lost session committed; it is certain once that session is gone."""
