@@ -9,6 +9,7 @@ tests/zoo/postgres_twins.py are certified by the real CLI.
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import os
 import socket
@@ -540,6 +541,17 @@ def test_the_readme_command_certifies_the_store_across_processes():
     assert completed.returncode == 0, output[-4000:]
     assert "is **conformant**" in output and "ES-CONC-002" in output and "| ES-CONC-002" in output
     assert "started PostgreSQL at postgresql://" in output
+
+
+def test_the_async_handle_is_conformant_too(server, tmp_path):
+    report = tmp_path / "report.json"
+    completed = subprocess.run(
+        [sys.executable, "-m", "aether_conformance.cli", "run", "reference_store.postgres:async_store",
+         "--profile", "quick", "--capability", "multiprocess", "--json-report", str(report)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "AETHER_POSTGRES_DSN": server.dsn},
+    )
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]
+    assert json.loads(report.read_text())["conformant"] is True
 
 
 @pytest.mark.parametrize("twin", [
