@@ -111,6 +111,16 @@ def _live_members(group: int) -> bool:
     return False
 
 
+def _unprivileged_account() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        raise PostgresServerError(
+            f"PostgreSQL refuses to run as root and this machine has no {UNPRIVILEGED_USER!r} user to run it as; "
+            "run as an ordinary user"
+        ) from None
+
+
 class PostgresServer:
     """One PostgreSQL cluster in a private temporary directory, served on 127.0.0.1.
 
@@ -127,7 +137,7 @@ class PostgresServer:
         self.port = port or _free_port()
         # The role clients connect as: the local user's name, the only role pg_hba.conf admits.
         self.role = getpass.getuser()
-        self._run_as = pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+        self._run_as = _unprivileged_account() if os.geteuid() == 0 else None
         self.base_dir = Path(tempfile.mkdtemp(prefix="aether-postgres-"))
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "postgres.log"
@@ -168,8 +178,15 @@ class PostgresServer:
             # the crash tests kill processes, which loses nothing the kernel already holds.
             "--no-sync",
         ]
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, cwd=self.base_dir,
-                                timeout=self.startup_timeout, **self._popen_options())  # type: ignore[arg-type]
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, cwd=self.base_dir,
+                                    timeout=self.startup_timeout, **self._popen_options())  # type: ignore[arg-type]
+        except PermissionError as error:
+            who = f" by {UNPRIVILEGED_USER}, which runs PostgreSQL for root," if self._run_as else ""
+            raise PostgresServerError(
+                f"{command[0]} cannot be executed{who}: {error.strerror}; every directory above it must be "
+                "searchable (chmod o+x)"
+            ) from None
         if result.returncode != 0:
             output = (result.stdout + result.stderr).decode(errors="replace")
             raise PostgresServerError(f"initdb exited with code {result.returncode}:\n{output[-2000:]}")

@@ -264,25 +264,25 @@ class PostgresStore:
         self._closed = False
         schema = sql.Identifier(namespace)
         self._sql = {name: statement.format(schema=schema) for name, statement in _STATEMENTS.items()}
+        self._schema_sql = [statement.format(schema=schema) for statement in _SCHEMA]
 
     # -- connections ---------------------------------------------------------------------
     async def connect(self) -> PostgresStore:
-        """Create the schema and tables if missing; idempotent."""
-        deadline = self._deadline()
-        await self._retry(deadline, self._create_schema)
+        """Create the schema and tables if missing; idempotent.
+
+        Not retried: a handle that cannot reach its server at all fails at once with
+        psycopg's own reason (a wrong DSN should not look like a slow server).
+        """
+        await self._create_schema()
         return self
 
     async def _create_schema(self) -> None:
         async with self._lease() as session:
             async with session.conn.transaction():
                 await session.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                for statement in self._sql_schema():
+                for statement in self._schema_sql:
                     await session.conn.execute(statement)
         self._schema_ready = True
-
-    def _sql_schema(self) -> list[sql.Composed]:
-        schema = sql.Identifier(self.namespace)
-        return [statement.format(schema=schema) for statement in _SCHEMA]
 
     async def _open(self) -> _Session:
         conn = await psycopg.AsyncConnection.connect(

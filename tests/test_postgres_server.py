@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,3 +141,12 @@ def test_without_a_machine_postgres_the_embedded_wheel_serves(monkeypatch):
     with PostgresServer(bin_dir=bin_dir) as server, psycopg.connect(server.dsn) as conn:
         assert conn.execute("SHOW fsync").fetchone()[0] == "on"
         assert conn.execute("SELECT current_setting('data_directory')").fetchone()[0] == str(server.data_dir)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to another account")
+def test_binaries_the_server_account_cannot_reach_are_named(tmp_path):
+    hidden = tmp_path / "private"
+    shutil.copytree(find_postgres_bin_dir(), hidden / "bin", symlinks=True)
+    hidden.chmod(0o700)
+    with pytest.raises(PostgresServerError, match=r"initdb cannot be executed by nobody.*chmod o\+x"):
+        PostgresServer(bin_dir=hidden / "bin")

@@ -236,6 +236,14 @@ def test_factories_read_the_dsn_from_the_environment(server, monkeypatch):
         postgres.shared_store()
 
 
+def test_an_unreachable_server_fails_the_handle_at_once_with_psycopgs_reason():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(psycopg.OperationalError, match="127.0.0.1"):
+        SyncPostgresStore(f"postgresql://nobody@127.0.0.1:{port}/postgres")
+
+
 def test_a_closed_handle_refuses_calls(server):
     handle = SyncPostgresStore(server.dsn)
     handle.close()
