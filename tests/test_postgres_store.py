@@ -31,7 +31,7 @@ from aether_conformance.postgres_server import PostgresServer
 from aether_conformance.writers import content_digest, stored_events
 from reference_store import postgres
 from reference_store.postgres import MAX_ACTOR_ID_BYTES, PostgresStore, SyncPostgresStore
-from tests.zoo.postgres_twins import TWINS, certify_concurrency
+from tests.zoo.postgres_twins import TWINS, CheckThenInsertStore, PrimaryKeyMaxStore, certify_concurrency
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -574,3 +574,44 @@ def test_unsafe_twins_are_caught_for_atomicity(server, twin, tmp_path):
     for run in range(2):
         outcomes = certify_concurrency(twin, server.dsn, tmp_path / f"report-{run}.json")
         assert outcomes[TWINS[twin]] == "failed", f"run {run}: {twin} passed {TWINS[twin]}: {outcomes}"
+
+
+@pytest.mark.parametrize("twin_class, late_version", [(PrimaryKeyMaxStore, 6), (CheckThenInsertStore, 7)])
+def test_the_twins_are_unsafe_when_two_writers_check_before_either_inserts(server, twin_class, late_version):
+    """Drawn interleaving: both read max 5; one saves 7 and returns; then the other saves 6 (or 7 again)."""
+    both_checked, first_returned = threading.Barrier(2), threading.Event()
+
+    class Interleaved(twin_class):
+        racing = False  # the setup saves go straight through
+
+        def between_check_and_insert(self) -> None:
+            if not self.racing:
+                return
+            both_checked.wait(30)
+            if threading.current_thread().name == "late":
+                first_returned.wait(30)
+
+    twin = Interleaved(server.dsn)
+    actor = fresh()
+    try:
+        for version in range(1, 6):
+            twin.save_event(event(actor, version))
+        twin.racing = True
+        outcome: dict[str, object] = {}
+
+        def save(name: str, version: int) -> None:
+            outcome[name] = _call(twin.save_event, event(actor, version, event_id=f"{name}-{version}"))
+            if name == "first":
+                first_returned.set()
+
+        threads = [threading.Thread(target=save, args=("first", 7), name="first"),
+                   threading.Thread(target=save, args=("late", late_version), name="late")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # A save below (or at) an acknowledged version succeeded: an atomic store refuses it.
+        assert outcome == {"first": None, "late": None}
+        assert sorted(e.version for e in twin.get_events(actor, 6)) == sorted([7, late_version])
+    finally:
+        twin.close()

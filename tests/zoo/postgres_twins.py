@@ -61,6 +61,9 @@ class _TwinStore:
             )
             conn.execute("SELECT pg_advisory_unlock(42)")
 
+    def between_check_and_insert(self) -> None:
+        time.sleep(0.001)  # the application code that usually sits here
+
     def _conn(self) -> psycopg.Connection[Any]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -105,7 +108,7 @@ class PrimaryKeyMaxStore(_TwinStore):
             latest = conn.execute(_LATEST.format(table=self.table), (key,)).fetchone()[0]
             if event.version <= latest:
                 raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version, current_version=latest)
-            time.sleep(0.001)
+            self.between_check_and_insert()
             conn.execute(f"INSERT INTO {self.table} VALUES (%s, %s, %s::json)", (key, event.version, document))
             conn.commit()
         except pg_errors.UniqueViolation:
@@ -129,7 +132,7 @@ class CheckThenInsertStore(_TwinStore):
         latest = conn.execute(_LATEST.format(table=self.table), (key,)).fetchone()[0]
         if event.version <= latest:
             raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version, current_version=latest)
-        time.sleep(0.001)
+        self.between_check_and_insert()
         conn.execute(f"INSERT INTO {self.table} VALUES (%s, %s, %s::json)", (key, event.version, document))
 
 
