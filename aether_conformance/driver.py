@@ -7,10 +7,19 @@ should not do (hang, return the wrong type, raise something other than
 says which call, with which arguments, and what came back.  The plugin
 prefixes that message with the requirement IDs of the test that made the call.
 
-Sync handles run their calls on daemon worker threads, so a hung call can be
-abandoned without hanging the run.  Async handles run on one event loop owned
-by the driver, in its own thread; factories that return an awaitable are
-awaited there, so clients bind to that loop.
+Sync methods run on daemon worker threads, so a hung call can be abandoned
+without hanging the run.  ``async def`` methods, and any method whose result is
+awaitable (a decorated coroutine function, a future), are awaited on one event
+loop owned by the driver, in its own thread; factories that return an
+awaitable are awaited there too, so clients bind to that loop.
+
+What a store returns is materialised inside the timed call: every event and
+snapshot is rebuilt from plain ``str``, ``int`` and JSON values, so a lazy
+result (an ORM row that queries when read) cannot hang the run after the
+timeout, and the tests compare plain values.  Nothing a store raises can
+escape as anything but a :class:`StoreMisbehaviour` or a
+``VersionConflictError``: not ``SystemExit``, not pytest's own skip or exit
+exceptions (a store must never be able to skip or pass a test).
 """
 
 from __future__ import annotations
@@ -18,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import json
 import queue
 import sys
 import threading
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any
 
 from .errors import VersionConflictError
-from .model import ActorSnapshot, Event
+from .model import ActorSnapshot, Event, Timestamp
 
 __all__ = [
     "StoreLoadError",
@@ -90,12 +101,23 @@ def load_factory(spec: str) -> Callable[[], Any]:
 
 
 def _describe(value: Any) -> str:
+    """A value as the JSON a store author would recognise (null, true, "text"), shortened."""
     if isinstance(value, Event):
-        return f"Event(actor_id={value.actor_id!r}, version={value.version}, id={value.id!r})"
-    if isinstance(value, ActorSnapshot):
-        return f"ActorSnapshot(actor_id={value.actor_id!r}, version={value.version})"
-    text = repr(value)
+        text = f"event {{actorId: {_json(value.actor_id)}, version: {value.version}, id: {_json(value.id)}}}"
+    elif isinstance(value, ActorSnapshot):
+        text = f"snapshot {{actorId: {_json(value.actor_id)}, version: {value.version}}}"
+    elif isinstance(value, (str, int, float, bool, type(None), list, dict)):
+        text = _json(value)
+    else:
+        text = f"a {type(value).__module__}.{type(value).__qualname__} ({_json(repr(value))})"
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr).encode("utf-8", "backslashreplace").decode("utf-8")
+    except (ValueError, RecursionError):  # circular or too deep to show: say what it is
+        return f"<{type(value).__name__}>"
 
 
 class _Worker:
@@ -158,12 +180,16 @@ class StoreDriver:
         self._lock = threading.Lock()
         self.is_async: bool | None = None
         self.has_snapshots: bool | None = None
-        # Calls that never returned.  A store that has hung this often is treated as hung:
-        # later calls fail at once instead of each waiting out the timeout.
+        # What the first handle says it is (``aether_implementation``): recorded in the report.
+        self.implementation: dict[str, str] = {}
+        # Calls that never returned since the last call that did.  A store that has hung this
+        # often in a row is treated as hung: later calls fail at once instead of each waiting out
+        # the timeout.  Any call that returns resets it, so a store that stalls through a fault
+        # (a paused leader) and recovers is not written off.
         self.hung_calls: list[str] = []
         self.hung_limit = 3
 
-    # -- event loop for async handles ---------------------------------------------------
+    # -- event loop for awaitable results -------------------------------------------------
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -173,8 +199,14 @@ class StoreDriver:
                 self._loop = loop
             return self._loop
 
-    def run_coroutine(self, coro: Coroutine, timeout: float) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def run_coroutine(self, coro: Coroutine, timeout: float | None) -> tuple[bool, Any]:
+        """Await ``coro`` on the driver's loop: ``(True, value)`` or ``(False, exception)``.
+
+        Raises TimeoutError when it does not finish in time.  Whatever the coroutine raises,
+        SystemExit and pytest's outcome exceptions included, is caught inside the loop, which
+        therefore never dies with the store.
+        """
+        future = asyncio.run_coroutine_threadsafe(_settled(coro), self.loop)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -183,31 +215,28 @@ class StoreDriver:
 
     # -- handles ----------------------------------------------------------------------
     def new_handle(self) -> DrivenHandle:
-        ok, handle = self.runner.run(self.factory, (), self.timeout)
+        try:
+            ok, handle = self.runner.run(self.factory, (), self.timeout)
+        except TimeoutError:
+            raise StoreLoadError(f"factory {self.spec} did not return within {self.timeout:g}s") from None
+        if ok and inspect.isawaitable(handle):
+            try:
+                ok, handle = self.run_coroutine(_await(handle), self.timeout)
+            except TimeoutError:
+                raise StoreLoadError(f"awaiting factory {self.spec} took over {self.timeout:g}s") from None
         if not ok:
             raise StoreLoadError(f"factory {self.spec} raised {type(handle).__name__}: {handle}") from handle
-        if inspect.isawaitable(handle):
-            try:
-                handle = self.run_coroutine(_await(handle), self.timeout)
-            except TimeoutError:
-                raise StoreLoadError(f"awaiting factory {self.spec} took over {self.timeout}s") from None
         missing = [name for name in EVENT_METHODS if not callable(getattr(handle, name, None))]
         if missing:
             raise StoreLoadError(
                 f"{self.spec} returned a {type(handle).__name__} without {', '.join(missing)}; "
                 f"a store handle needs {', '.join(EVENT_METHODS)}"
             )
-        is_async = inspect.iscoroutinefunction(handle.save_event)
-        methods = EVENT_METHODS + (SNAPSHOT_METHODS if self._has_snapshots(handle) else ())
-        mixed = [name for name in methods if inspect.iscoroutinefunction(getattr(handle, name)) != is_async]
-        if mixed:
-            raise StoreLoadError(
-                f"{self.spec}: a handle must be all-sync or all-async, but {', '.join(mixed)} "
-                f"{'are' if len(mixed) > 1 else 'is'} not {'async' if is_async else 'sync'} like save_event"
-            )
         with self._lock:
             if self.is_async is None:
-                self.is_async, self.has_snapshots = is_async, self._has_snapshots(handle)
+                self.is_async = inspect.iscoroutinefunction(handle.save_event)
+                self.has_snapshots = self._has_snapshots(handle)
+                self.implementation = _implementation(handle)
             driven = DrivenHandle(self, handle, len(self._handles))
             self._handles.append(driven)
         return driven
@@ -216,6 +245,10 @@ class StoreDriver:
     def _has_snapshots(handle: Any) -> bool:
         return all(callable(getattr(handle, name, None)) for name in SNAPSHOT_METHODS)
 
+    @property
+    def handles(self) -> list[DrivenHandle]:
+        return list(self._handles)
+
     def close(self) -> None:
         """Close handles that offer close() (sync or async); never raises."""
         for driven in self._handles:
@@ -223,18 +256,32 @@ class StoreDriver:
             if not callable(close):
                 continue
             try:
-                if inspect.iscoroutinefunction(close):
-                    self.run_coroutine(close(), self.timeout)
-                else:
-                    self.runner.run(close, (), self.timeout)
+                ok, result = self.runner.run(close, (), self.timeout)
+                if ok and inspect.isawaitable(result):
+                    self.run_coroutine(_await(result), self.timeout)
             except Exception:  # a store that cannot close cleanly must not turn a verdict into a crash
                 pass
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
 
+def _implementation(handle: Any) -> dict[str, str]:
+    """The handle's ``aether_implementation`` (name, version, command, ...), as plain strings."""
+    found = getattr(handle, "aether_implementation", None)
+    if not isinstance(found, dict):
+        return {}
+    return {str(key): str(value) for key, value in found.items() if isinstance(key, str)}
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+async def _settled(coro: Coroutine) -> tuple[bool, Any]:
+    try:
+        return True, await coro
+    except BaseException as error:  # handed back to the caller, which decides; the loop lives on
+        return False, error
 
 
 class DrivenHandle:
@@ -250,84 +297,178 @@ class DrivenHandle:
         return f"<DrivenHandle {self.name} of {self.driver.spec}>"
 
     # -- calls ------------------------------------------------------------------------
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, method: str, args: tuple, materialise: Callable[[str, Any], Any]) -> Any:
+        """Call ``method``, await an awaitable result, and materialise it, all within the timeout."""
         call = f"{method}({', '.join(_describe(a) for a in args)})"
         fn = getattr(self.raw, method)
-        timeout = self.driver.timeout
-        hung = self.driver.hung_calls
-        if len(hung) >= self.driver.hung_limit:
+        driver = self.driver
+        hung = driver.hung_calls
+        if len(hung) >= driver.hung_limit:
             raise StoreTimeout(
-                f"{call} not attempted: {len(hung)} earlier calls never returned (first: {hung[0]}), "
+                f"{call} not attempted: the last {len(hung)} calls never returned (first: {hung[0]}), "
                 "so the store is treated as hung"
             )
         try:
-            if self.is_async:
-                try:
-                    return self.driver.run_coroutine(fn(*args), timeout)
-                except TimeoutError:
-                    raise
-                except VersionConflictError:
-                    raise
-                except Exception as error:
-                    raise self._raised(call, error) from error
-            ok, value = self.driver.runner.run(fn, args, timeout)
+            if inspect.iscoroutinefunction(fn):
+                ok, value = driver.run_coroutine(_materialised_async(call, fn, args, materialise), driver.timeout)
+            else:
+                ok, value = driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver), driver.timeout)
         except TimeoutError:
             hung.append(call)
-            raise StoreTimeout(f"{call} did not return within {timeout:g}s (per-call timeout)") from None
+            raise StoreTimeout(f"{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
+        hung.clear()
         if ok:
             return value
-        if isinstance(value, VersionConflictError):
+        if isinstance(value, StoreMisbehaviour) or (isinstance(value, VersionConflictError) and method == "save_event"):
             raise value
-        raise self._raised(call, value) from value
-
-    @staticmethod
-    def _raised(call: str, error: BaseException) -> StoreRaised:
-        return StoreRaised(f"{call} raised {type(error).__module__}.{type(error).__qualname__}: {error}", error)
+        raise StoreRaised(
+            f"{call} raised {type(value).__module__}.{type(value).__qualname__}: {_text(value)}", value
+        ) from value
 
     # -- the store interface, checked ---------------------------------------------------
     def save_event(self, event: Event) -> None:
-        self._call("save_event", event)
+        self._call("save_event", (event,), _nothing)
 
     def get_events(self, actor_id: str, from_version: int) -> list[Event]:
-        return _check_events(f"get_events({actor_id!r}, {from_version})", self._call("get_events", actor_id, from_version))
+        return self._call("get_events", (actor_id, from_version), _events)
 
     def get_latest_version(self, actor_id: str) -> int:
-        return _check_version(f"get_latest_version({actor_id!r})", self._call("get_latest_version", actor_id))
+        return self._call("get_latest_version", (actor_id,), _version)
 
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
-        self._call("save_snapshot", snapshot)
+        self._call("save_snapshot", (snapshot,), _nothing)
 
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
-        return _check_snapshot(f"get_latest_snapshot({actor_id!r})", self._call("get_latest_snapshot", actor_id))
+        return self._call("get_latest_snapshot", (actor_id,), _snapshot)
 
 
-def _check_events(call: str, value: Any) -> list[Event]:
+def _text(error: BaseException) -> str:
+    try:
+        return str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+    except Exception:  # a store's exception whose __str__ itself fails
+        return f"<{type(error).__name__} whose str() failed>"
+
+
+def _materialised_sync(call: str, fn: Callable, args: tuple, materialise: Callable, driver: StoreDriver) -> Any:
+    """Runs on a worker thread: the call, awaiting an awaitable result on the loop, materialising."""
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        # A method that is not ``async def`` but returns an awaitable (a decorated coroutine
+        # function): await it where async clients live.  The worker is already timed.
+        ok, result = driver.run_coroutine(_await(result), None)
+        if not ok:
+            raise result
+    return materialise(call, result)
+
+
+async def _materialised_async(call: str, fn: Callable, args: tuple, materialise: Callable) -> Any:
+    return materialise(call, await fn(*args))
+
+
+def _nothing(call: str, value: Any) -> None:
+    return None  # what a save returns is ignored, as the seed's error-only signature implies
+
+
+def _version(call: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
+    return int(value)
+
+
+def _events(call: str, value: Any) -> list[Event]:
     if not isinstance(value, list):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of Event")
+        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of events")
+    events = []
     for position, item in enumerate(value):
         if not isinstance(item, Event):
             raise StoreWrongType(
                 f"{call} returned a list whose item [{position}] is {_describe(item)} "
-                f"({type(item).__name__}); expected aether_conformance.Event"
+                f"({type(item).__name__}); expected an aether_conformance.Event"
             )
-    return value
+        events.append(_rebuilt(call, f"item [{position}]", item))
+    return events
 
 
-def _check_version(call: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
-    return value
-
-
-def _check_snapshot(call: str, value: Any) -> ActorSnapshot | None:
-    if value is not None and not isinstance(value, ActorSnapshot):
+def _snapshot(call: str, value: Any) -> ActorSnapshot | None:
+    if value is None:
+        return None
+    if not isinstance(value, ActorSnapshot):
         raise StoreWrongType(
             f"{call} returned {_describe(value)} ({type(value).__name__}); expected an ActorSnapshot or None"
         )
-    return value
+    return _rebuilt(call, "the snapshot", value)
+
+
+def _rebuilt(call: str, where: str, record: Event | ActorSnapshot) -> Any:
+    """A copy of ``record`` made of plain values, so that nothing lazy or subclassed reaches a test."""
+    try:
+        if isinstance(record, Event):
+            return Event(
+                id=_plain_str(record.id), event_type=_plain_str(record.event_type),
+                actor_id=_plain_str(record.actor_id), command_id=_plain_str(record.command_id),
+                version=_plain_int(record.version), data=_plain_json(record.data), timestamp=_plain_time(record.timestamp),
+            )
+        return ActorSnapshot(
+            actor_id=_plain_str(record.actor_id), version=_plain_int(record.version),
+            state=_plain_json(record.state), timestamp=_plain_time(record.timestamp),
+        )
+    except (TypeError, ValueError, RecursionError) as error:
+        raise StoreWrongType(f"{call} returned {where} that is not a valid record: {_text(error)}") from None
+
+
+def _plain_str(value: Any) -> Any:
+    # str.__str__ copies a str subclass to a plain str without calling an overridden __str__.
+    return str.__str__(value) if isinstance(value, str) else value
+
+
+def _plain_int(value: Any) -> Any:
+    return int.__index__(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _plain_time(value: Any) -> Any:
+    if isinstance(value, Timestamp) or type(value) is datetime or not isinstance(value, datetime):
+        return value  # immutable already, or not a datetime at all (the model then refuses it)
+    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=value.tzinfo, fold=value.fold)
+
+
+def _plain_json(value: Any) -> Any:
+    """A deep copy of a JSON value in plain types (dict, list, str, int, float, bool, None).
+
+    Iterative, so that data nested as deep as the model allows never meets the recursion limit.
+    """
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        item, parent, key = stack.pop()
+        if item is None or isinstance(item, bool):
+            parent[key] = item
+        elif isinstance(item, str):
+            parent[key] = str.__str__(item)
+        elif isinstance(item, int):
+            parent[key] = int.__index__(item)
+        elif isinstance(item, float):
+            parent[key] = float(item)
+        elif isinstance(item, dict):
+            copy: dict[str, Any] = {}
+            parent[key] = copy
+            for name, member in item.items():
+                if not isinstance(name, str):
+                    raise TypeError(f"an object key is {type(name).__name__} {name!r}, not a str")
+                name = str.__str__(name)
+                copy[name] = None
+                stack.append((member, copy, name))
+        elif isinstance(item, (list, tuple)):
+            copy_list: list[Any] = [None] * len(item)
+            parent[key] = copy_list
+            stack.extend((member, copy_list, index) for index, member in enumerate(item))
+        else:
+            raise TypeError(f"a {type(item).__name__} ({_describe(item)}) is not a JSON value")
+    return root[0]
 
 
 def ensure_import_path(directory: str) -> None:
-    """Make MODULE importable from ``directory`` as ``python -m`` would (the current directory)."""
+    """Make MODULE importable from ``directory`` (the current directory), as ``python -m`` would,
+    but behind the kit's own dependencies: a ``pytest.py`` or ``hypothesis/`` there must not
+    replace them."""
     if directory not in sys.path:
-        sys.path.insert(0, directory)
+        sys.path.append(directory)

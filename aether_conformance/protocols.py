@@ -1,7 +1,7 @@
 """The store interfaces a conformance run drives, as ``typing.Protocol``s.
 
-A store handle is either all-sync (:class:`EventStore`) or all-async
-(:class:`AsyncEventStore`).  Snapshot support is detected structurally: a
+A store handle is sync (:class:`EventStore`) or async (:class:`AsyncEventStore`);
+the driver also copes with a mixture, and with plain methods that return awaitables.  Snapshot support is detected structurally: a
 handle that also has ``save_snapshot`` and ``get_latest_snapshot`` is a
 :class:`SnapshotStore` (or :class:`AsyncSnapshotStore`).
 """

@@ -104,9 +104,12 @@ def test_a_handle_without_the_interface_is_refused():
         StoreDriver("tests.test_driver:NotAStore", timeout=1).new_handle()
 
 
-def test_mixed_sync_and_async_methods_are_refused():
-    with pytest.raises(StoreLoadError, match="all-sync or all-async"):
-        StoreDriver("tests.test_driver:Mixed", timeout=1).new_handle()
+def test_each_method_is_driven_as_it_is_sync_or_async():
+    driver = StoreDriver("tests.test_driver:Mixed", timeout=2)
+    handle = driver.new_handle()
+    handle.save_event(EVENT)
+    assert handle.get_events("a", 0) == [EVENT] and handle.get_latest_version("a") == 0
+    driver.close()
 
 
 def test_a_hanging_call_times_out_and_the_store_is_then_treated_as_hung():
@@ -114,7 +117,8 @@ def test_a_hanging_call_times_out_and_the_store_is_then_treated_as_hung():
     handle = driver.new_handle()
     started = time.monotonic()
     for _ in range(driver.hung_limit):
-        with pytest.raises(StoreTimeout, match=r"save_event\(Event\(actor_id='a', version=1"):
+        with pytest.raises(StoreTimeout, match=r'save_event\(event \{actorId: "a", version: 1'
+):
             handle.save_event(EVENT)
     assert time.monotonic() - started < 0.2 * driver.hung_limit + 2
     with pytest.raises(StoreTimeout, match="treated as hung"):
@@ -123,7 +127,7 @@ def test_a_hanging_call_times_out_and_the_store_is_then_treated_as_hung():
 
 def test_wrong_types_and_stray_exceptions_are_reported():
     handle = StoreDriver("tests.test_driver:Hanging", timeout=1).new_handle()
-    with pytest.raises(StoreWrongType, match=r"returned 'not a list' \(str\); expected a list of Event"):
+    with pytest.raises(StoreWrongType, match=r'returned "not a list" \(str\); expected a list of events'):
         handle.get_events("a", 0)
     with pytest.raises(StoreRaised, match="raised builtins.KeyError") as raised:
         handle.get_latest_version("a")
@@ -137,7 +141,7 @@ def test_conflicts_pass_through_and_items_are_checked():
     assert conflict.value.current_version == 7
     with pytest.raises(StoreWrongType, match=r"item \[1\]"):
         handle.get_events("a", 0)
-    with pytest.raises(StoreWrongType, match=r"returned True \(bool\); expected an int"):
+    with pytest.raises(StoreWrongType, match=r"returned true \(bool\); expected an int"):
         handle.get_latest_version("a")
 
 
@@ -150,3 +154,141 @@ def test_async_factories_and_handles_run_on_the_drivers_loop():
     assert first.raw.loop is driver.loop
     assert second.get_latest_version("a") == 0  # separate handles of a non-shared toy store
     driver.close()
+
+
+# -- what a store cannot do to the driver -----------------------------------------------------
+
+
+class SkipsAndExits:
+    """Async methods that raise what pytest and Python treat as control flow, not as errors."""
+
+    async def save_event(self, event):
+        pytest.skip("a store must not be able to skip a test")
+
+    async def get_events(self, actor_id, from_version):
+        raise SystemExit(0)
+
+    async def get_latest_version(self, actor_id):
+        return 0
+
+
+def test_a_store_cannot_skip_a_test_or_exit_the_loop():
+    driver = StoreDriver("tests.test_driver:SkipsAndExits", timeout=2)
+    handle = driver.new_handle()
+    with pytest.raises(StoreRaised, match="Skipped"):
+        handle.save_event(EVENT)
+    with pytest.raises(StoreRaised, match="SystemExit"):
+        handle.get_events("a", 0)
+    assert handle.get_latest_version("a") == 0  # the loop survived both
+    driver.close()
+
+
+def _returns_awaitables(method):
+    # Not ``async def``: a decorated coroutine function, as some client libraries produce.
+    def call(*args):
+        return method(*args)
+
+    return call
+
+
+class AwaitableReturning(AsyncStore):
+    save_event = _returns_awaitables(AsyncStore.save_event)
+    get_events = _returns_awaitables(AsyncStore.get_events)
+    get_latest_version = _returns_awaitables(AsyncStore.get_latest_version)
+
+
+def test_awaitable_results_of_plain_methods_are_awaited_on_the_drivers_loop():
+    driver = StoreDriver("tests.test_driver:AwaitableReturning", timeout=2)
+    handle = driver.new_handle()
+    handle.save_event(EVENT)
+    assert handle.get_events("a", 0) == [EVENT] and handle.get_latest_version("a") == 1
+    assert handle.raw.loop is driver.loop
+    driver.close()
+
+
+class Text(str):
+    def __str__(self):
+        return "not the value"
+
+
+class Count(int):
+    pass
+
+
+class LazyData(dict):
+    """A mapping that blocks when read, like an ORM row loading its columns on access."""
+
+    def items(self):
+        threading.Event().wait()
+
+
+class Subclassed:
+    def save_event(self, event):
+        pass
+
+    def get_events(self, actor_id, from_version):
+        if actor_id == "lazy":
+            return [Event(id="e", event_type="t", actor_id="lazy", version=1, data=LazyData(), timestamp=EVENT.timestamp)]
+        return [Event(id=Text("e"), event_type=Text("t"), actor_id=Text("a"), version=Count(1),
+                      data={Text("k"): [Text("v"), (1, 2.5)]}, timestamp=EVENT.timestamp)]
+
+    def get_latest_version(self, actor_id):
+        return Count(1)
+
+
+def test_results_are_materialised_as_plain_values_within_the_timeout():
+    handle = StoreDriver("tests.test_driver:Subclassed", timeout=0.5).new_handle()
+    (event,) = handle.get_events("a", 0)
+    assert type(event.id) is str and event.id == "e" and type(event.version) is int
+    assert event.data == {"k": ["v", [1, 2.5]]} and type(next(iter(event.data))) is str
+    latest = handle.get_latest_version("a")
+    assert type(latest) is int and latest == 1
+    with pytest.raises(StoreTimeout, match="per-call timeout"):
+        handle.get_events("lazy", 0)
+
+
+class NotJson:
+    def save_event(self, event):
+        pass
+
+    def get_events(self, actor_id, from_version):
+        return [Event(id="e", event_type="t", actor_id=actor_id, version=1, data={"s": {1, 2}}, timestamp=EVENT.timestamp)]
+
+    def get_latest_version(self, actor_id):
+        return 0
+
+
+def test_data_that_is_not_json_is_a_wrong_type():
+    handle = StoreDriver("tests.test_driver:NotJson", timeout=2).new_handle()
+    with pytest.raises(StoreWrongType, match=r"item \[0\] that is not a valid record: a set"):
+        handle.get_events("a", 0)
+
+
+def hanging_factory():
+    threading.Event().wait()
+
+
+def test_a_sync_factory_that_hangs_is_a_load_error():
+    with pytest.raises(StoreLoadError, match=r"did not return within 0.2s"):
+        StoreDriver("tests.test_driver:hanging_factory", timeout=0.2).new_handle()
+
+
+class StallsThenRecovers(Conflicting):
+    """Hangs on its first calls (a paused leader), then answers again."""
+
+    stalls = 2
+
+    def get_latest_version(self, actor_id):
+        if StallsThenRecovers.stalls:
+            StallsThenRecovers.stalls -= 1
+            threading.Event().wait(5)
+        return 4
+
+
+def test_a_store_that_recovers_from_a_stall_is_not_written_off():
+    driver = StoreDriver("tests.test_driver:StallsThenRecovers", timeout=0.2)
+    handle = driver.new_handle()
+    for _ in range(2):
+        with pytest.raises(StoreTimeout):
+            handle.get_latest_version("a")
+    assert handle.get_latest_version("a") == 4 and driver.hung_calls == []
