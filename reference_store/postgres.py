@@ -313,7 +313,12 @@ class PostgresStore:
                 if session.reusable and not self._closed:
                     self._idle.append(session)
                 else:
+                    lost = session.conn.broken
                     await session.conn.close()
+                    if lost:  # the server went away: the idle connections are most likely gone too
+                        idle, self._idle = self._idle, []
+                        for stale in idle:
+                            await stale.conn.close()
 
     async def close(self) -> None:
         self._closed = True
