@@ -1,13 +1,15 @@
 """``aether-conformance``: certify a store, print the verdict, write the reports.
 
     aether-conformance run MODULE:ATTR [--capability NAME]... [--profile quick|default|thorough]
-                       [--json-report PATH] [--junitxml PATH] [--badge PATH] [--timeout S]
-                       [--nats-server] [--postgres-server] [-- extra pytest args]
+                       [--artifacts DIR] [--json-report PATH] [--junitxml PATH] [--badge PATH]
+                       [--timeout S] [--nats-server] [--postgres-server] [-v] [-- extra pytest args]
     aether-conformance requirements          print the requirement catalog (Markdown)
 
-Exit codes: 0 the store is conformant (every applicable MUST passed);
-1 it is not; 2 it could not be loaded, the arguments are wrong, or no
-conformance test ran.
+Exit codes: 0 the run was complete and the store is conformant (every
+applicable MUST passed); 1 a MUST requirement failed or was blocked; 2 nothing
+was certified: the store could not be loaded, the arguments are wrong, no
+conformance test ran, or the run was interrupted or incomplete without finding
+a failure.
 """
 
 from __future__ import annotations
@@ -15,40 +17,92 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from .driver import StoreDriver, StoreLoadError, ensure_import_path
+from .html_report import render_html
 from .profiles import PROFILES
-from .report import badge, markdown_summary
+from .report import badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
+DEFAULT_ARTIFACTS = "aether-conformance-report"
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: one line on stderr, exit 2."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"aether-conformance: {message} (see aether-conformance {self.prog.split()[-1]} --help)\n")
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--timeout must be a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"--timeout must be a finite number of seconds above 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aether-conformance", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineParser(prog="aether-conformance", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     run = commands.add_parser("run", help="run the conformance suite against a store")
     run.add_argument("store", metavar="MODULE:ATTR", help="zero-argument factory returning a store handle")
     run.add_argument("--capability", action="append", default=[], metavar="NAME",
                      choices=[name for name in CAPABILITIES if name != "snapshots"],
                      help="declare a capability (repeatable): multiprocess")
     run.add_argument("--profile", choices=list(PROFILES), default="default")
-    run.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", help="per store call (default 10)")
-    run.add_argument("--json-report", metavar="PATH", help="per-requirement JSON report (schemas/report.schema.json)")
-    run.add_argument("--junitxml", metavar="PATH", help="JUnit XML, one test case per conformance test")
-    run.add_argument("--badge", metavar="PATH", help="shields.io endpoint badge JSON")
+    run.add_argument("--timeout", type=_timeout, default=10.0, metavar="SECONDS", help="per store call (default 10)")
+    run.add_argument("--artifacts", metavar="DIR", default=DEFAULT_ARTIFACTS,
+                     help=f"directory for report.json, junit.xml, badge.json and failure details, replaced on "
+                          f"every run (default ./{DEFAULT_ARTIFACTS})")
+    run.add_argument("--json-report", metavar="PATH", help="also write the JSON report here (schemas/report.schema.json)")
+    run.add_argument("--junitxml", metavar="PATH", help="also write the JUnit XML here")
+    run.add_argument("--badge", metavar="PATH", help="also write the shields.io endpoint badge JSON here")
     run.add_argument("--nats-server", action="store_true",
                      help="start a local nats-server (127.0.0.1, free port, temp store) and export AETHER_NATS_URL")
     run.add_argument("--postgres-server", action="store_true",
                      help="start a local PostgreSQL (127.0.0.1, free port, temp cluster) and export AETHER_POSTGRES_DSN")
+    run.add_argument("-v", "--verbose", action="store_true", help="pytest's long output: tracebacks and every test")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
     return parser
+
+
+def _writable_file(option: str, path: str) -> Path:
+    """Check a report path before the run, so a typo costs one line, not a finished run."""
+    target = Path(path).expanduser().absolute()
+    if target.is_dir():
+        raise UsageError(f"{option} {path}: is a directory, not a file")
+    blocking = next((p for p in (target.parent, *target.parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"{option} {path}: {blocking} is not a directory")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+        if target.exists():
+            with open(target, "a", encoding="utf-8"):
+                pass
+    except NotADirectoryError:
+        raise UsageError(f"{option} {path}: {target.parent} is not a directory") from None
+    except OSError as error:
+        raise UsageError(f"{option} {path}: not writable ({error.strerror or error})") from None
+    return target
 
 
 @contextlib.contextmanager
@@ -56,12 +110,19 @@ def _nats_server(wanted: bool) -> Iterator[None]:
     if not wanted:
         yield
         return
-    from .nats_server import NatsServer
+    from .nats_server import NatsServer, NatsServerError
 
-    with NatsServer() as server:
+    try:
+        server = NatsServer()
+        server.__enter__()
+    except (NatsServerError, OSError) as error:
+        raise UsageError(f"--nats-server: {str(error).splitlines()[0]}") from None
+    try:
         os.environ["AETHER_NATS_URL"] = server.url
         print(f"aether-conformance: started nats-server at {server.url} (pid {server.pid})", file=sys.stderr)
         yield
+    finally:
+        server.__exit__(None, None, None)
 
 
 @contextlib.contextmanager
@@ -72,69 +133,261 @@ def _postgres_server(wanted: bool) -> Iterator[None]:
     from .postgres_server import DSN_ENV, PostgresServer, PostgresServerError
 
     try:
-        with PostgresServer() as server:
-            os.environ[DSN_ENV] = server.dsn
-            print(f"aether-conformance: started PostgreSQL at {server.dsn} (pid {server.pid})", file=sys.stderr)
-            yield
-    except PostgresServerError as error:  # e.g. no PostgreSQL here: one line saying how to get it
-        print(f"aether-conformance: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
+        server = PostgresServer()
+        server.__enter__()
+    except (PostgresServerError, OSError) as error:  # e.g. no PostgreSQL here: one line saying how to get it
+        raise UsageError(f"--postgres-server: {str(error).splitlines()[0]}") from None
+    try:
+        os.environ[DSN_ENV] = server.dsn
+        print(f"aether-conformance: started PostgreSQL at {server.dsn} (pid {server.pid})", file=sys.stderr)
+        yield
+    finally:
+        server.__exit__(None, None, None)
+
+
+_signalled: list[str] = []  # the signal that interrupted the run, if one did
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM (a CI runner cancelling the job) end the run alike: reports, cleanup, exit 2."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        _signalled.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _no_process_left_behind() -> Iterator[None]:
+    """Every process the run started, however deep, is stopped when it ends.
+
+    The CLI becomes a child subreaper (Linux): a store's grandchild orphaned by a crashed worker,
+    or one that escaped into its own session, is re-parented to this process instead of init, so
+    it can still be found and stopped here.
+    """
+    _become_subreaper()
+    try:
+        yield
+    finally:
+        _stop_descendants()
+
+
+def _become_subreaper() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_CHILD_SUBREAPER = 36
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: direct children are still found below
+        pass
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _stop_descendants(grace: float = 3.0) -> None:
+    me = os.getpid()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = _descendants(me)
+        if not alive:
+            break
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _reap_children():
+            time.sleep(0.05)
+    _reap_children()
+
+
+def _reap_children() -> bool:
+    """Collect exited children (zombies); True while some child is still running."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
+def _import_path_behind_dependencies() -> None:
+    # `python -m aether_conformance.cli` puts the current directory first on sys.path; a pytest.py
+    # or hypothesis/ there would then replace the kit's own dependencies.  Keep it, but last.
+    here = os.getcwd()
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", here)]
+    ensure_import_path(here)
 
 
 def run(args: argparse.Namespace) -> int:
-    ensure_import_path(os.getcwd())  # like `python -m`: the store's module may live in the current directory
-    with _nats_server(args.nats_server), _postgres_server(args.postgres_server):
+    _import_path_behind_dependencies()
+    extra_outputs = {name: _writable_file(f"--{name.replace('_', '-')}", getattr(args, name))
+                     for name in ("json_report", "junitxml", "badge") if getattr(args, name)}
+    artifacts = Path(args.artifacts).expanduser().absolute()
+    _writable_file("--artifacts", str(artifacts / "report.json"))
+    if artifacts.exists() and not artifacts.is_dir():
+        raise UsageError(f"--artifacts {args.artifacts}: exists and is not a directory")
+    with _no_process_left_behind(), _signals_as_interrupt():
         try:
-            # Preflight: one handle, made and closed here, so a store that cannot even be reached
-            # is a one-line usage error rather than a hundred identical test errors.
-            preflight = StoreDriver(args.store, timeout=args.timeout)
-            preflight.new_handle()
-            preflight.close()
-        except StoreLoadError as error:
-            print(f"aether-conformance: {error}", file=sys.stderr)
+            with _nats_server(args.nats_server), _postgres_server(args.postgres_server):
+                try:
+                    # Preflight: one handle, made and closed here, so a store that cannot even be
+                    # reached is a one-line usage error rather than a hundred identical test errors.
+                    preflight = StoreDriver(args.store, timeout=args.timeout)
+                    preflight.new_handle()
+                    preflight.close()
+                except StoreLoadError as error:
+                    raise UsageError(str(error)) from None
+                return _certify(args, artifacts, extra_outputs)
+        except KeyboardInterrupt:
+            # Interrupted before the suite could write its report: write one that says so.
+            _write_outputs(_unfinished_report(args, "the run was interrupted before the suite started"),
+                           artifacts, extra_outputs)
+            print("aether-conformance: interrupted; nothing is certified", file=sys.stderr)
             return EXIT_USAGE
-        return _certify(args)
 
 
-def _certify(args: argparse.Namespace) -> int:
+def _uses_xdist(pytest_args: list[str]) -> bool:
+    return any(arg in ("-n", "--numprocesses", "--dist") or arg.startswith(("-n", "--numprocesses=", "--dist="))
+               for arg in pytest_args) or "no:xdist" in pytest_args
+
+
+def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str, Path]) -> int:
     import pytest
 
+    if artifacts.exists():
+        shutil.rmtree(artifacts)
+    artifacts.mkdir(parents=True)
+    json_report, junit = artifacts / "report.json", artifacts / "junit.xml"
+    pytest_args = [
+        "--pyargs", "aether_conformance.suite",
+        "--aether-store", args.store,
+        "--aether-profile", args.profile,
+        "--aether-timeout", repr(args.timeout),
+        "--aether-json-report", str(json_report),
+        "--aether-artifacts", str(artifacts),
+        "--junitxml", str(junit), "-o", "junit_family=xunit2", "-o", "junit_suite_name=aether-conformance",
+        # The suite lives in the installed package: do not pick up the caller's pytest config.
+        "-c", os.devnull, "--rootdir", os.getcwd(),
+        "-p", "no:cacheprovider",
+        # the CLI imports the kit before pytest starts; the suite uses no bare asserts to rewrite
+        "-W", "ignore::pytest.PytestAssertRewriteWarning",
+    ]
+    pytest_args += ["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "--no-header"]
+    if not _uses_xdist(args.pytest_args):
+        # One xdist worker runs the suite, so a store that kills its process (os._exit, a segfault,
+        # the OOM killer) fails the test that was running instead of ending the run.
+        pytest_args += ["-n", "1", "--max-worker-restart", "10"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        pytest_args += ["-p", "aether_conformance.plugin", "-p", "xdist.plugin"]
+    for capability in args.capability:
+        pytest_args += ["--aether-capability", capability]
+    # Python puts the working directory first on the import path of `python -c` (how xdist starts
+    # its workers): a pytest.py there would replace pytest.  Workers drop the setting again
+    # (plugin.py), so that a store's own child processes run as usual.
+    os.environ["PYTHONSAFEPATH"] = os.environ["AETHER_CONFORMANCE_SAFEPATH"] = "1"
     with tempfile.TemporaryDirectory(prefix="aether-conformance-") as scratch:
-        json_report = args.json_report or str(Path(scratch) / "report.json")
-        pytest_args = [
-            "--pyargs", "aether_conformance.suite",
-            "--aether-store", args.store,
-            "--aether-profile", args.profile,
-            "--aether-timeout", str(args.timeout),
-            "--aether-json-report", json_report,
-            # The suite lives in the installed package: do not pick up the caller's pytest config.
-            "-c", os.devnull, "--rootdir", os.getcwd(),
-            "-p", "no:cacheprovider",
-            # the CLI imports the kit before pytest starts; the suite uses no bare asserts to rewrite
-            "-W", "ignore::pytest.PytestAssertRewriteWarning",
-            "-q",
-        ]
-        if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-            pytest_args += ["-p", "aether_conformance.plugin"]  # not loaded from its entry point then
-        for capability in args.capability:
-            pytest_args += ["--aether-capability", capability]
-        if args.junitxml:
-            pytest_args += ["--junitxml", args.junitxml]
-        status = pytest.main(pytest_args + args.pytest_args)
-        if not Path(json_report).exists():
-            if status in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
-                print("aether-conformance: no conformance test ran; nothing is certified", file=sys.stderr)
-            else:
-                print(f"aether-conformance: the run did not complete (pytest exit code {int(status)})", file=sys.stderr)
-            return EXIT_USAGE
-        report = json.loads(Path(json_report).read_text(encoding="utf-8"))
-    print()
-    print(markdown_summary(report))
-    if args.badge:
-        Path(args.badge).write_text(json.dumps(badge(report), indent=2) + "\n", encoding="utf-8")
-    if status in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR, pytest.ExitCode.USAGE_ERROR):
+        # Scratch space of the run (pytest's basetemp, the stores' temporary files) is removed
+        # on every exit path.
+        os.environ["TMPDIR"] = scratch
+        tempfile.tempdir = None
+        status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args)
+    report = json.loads(json_report.read_text(encoding="utf-8")) if json_report.exists() else None
+    interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
+    if report is None or not report["tests"]["ran"]:
+        if interrupted or status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
+            reason = f"the run did not complete (pytest exit code {int(status)})"
+        else:
+            reason = "no conformance test ran"
+        if report is None:
+            report = _unfinished_report(args, reason)
+        report["incompleteReason"] = reason
+        _write_outputs(report, artifacts, extra_outputs)
+        print(f"aether-conformance: {reason}; nothing is certified", file=sys.stderr)
         return EXIT_USAGE
-    return EXIT_CONFORMANT if report["conformant"] else EXIT_NOT_CONFORMANT
+    if interrupted and report["complete"]:
+        report["complete"], report["conformant"] = False, False  # stopped after the last test had run
+        report["incompleteReason"] = f"the run was interrupted ({', '.join(_signalled) or 'internal error'})"
+    summary = _write_outputs(report, artifacts, extra_outputs)
+    print()
+    print(summary if args.verbose else markdown_summary(report, compact=True))
+    print(f"Artifacts: {artifacts} (report.html, report.json, junit.xml, badge.json, summary.md)")
+    if interrupted:
+        return EXIT_USAGE
+    state = verdict(report)
+    if state == "CONFORMANT":
+        return EXIT_CONFORMANT
+    must_broken = any(r["level"] == "MUST" and r["outcome"] in ("failed", "blocked") for r in report["requirements"])
+    if must_broken:
+        return EXIT_NOT_CONFORMANT
+    if state == "INCOMPLETE":
+        print(f"aether-conformance: incomplete run, nothing is certified: {report['incompleteReason']}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_NOT_CONFORMANT
+
+
+def _histories(artifacts: Path) -> list[dict]:
+    """The histories concurrency tests kept (artifacts/histories/*.json), for the HTML timelines."""
+    found = []
+    for path in sorted((artifacts / "histories").glob("*.json")):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # a history cut short by a crash is left out, not fatal
+            continue
+    return found
+
+
+def _unfinished_report(args: argparse.Namespace, reason: str) -> dict:
+    from .report import build_report, summarise
+
+    return build_report(args.store, args.profile, frozenset(args.capability), summarise([]), incomplete_reason=reason)
+
+
+def _write_outputs(report: dict, artifacts: Path, extra_outputs: dict[str, Path]) -> str:
+    """report.json, badge.json and summary.md in the artifacts directory, and the copies asked for."""
+    from .report import annotate_junit, write_json_report
+
+    artifacts.mkdir(parents=True, exist_ok=True)
+    write_json_report(report, artifacts / "report.json")
+    if (artifacts / "junit.xml").exists():
+        annotate_junit(artifacts / "junit.xml", report)
+    (artifacts / "badge.json").write_text(json.dumps(badge(report), indent=2) + "\n", encoding="utf-8")
+    summary = markdown_summary(report)
+    (artifacts / "summary.md").write_text(summary, encoding="utf-8")
+    (artifacts / "report.html").write_text(render_html(report, _histories(artifacts)), encoding="utf-8")
+    for name, target in extra_outputs.items():
+        source = {"json_report": artifacts / "report.json", "junitxml": artifacts / "junit.xml",
+                  "badge": artifacts / "badge.json"}[name]
+        if source.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +401,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(markdown_table())
         return EXIT_CONFORMANT
     args.pytest_args = list(args.pytest_args) + extra
-    return run(args)
+    try:
+        return run(args)
+    except UsageError as error:
+        print(f"aether-conformance: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

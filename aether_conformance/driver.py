@@ -120,6 +120,23 @@ def _json(value: Any) -> str:
         return f"<{type(value).__name__}>"
 
 
+class CallLog:
+    """The store calls of one test, in order: which handle, which method, which arguments (records
+    in their Go JSON form).  A failed test's log becomes a reproduction script (replay.py)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def record(self, handle: int, method: str, args: tuple) -> None:
+        wired = [{"record": type(a).__name__, **a.to_dict()} if isinstance(a, (Event, ActorSnapshot)) else a
+                 for a in args]
+        self.calls.append({"handle": handle, "method": method, "args": wired})  # list.append is atomic
+
+
+# The log of the test that is running in this process, set by the plugin; None when nothing logs.
+call_log: CallLog | None = None
+
+
 class _Worker:
     """A daemon thread that runs one call at a time; abandoned if a call hangs."""
 
@@ -290,6 +307,7 @@ class DrivenHandle:
     def __init__(self, driver: StoreDriver, raw: Any, number: int) -> None:
         self.driver = driver
         self.raw = raw
+        self.number = number
         self.name = f"handle #{number}"
         self.is_async = inspect.iscoroutinefunction(raw.save_event)
 
@@ -300,6 +318,8 @@ class DrivenHandle:
     def _call(self, method: str, args: tuple, materialise: Callable[[str, Any], Any]) -> Any:
         """Call ``method``, await an awaitable result, and materialise it, all within the timeout."""
         call = f"{method}({', '.join(_describe(a) for a in args)})"
+        if call_log is not None:
+            call_log.record(self.number, method, args)
         fn = getattr(self.raw, method)
         driver = self.driver
         hung = driver.hung_calls

@@ -11,11 +11,23 @@ Options (each has an ini key; a command-line option beats the ini key)::
     --aether-profile NAME           aether_profile        (quick, default, thorough)
     --aether-timeout SECONDS        aether_timeout        (per store call)
     --aether-json-report PATH
+    --aether-artifacts DIR          (histories of failed concurrency tests and other details)
+
+Crash containment: a store that kills its process takes the pytest process
+with it.  Under pytest-xdist (the CLI always runs the suite on at least one
+xdist worker) the controller survives: the test that was running is reported
+failed, for its requirements, with the worker's exit code or signal, and the
+rest of the run goes on.  Whatever happens, the report says whether the run
+was *complete*: every collected conformance test ran and nothing interrupted
+it.  An incomplete run is never conformant.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +35,8 @@ from typing import Any
 
 import pytest
 
-from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour
+from . import driver as driver_module
+from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour, ensure_import_path, load_factory
 from .profiles import PROFILES, Profile
 from .report import (
     CaseOutcome,
@@ -32,8 +45,10 @@ from .report import (
     capability_skip_reason,
     cited_ids,
     summarise,
+    verdict,
     write_json_report,
 )
+from .replay import write_reproduction
 from .requirements import CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
@@ -51,7 +66,12 @@ class ConformanceRun:
     profile: Profile
     timeout: float
     json_report: str | None
+    artifacts: str | None = None
     outcomes: list[CaseOutcome] = field(default_factory=list)
+    # Every conformance test collected (before -k, --deselect, --lf): node id -> requirement IDs.
+    expected: dict[str, list[str]] | None = None
+    expected_sent: bool = False
+    implementation: dict[str, str] = field(default_factory=dict)
     statistics: dict[str, int] = field(default_factory=dict)
     requirement_outcomes: list[RequirementOutcome] | None = None
     report: dict[str, Any] | None = None
@@ -70,6 +90,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aether-profile", choices=sorted(PROFILES), help="how hard to push (default: default)")
     group.addoption("--aether-timeout", type=float, metavar="SECONDS", help="per store call (default: 10)")
     group.addoption("--aether-json-report", metavar="PATH", help="write the per-requirement JSON report here")
+    group.addoption("--aether-artifacts", metavar="DIR", help="keep failure details (histories) in this directory")
     parser.addini("aether_store", "zero-argument factory of the store under test (MODULE:ATTR)")
     parser.addini("aether_capabilities", "declared store capabilities", type="args", default=[])
     parser.addini("aether_profile", "conformance profile: quick, default or thorough", default="default")
@@ -77,6 +98,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") and os.environ.pop("AETHER_CONFORMANCE_SAFEPATH", None):
+        os.environ.pop("PYTHONSAFEPATH", None)  # set by the CLI for starting xdist workers only
     config.addinivalue_line(
         "markers", "requirement(*ids): the catalog requirement(s) this conformance test checks"
     )
@@ -97,7 +120,14 @@ def pytest_configure(config: pytest.Config) -> None:
     profile_name = config.getoption("aether_profile") or config.getini("aether_profile")
     if profile_name not in PROFILES:
         raise pytest.UsageError(f"unknown profile {profile_name!r}; known: {', '.join(PROFILES)}")
-    timeout = config.getoption("aether_timeout") or float(config.getini("aether_timeout"))
+    timeout = config.getoption("aether_timeout") or _float(config.getini("aether_timeout"))
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise pytest.UsageError(f"aether-conformance: the per-call timeout must be a finite number of seconds above 0, "
+                                f"got {timeout!r}")
+    if store:
+        # As the CLI does (and `python -m pytest` would): the store's package may sit, uninstalled,
+        # in the directory pytest was started from.
+        ensure_import_path(str(config.invocation_params.dir))
     run = ConformanceRun(
         store=store,
         store_source=source,
@@ -105,9 +135,19 @@ def pytest_configure(config: pytest.Config) -> None:
         profile=PROFILES[profile_name],
         timeout=timeout,
         json_report=config.getoption("aether_json_report"),
+        artifacts=config.getoption("aether_artifacts"),
     )
     config.stash[run_key] = run
-    config.pluginmanager.register(ConformanceReporter(run), "aether-conformance-reporter")
+    config.pluginmanager.register(
+        ConformanceReporter(run, on_worker=hasattr(config, "workerinput")), "aether-conformance-reporter"
+    )
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise pytest.UsageError(f"aether-conformance: aether_timeout must be a number of seconds, got {text!r}") from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
@@ -134,6 +174,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "aether-conformance: no store to certify; pass --aether-store MODULE:ATTR or set the "
             "aether_store ini key"
         )
+    try:
+        load_factory(run.store)  # a configuration problem is one line, not one error per test
+    except StoreLoadError as error:
+        raise pytest.UsageError(
+            f"aether-conformance: {error} (the store's package must be installed, or importable from "
+            f"the directory pytest runs in, {config.invocation_params.dir})"
+        ) from None
     items.sort(key=lambda item: _suite_rank(item) if _requirement_ids(item) else -1)  # stable
     for item in conformance_items:
         ids = _requirement_ids(item)
@@ -160,6 +207,13 @@ def _suite_rank(item: pytest.Item) -> int:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    # Every store call of a conformance test is logged, setup included, for its reproduction script.
+    driver_module.call_log = driver_module.CallLog() if _requirement_ids(item) else None
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     try:
         return (yield)
@@ -171,29 +225,153 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         raise
 
 
+EXPECTED_KEY = "aether_expected"  # the first report of each session carries what it collected
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     report = yield
-    if report.failed and call.excinfo is not None and _requirement_ids(item):
-        report.user_properties.append((MESSAGES_KEY, _leaf_messages(call.excinfo.value)))
+    ids = _requirement_ids(item)
+    if report.failed and call.excinfo is not None and ids:
+        messages = [m.encode("utf-8", "backslashreplace").decode("utf-8") for m in _leaf_messages(call.excinfo.value, ids)]
+        report.user_properties.append((MESSAGES_KEY, messages))
+        if not _encodable(str(report.longrepr)):
+            report.longrepr = "\n".join(messages)  # what xdist and JUnit can carry
+    run = item.config.stash[run_key]
+    if report.failed and ids and run.artifacts and driver_module.call_log is not None:
+        _attach_reproduction(item, report, run, ids)
+    if ids and run.expected and not run.expected_sent:
+        # Under xdist only the workers collect, and a worker the store kills never finishes:
+        # the controller learns what the run should cover from the first report it gets.
+        report.user_properties.append((EXPECTED_KEY, run.expected))
+        run.expected_sent = True
     return report
 
 
-def _leaf_messages(error: BaseException) -> list[str]:
+REPRODUCTION_KEY = "aether_reproduction"
+# Races are not replayed one call at a time: their histories (and a re-run) reproduce them.
+_NOT_REPLAYABLE = ("ES-CONC-001", "ES-CONC-002")
+
+
+def _attach_reproduction(item: pytest.Item, report: pytest.TestReport, run: ConformanceRun, ids: list[str]) -> None:
+    calls = driver_module.call_log.calls if driver_module.call_log is not None else []
+    messages = dict(report.user_properties).get(MESSAGES_KEY) or [f"{item.nodeid} failed"]
+    cited = cited_ids(messages[0]) or ids
+    if not calls or set(cited) & set(_NOT_REPLAYABLE) or dict(report.user_properties).get(REPRODUCTION_KEY):
+        return
+    path = write_reproduction(run.artifacts, item.nodeid, cited[0], run.store or "", messages[0], list(calls), run.timeout)
+    report.user_properties.append((REPRODUCTION_KEY, str(path)))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _leaf_messages(error: BaseException, ids: list[str]) -> list[str]:
     """One message per failure; hypothesis reports several distinct bugs as an exception group."""
     if isinstance(error, BaseExceptionGroup):
-        return [message for sub in error.exceptions for message in _leaf_messages(sub)]
-    return [str(error).strip() or type(error).__name__]
+        return [message for sub in error.exceptions for message in _leaf_messages(sub, ids)]
+    text = str(error).strip()
+    if isinstance(error, AssertionError) or text.startswith("aether-conformance: "):
+        return [text or type(error).__name__]
+    # Not a verdict the suite reached, but an exception its checking code ran into, because the
+    # store's answers were not what the check could examine (a missing event, a None).  Say so,
+    # under the requirement being checked, instead of handing over a bare IndexError.
+    where = ""
+    if error.__traceback__ is not None:
+        frame = error.__traceback__
+        while frame.tb_next is not None:
+            frame = frame.tb_next
+        where = f" at {os.path.basename(frame.tb_frame.f_code.co_filename)}:{frame.tb_lineno}"
+    return [f"{', '.join(ids)}: the check could not be completed: the store's answers led the test to "
+            f"{type(error).__name__}: {text}{where} (if the store answered correctly, this is a bug in the kit)"]
+
+
+def _requirements_of(nodeid: str) -> list[str]:
+    """The requirement IDs of a suite test, from its node id alone (the xdist controller collects nothing)."""
+    path, _, name = nodeid.partition("::")
+    module = os.path.basename(path).removesuffix(".py")
+    try:
+        function = getattr(importlib.import_module(f"aether_conformance.suite.{module}"), name.partition("[")[0])
+    except (ImportError, AttributeError, ValueError):
+        return []
+    return [req_id for mark in getattr(function, "pytestmark", []) if mark.name == "requirement" for req_id in mark.args]
+
+
+def _death(worker: Any) -> str:
+    """How an xdist worker's process ended: its exit code, or the signal that killed it."""
+    popen = getattr(getattr(getattr(worker, "gateway", None), "_io", None), "popen", None)
+    code = None
+    if popen is not None:
+        try:
+            code = popen.wait(timeout=10)
+        except Exception:  # still running or not ours to wait for: report what is known
+            code = popen.returncode
+    if code is None:
+        return "the process ended without reporting (exit status unknown)"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the process was killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+    return f"the process exited with code {code}"
 
 
 class ConformanceReporter:
     """Collects per-test outcomes by requirement and writes the verdict (on the xdist controller)."""
 
-    def __init__(self, run: ConformanceRun) -> None:
+    def __init__(self, run: ConformanceRun, on_worker: bool) -> None:
         self.run = run
+        self.on_worker = on_worker  # an xdist worker: it forwards reports, the controller decides
 
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+        # Outermost, so it sees every test before -k, --deselect or --lf filter them: the run is
+        # complete only if all of these ran.
+        expected = {item.nodeid: _requirement_ids(item) for item in items if _requirement_ids(item)}
+        if expected:
+            self.run.expected = expected
+        return (yield)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """xdist: the worker running ``crashitem`` died; the store took the process down with it."""
+        ids = (self.run.expected or {}).get(crashitem) or _requirements_of(crashitem)
+        if not ids:
+            return
+        message = (f"{', '.join(ids)}: the store ended the test process while {crashitem.rpartition('::')[2]} "
+                   f"was running: {_death(getattr(report, 'node', None))}; a store must never exit, crash or "
+                   "kill its caller")
+        report.longrepr = message
+        report.user_properties = [(REQUIREMENTS_KEY, ids), (MESSAGES_KEY, [message])]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist: a worker finished; it sends what the store said it is."""
+        output = getattr(node, "workeroutput", None) or {}
+        if output.get("aether_implementation") and not self.run.implementation:
+            self.run.implementation = output["aether_implementation"]
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        run = self.run
+        if run.json_report and run.store and not self.on_worker:
+            # Until the run ends, the report on disk says it is incomplete: a run that dies
+            # half-way leaves that behind, never a stale verdict from an earlier run.
+            write_json_report(self._report(incomplete_reason="the run is in progress or died before finishing"),
+                              run.json_report)
+
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         properties = dict(report.user_properties)
+        if EXPECTED_KEY in properties and not self.on_worker:
+            self.run.expected = {**(self.run.expected or {}), **properties[EXPECTED_KEY]}
+            # consumed here; JUnit and other reporters need not carry it
+            report.user_properties = [p for p in report.user_properties if p[0] != EXPECTED_KEY]
         ids = properties.get(REQUIREMENTS_KEY)
         if not ids:
             return
@@ -211,22 +389,40 @@ class ConformanceReporter:
         messages = list(properties.get(MESSAGES_KEY, []))
         if report.skipped and isinstance(report.longrepr, tuple):
             messages = [report.longrepr[2].removeprefix("Skipped: ")]
-        self.run.outcomes.append(CaseOutcome(nodeid=report.nodeid, requirements=ids, outcome=outcome, messages=messages))
+        self.run.outcomes.append(CaseOutcome(nodeid=report.nodeid, requirements=ids, outcome=outcome, messages=messages,
+                                             reproduction=properties.get(REPRODUCTION_KEY)))
+
+    def _report(self, incomplete_reason: str | None = None) -> dict[str, Any]:
+        run = self.run
+        run.requirement_outcomes = summarise(run.outcomes, run.expected)
+        ran = {outcome.nodeid for outcome in run.outcomes}
+        return build_report(
+            run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes, run.statistics,
+            expected_tests=len(run.expected) if run.expected is not None else None,
+            tests_ran=len(ran & set(run.expected or ())), incomplete_reason=incomplete_reason,
+            implementation=run.implementation,
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
-        if hasattr(session.config, "workerinput"):
-            return  # xdist workers send their reports to the controller, which decides
+        if self.on_worker:
+            # xdist workers send their reports to the controller, which decides; it also needs
+            # what the store said it is.
+            session.config.workeroutput["aether_implementation"] = run.implementation
+            return
         if not run.outcomes:
             if run.store is not None and exitstatus == pytest.ExitCode.OK:
                 # A configured store with no conformance test run proves nothing: fail loudly.
                 session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
             return
-        run.requirement_outcomes = summarise(run.outcomes)
-        run.report = build_report(
-            run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes, run.statistics
-        )
+        failures = sum(outcome.outcome == "failed" for outcome in run.outcomes)
+        stopped_by_maxfail = 0 < (session.config.option.maxfail or 0) <= failures  # -x: a partial run, not an interrupt
+        interrupted = {
+            pytest.ExitCode.INTERRUPTED: None if stopped_by_maxfail else "the run was interrupted before it finished",
+            pytest.ExitCode.INTERNAL_ERROR: "pytest stopped with an internal error",
+        }.get(exitstatus)
+        run.report = self._report(incomplete_reason=interrupted)
         if run.json_report:
             write_json_report(run.report, run.json_report)
 
@@ -244,16 +440,32 @@ class ConformanceReporter:
         for outcome in run.requirement_outcomes or ():
             if outcome.outcome == "failed":
                 first = outcome.messages[0].splitlines()[0] if outcome.messages else ""
+                if len(first) > 400:
+                    first = first[:397] + "..."
                 terminalreporter.write_line(
                     f"FAILED {outcome.requirement.id} ({outcome.requirement.level.value}) {first}", red=True
                 )
-        counts = run.report["summary"]
-        verdict = "CONFORMANT" if run.report["conformant"] else "NOT CONFORMANT"
+                if outcome.reproduction:
+                    terminalreporter.write_line(f"    reproduce: python {outcome.reproduction}")
+                if outcome.failed_test:
+                    name = outcome.failed_test.rpartition("::")[2].partition("[")[0]
+                    terminalreporter.write_line(f"    re-run:    aether-conformance run {run.store} -- -k {name}")
+            elif outcome.outcome == "blocked":
+                terminalreporter.write_line(
+                    f"BLOCKED {outcome.requirement.id} ({outcome.requirement.level.value}) by "
+                    f"{', '.join(outcome.blocked_by)}", yellow=True,
+                )
+        report = run.report
+        counts = report["summary"]
+        state = verdict(report)
         terminalreporter.write_line(
-            f"{run.store}: {verdict}: requirements passed {counts['passed']}, failed {counts['failed']}, "
-            f"skipped {counts['skipped']}" + (f"; JSON report: {run.json_report}" if run.json_report else ""),
-            green=run.report["conformant"], red=not run.report["conformant"],
+            f"{run.store}: {state}: requirements passed {counts['passed']}, failed {counts['failed']}, "
+            f"blocked {counts['blocked']}, skipped {counts['skipped']}; MUST {report['mustPassed']}/"
+            f"{report['mustApplicable']}" + (f"; JSON report: {run.json_report}" if run.json_report else ""),
+            green=state == "CONFORMANT", red=state != "CONFORMANT",
         )
+        if not report["complete"]:
+            terminalreporter.write_line(f"incomplete: {report['incompleteReason']}", red=True)
 
 
 # -- fixtures used by the suite -------------------------------------------------------------
@@ -280,10 +492,12 @@ def aether_driver(aether_run: ConformanceRun) -> Iterator[StoreDriver]:
 
 
 @pytest.fixture(scope="session")
-def store(aether_driver: StoreDriver) -> DrivenHandle:
+def store(aether_driver: StoreDriver, aether_run: ConformanceRun) -> DrivenHandle:
     """The primary handle of the store under test."""
     try:
-        return aether_driver.new_handle()
+        handle = aether_driver.new_handle()
+        aether_run.implementation = aether_driver.implementation
+        return handle
     except StoreLoadError as error:
         # Every test that needs the store then errors with this one clear line.
         pytest.fail(f"aether-conformance: {error}", pytrace=False)

@@ -91,11 +91,10 @@ def test_the_cli_reports_missing_postgres_in_one_line_and_exits_2(monkeypatch, c
         raise PostgresServerError("PostgreSQL server binaries (initdb, postgres) not found; install them")
 
     monkeypatch.setattr(postgres_server, "find_postgres_bin_dir", missing)
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["run", "reference_store.memory:shared_store", "--postgres-server"])
-    assert exited.value.code == 2
+    assert cli.main(["run", "reference_store.memory:shared_store", "--postgres-server"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["aether-conformance: PostgreSQL server binaries (initdb, postgres) not found; install them"]
+    assert err == ["aether-conformance: --postgres-server: PostgreSQL server binaries (initdb, postgres) not found; "
+                   "install them"]
 
 
 def test_the_cli_exports_the_dsn_for_the_run(monkeypatch):

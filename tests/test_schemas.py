@@ -188,7 +188,7 @@ _EVENT = _corpus("event")[0]["instance"]
         ),
         (
             "report",
-            load_schema("report")["examples"][0] | {"schemaVersion": 2},
+            load_schema("report")["examples"][0] | {"schemaVersion": 1},
             r"^report\.schemaVersion: .*\(rule: const\)$",
         ),
     ],

@@ -76,3 +76,20 @@ def test_spec_links_resolve():
     assert targets, "the spec links the schemas; no relative link found"
     missing = [target for target in targets if not (SPEC.parent / target).exists()]
     assert not missing, f"docs/spec.md links to missing files: {missing}"
+
+
+def test_every_normative_must_in_the_prose_names_its_requirement():
+    # A MUST that no requirement ID stands for is a rule nothing checks and no verdict counts.
+    prose = _spec().split(BEGIN)[0]
+    unnamed = [
+        paragraph.strip()[:160]
+        for paragraph in re.split(r"\n\s*\n", prose)
+        if re.search(r"\bMUST\b(?! requirement|,| NOT, SHOULD)", paragraph) and not ID_LIKE.search(paragraph)
+    ]
+    assert not unnamed, f"paragraphs with a MUST but no requirement ID: {unnamed}"
+
+
+def test_the_spec_states_the_catalogs_version():
+    from aether_conformance.requirements import SPEC_VERSION
+
+    assert f"(version {SPEC_VERSION}," in _spec() and f"- **{SPEC_VERSION}**" in _spec()

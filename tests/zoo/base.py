@@ -71,9 +71,9 @@ class CorrectStore:
             return copy.deepcopy(max(snapshots, key=lambda s: s.version)) if snapshots else None
 
 
-def factory(store_class: type[CorrectStore]):
-    """A zero-argument factory whose handles share one ShareState."""
-    shared = ShareState()
+def factory(store_class: type[CorrectStore], state_class: type[ShareState] = ShareState):
+    """A zero-argument factory whose handles share one ShareState (or a subclass with more shared data)."""
+    shared = state_class()
 
     def make() -> CorrectStore:
         return store_class(shared)

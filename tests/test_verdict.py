@@ -1,0 +1,183 @@
+"""A verdict you can trust: the installed CLI never says CONFORMANT unless every applicable MUST ran
+and passed, whatever the store or the run does; it leaves no process and no scratch file behind.
+
+Each test runs the real CLI in a fresh process against a small hostile store from
+``tests/hostile_stores.py`` and checks the exit code, the message and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+from aether_conformance.schemas import validate
+from tests.test_zoo import ROOT
+
+
+def _cli(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aether_conformance.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def _report(artifacts: Path) -> dict:
+    report = json.loads((artifacts / "report.json").read_text(encoding="utf-8"))
+    validate("report", report)
+    return report
+
+
+def _outcome(report: dict, req_id: str) -> dict:
+    return next(r for r in report["requirements"] if r["id"] == req_id)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead; only a running process counts.
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+
+
+# The tests that save INT64_MIN to a new actor, where the hostile stores strike: ES-SAVE-002's.
+CONFLICT_TESTS = ["--", "-k", "test_versions_at_or_below_latest_conflict or test_first_event_at_version_1"]
+
+
+@pytest.mark.parametrize(
+    "how, expected",
+    [("exit0", "exited with code 0"), ("exit3", "exited with code 3"), ("sigkill", "killed by SIGKILL"),
+     ("segfault", "killed by SIGSEGV")],
+)
+def test_a_store_that_kills_its_process_fails_the_requirement_being_tested(tmp_path, how, expected):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.hostile_stores:process_killer", "--profile", "quick", "--artifacts", str(artifacts),
+                     *CONFLICT_TESTS, env={"HOSTILE_HOW": how})
+    report = _report(artifacts)
+    entry = _outcome(report, "ES-SAVE-002")
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert entry["outcome"] == "failed" and any(expected in m for m in entry["messages"]), entry
+    assert not report["conformant"] and _outcome(report, "ES-SAVE-001")["outcome"] != "failed"
+    assert json.loads((artifacts / "badge.json").read_text())["color"] != "brightgreen"
+
+
+def test_a_partial_run_is_never_conformant(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "reference_store.memory:shared_store", "--profile", "quick", "--artifacts", str(artifacts),
+                     "--", "-k", "inclusive")
+    report = _report(artifacts)
+    assert completed.returncode == 2, completed.stdout[-3000:] + completed.stderr
+    assert not report["complete"] and not report["conformant"]
+    assert report["tests"]["notRun"] > 0 and report["tests"]["ran"] + report["tests"]["notRun"] == report["tests"]["expected"]
+    assert f"{report['tests']['notRun']} of {report['tests']['expected']} conformance tests did not run" in completed.stderr
+    assert "incomplete" in json.loads((artifacts / "badge.json").read_text())["message"]
+
+
+def test_stopping_at_the_first_failure_reports_the_failure_and_the_gap(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.zoo.specimens:off_by_one", "--profile", "quick", "--artifacts", str(artifacts),
+                     "--", "-x")
+    report = _report(artifacts)
+    assert completed.returncode == 1 and not report["complete"] and report["tests"]["notRun"] > 0
+    assert _outcome(report, "ES-SAVE-002")["outcome"] == "failed"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_run_is_incomplete_and_stops_everything_it_started(tmp_path, sig):
+    artifacts, pids = tmp_path / "artifacts", tmp_path / "pids"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aether_conformance.cli", "run", "tests.hostile_stores:slow_with_grandchild",
+         "--profile", "quick", "--artifacts", str(artifacts)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HOSTILE_PIDS": str(pids), "TMPDIR": str(scratch)},
+    )
+    deadline = time.monotonic() + 300
+    # One line from the CLI's preflight handle, one from the suite's first handle: the suite is running.
+    while not (pids.exists() and len(pids.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    time.sleep(1)  # well inside the run: the store answers one call every 0.3 s
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    report = _report(artifacts)
+    assert process.returncode == 2, output[-3000:]
+    assert not report["complete"] and not report["conformant"] and "interrupted" in report["incompleteReason"]
+    assert json.loads((artifacts / "badge.json").read_text())["color"] != "brightgreen"
+    leftovers = [int(pid) for pid in pids.read_text().split() if _alive(int(pid))]
+    assert not leftovers, f"processes the store started outlived the run: {leftovers}"
+    assert not list(scratch.iterdir()), f"scratch files left behind: {list(scratch.iterdir())}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--timeout", "0"], "--timeout must be a finite number of seconds above 0"),
+     (["--timeout", "-1"], "above 0"), (["--timeout", "nan"], "above 0"), (["--timeout", "inf"], "above 0"),
+     (["--json-report", "{tmp}"], "is a directory"),
+     (["--badge", "{tmp}/file.txt/badge.json"], "is not a directory"),
+     (["--junitxml", "/proc/no/such/junit.xml"], "not"),
+     (["--artifacts", "{tmp}/file.txt"], "not a directory")],
+)
+def test_bad_arguments_are_one_line_and_exit_2_before_the_run(tmp_path, args, message):
+    (tmp_path / "file.txt").write_text("x")
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    completed = _cli("run", "reference_store.memory:shared_store", *args)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and message in lines[0], completed.stderr
+    assert "Traceback" not in completed.stdout + completed.stderr
+
+
+def test_a_sync_factory_that_hangs_is_one_line_and_exit_2():
+    completed = _cli("run", "tests.hostile_stores:hanging_factory", "--timeout", "1")
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and "did not return within 1s" in lines[0], completed.stderr
+
+
+def test_nats_server_without_a_binary_is_one_line_and_exit_2(tmp_path):
+    # A virtual environment without nats-server, seeing the kit's packages: no binary anywhere.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    site = sysconfig.get_path("purelib")
+    completed = subprocess.run(
+        [str(tmp_path / "venv" / "bin" / "python"), "-m", "aether_conformance.cli", "run",
+         "reference_store.memory:shared_store", "--nats-server"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{ROOT}{os.pathsep}{site}", "HOME": str(tmp_path)},
+    )
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and "nats-server binary not found" in lines[0], completed.stderr
+
+
+def test_the_current_directory_cannot_replace_the_kits_dependencies(tmp_path):
+    (tmp_path / "pytest.py").write_text("raise SystemExit('this pytest.py must never be imported')\n")
+    (tmp_path / "hypothesis").mkdir()
+    (tmp_path / "hypothesis" / "__init__.py").write_text("raise SystemExit('nor this hypothesis')\n")
+    (tmp_path / "mystore.py").write_text("from reference_store.memory import shared_store as make\n")
+    completed = _cli("run", "mystore:make", "--profile", "quick", "--artifacts", str(tmp_path / "a"), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr
+    assert _report(tmp_path / "a")["conformant"]
+
+
+def test_error_text_with_lone_surrogates_still_gives_a_valid_report(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.hostile_stores:surrogate_errors", "--profile", "quick", "--artifacts", str(artifacts),
+                     *CONFLICT_TESTS)
+    report = _report(artifacts)  # valid JSON, valid against the schema
+    assert completed.returncode == 1
+    assert any("\\udc80" in m for m in _outcome(report, "ES-SAVE-002")["messages"])
+
+
+def test_a_result_that_blocks_when_read_cannot_hang_the_run(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.hostile_stores:lazy_rows", "--profile", "quick", "--timeout", "1",
+                     "--artifacts", str(artifacts), "--", "-k", "test_reads_are_inclusive_and_ascending")
+    report = _report(artifacts)
+    assert completed.returncode == 1
+    messages = _outcome(report, "ES-READ-001")["messages"]
+    assert any("per-call timeout" in m or "treated as hung" in m for m in messages), messages
