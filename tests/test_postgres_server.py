@@ -100,7 +100,7 @@ def test_the_cli_reports_missing_postgres_in_one_line_and_exits_2(monkeypatch, c
 def test_the_cli_exports_the_dsn_for_the_run(monkeypatch):
     seen = {}
 
-    def fake_certify(args):
+    def fake_certify(args, *outputs):
         seen["dsn"] = os.environ.get("AETHER_POSTGRES_DSN")
         with psycopg.connect(seen["dsn"]) as conn:
             seen["answer"] = conn.execute("SELECT 1").fetchone()[0]
