@@ -541,21 +541,24 @@ def test_acknowledged_saves_survive_sigkill_of_the_server_exactly_once():
 # --- certification and the unsafe twins -----------------------------------------------------------
 
 
-def test_the_readme_command_certifies_the_store_across_processes():
+def test_the_readme_command_certifies_the_store_across_processes(tmp_path):
     command = [sys.executable, "-m", "aether_conformance.cli", "run", "reference_store.postgres:shared_store",
-               "--postgres-server", "--capability", "multiprocess"]
+               "--postgres-server", "--capability", "multiprocess", "--artifacts", str(tmp_path / "artifacts")]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
-    assert "is **conformant**" in output and "ES-CONC-002" in output and "| ES-CONC-002" in output
-    assert "started PostgreSQL at postgresql://" in output
+    assert "is **conformant**" in output and "started PostgreSQL at postgresql://" in output
+    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    outcomes = {r["id"]: r["outcome"] for r in report["requirements"]}
+    assert report["conformant"] is True and outcomes["ES-CONC-002"] == "passed", outcomes
 
 
 def test_the_async_handle_is_conformant_too(server, tmp_path):
     report = tmp_path / "report.json"
     completed = subprocess.run(
         [sys.executable, "-m", "aether_conformance.cli", "run", "reference_store.postgres:async_store",
-         "--profile", "quick", "--capability", "multiprocess", "--json-report", str(report)],
+         "--profile", "quick", "--capability", "multiprocess", "--json-report", str(report),
+         "--artifacts", str(tmp_path / "artifacts")],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "AETHER_POSTGRES_DSN": server.dsn},
     )
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-4000:]

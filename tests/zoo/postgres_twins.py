@@ -156,7 +156,8 @@ def certify_concurrency(store: str, dsn: str, report: Path, profile: str = "quic
     """Run only the concurrent-writer tests against ``store``; each requirement's outcome."""
     completed = subprocess.run(
         [sys.executable, "-m", "aether_conformance.cli", "run", store, "--profile", profile,
-         "--capability", "multiprocess", "--json-report", str(report), "--", "-k", "concurrent_writer"],
+         "--capability", "multiprocess", "--json-report", str(report),
+         "--artifacts", str(report.with_suffix(".artifacts")), "--", "-k", "concurrent_writer"],
         cwd=ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, DSN_ENV: dsn},
     )
     if not report.exists():
