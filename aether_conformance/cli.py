@@ -3,7 +3,7 @@
     aether-conformance run MODULE:ATTR [--capability NAME]... [--profile quick|default|thorough]
                        [--artifacts DIR] [--json-report PATH] [--junitxml PATH] [--badge PATH]
                        [--timeout S] [--nats-server | --nats-cluster N] [--faults kill,pause,partition]
-                       [--fault-seed N] [--fault-report PATH] [-v] [-- extra pytest args]
+                       [--fault-seed N] [--fault-report PATH] [--postgres-server] [-v] [-- extra pytest args]
     aether-conformance requirements          print the requirement catalog (Markdown)
 
 Exit codes: 0 the run was complete and the store is conformant (every
@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault schedule (default: random)")
     run.add_argument("--fault-report", metavar="PATH",
                      help="write the fault run (faults injected, unknown outcomes, verdict) as JSON")
+    run.add_argument("--postgres-server", action="store_true",
+                     help="start a local PostgreSQL (127.0.0.1, free port, temp cluster) and export AETHER_POSTGRES_DSN")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's long output: tracebacks and every test")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
@@ -132,6 +134,26 @@ def _nats_server(wanted: bool) -> Iterator[None]:
     try:
         os.environ["AETHER_NATS_URL"] = server.url
         print(f"aether-conformance: started nats-server at {server.url} (pid {server.pid})", file=sys.stderr)
+        yield
+    finally:
+        server.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def _postgres_server(wanted: bool) -> Iterator[None]:
+    if not wanted:
+        yield
+        return
+    from .postgres_server import DSN_ENV, PostgresServer, PostgresServerError
+
+    try:
+        server = PostgresServer()
+        server.__enter__()
+    except (PostgresServerError, OSError) as error:  # e.g. no PostgreSQL here: one line saying how to get it
+        raise UsageError(f"--postgres-server: {str(error).splitlines()[0]}") from None
+    try:
+        os.environ[DSN_ENV] = server.dsn
+        print(f"aether-conformance: started PostgreSQL at {server.dsn} (pid {server.pid})", file=sys.stderr)
         yield
     finally:
         server.__exit__(None, None, None)
@@ -283,7 +305,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--artifacts {args.artifacts}: exists and is not a directory")
     with _no_process_left_behind(), _signals_as_interrupt():
         try:
-            with _nats_server(args.nats_server), _nats_cluster(args.nats_cluster) as plugins:
+            with _nats_server(args.nats_server), _postgres_server(args.postgres_server), \
+                    _nats_cluster(args.nats_cluster) as plugins:
                 args.plugins = plugins
                 try:
                     # Preflight: one handle, made and closed here, so a store that cannot even be

