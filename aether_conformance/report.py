@@ -140,7 +140,8 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
                 results[req_id].blocked_by.extend(b for b in roots if b not in results[req_id].blocked_by)
         else:
             for req_id in test.requirements:
-                own[req_id].append(message)
+                # Named first, so that the message says which requirement it counts against.
+                own[req_id].append(f"{req_id}: {message}")
                 _first_failure(results[req_id], test)
     for test_id, req_ids in (expected or {}).items():
         if test_id not in seen:
