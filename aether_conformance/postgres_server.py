@@ -32,6 +32,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -138,7 +139,7 @@ class PostgresServer:
         # The role clients connect as: the local user's name, the only role pg_hba.conf admits.
         self.role = getpass.getuser()
         self._run_as = _unprivileged_account() if os.geteuid() == 0 else None
-        self.base_dir = Path(tempfile.mkdtemp(prefix="aether-postgres-"))
+        self.base_dir = Path(tempfile.mkdtemp(prefix="aether-postgres-", dir=self._reachable_temp_dir()))
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "postgres.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -168,6 +169,15 @@ class PostgresServer:
         if self._run_as is None:
             return {}
         return {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+
+    def _reachable_temp_dir(self) -> str | None:
+        """The temp dir, or /tmp when the unprivileged account cannot pass through it (a private TMPDIR)."""
+        if self._run_as is None:
+            return None
+        here = Path(tempfile.gettempdir()).resolve()
+        if all(os.stat(p).st_mode & stat.S_IXOTH for p in (here, *here.parents)):
+            return None
+        return "/tmp"
 
     def _initdb(self) -> None:
         command = [
