@@ -75,7 +75,7 @@ def test_a_misbehaving_process_store_is_flagged(flaw, requirement, tmp_path):
 
 
 def test_a_failure_shows_the_json_lines_exchanged(tmp_path):
-    code, report, output = certify(FACTORY, tmp_path, "--", "-x",
+    code, report, output = certify(FACTORY, tmp_path, "-v", "--", "-x",
                                    env={"AETHER_STORE_COMMAND": f"{PYTHON_SERVER} --flaw off-by-one"})
     assert code == 1, output[-3000:]
     transcript = output[output.index("aether-store/1 transcript"):]

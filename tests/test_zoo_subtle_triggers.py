@@ -228,8 +228,7 @@ def _():
     t = [threading.Thread(target=writer), threading.Thread(target=reader)]
     [x.start() for x in t]; [x.join() for x in t]
     return bool(bad)
-@check("replica_lags_under_load")
-def _():
+def _replica_lag_seen():
     s = z.replica_lags_under_load(); saves(s, ev("r", 1)); ok = len(s.get_events("r", 0)) == 1; bad = []
     def writer():
         for v in range(2, 300): s.save_event(ev("r", v))
@@ -240,6 +239,11 @@ def _():
     t = [threading.Thread(target=writer), threading.Thread(target=reader)]
     [x.start() for x in t]; [x.join() for x in t]
     return ok and bool(bad) and len(s.get_events("r", 0)) == 299
+@check("replica_lags_under_load")
+def _():
+    # The lag shows only while the writer and the reader overlap, which a busy machine may not
+    # schedule in one attempt: any of 20 attempts showing it proves the specimen broken.
+    return any(_replica_lag_seen() for _ in range(20))
 @check("replica_lags_for_other_handles")
 def _():
     f = z.replica_lags_for_other_handles; a, b = f(), f(); saves(a, ev("h", 1))
