@@ -75,8 +75,15 @@ def test_specimen_is_flagged_for_its_requirement(name, tmp_path):
     assert_verdict(name, SPECIMENS[name], code, report, output)
 
 
+# Specimens that need a NATS cluster and injected faults live beside their tests.
+CLUSTER_SPECIMENS = {"any_replica_store": "ES-FAULT-001", "unreplicated_store": "ES-FAULT-001"}  # tests/test_faults_cluster.py
+
+
 def test_every_requirement_has_a_specimen_that_breaks_it():
-    broken = set(SPECIMENS.values()) - {None}
+    from tests.zoo import cluster_specimens
+
+    assert all(callable(getattr(cluster_specimens, name)) for name in CLUSTER_SPECIMENS)
+    broken = (set(SPECIMENS.values()) | set(CLUSTER_SPECIMENS.values())) - {None}
     assert not {r.id for r in REQUIREMENTS} - broken, "requirements no zoo specimen breaks"
 
 
