@@ -184,26 +184,35 @@ def _no_process_left_behind() -> Iterator[None]:
 
     The CLI becomes a child subreaper (Linux): a store's grandchild orphaned by a crashed worker,
     or one that escaped into its own session, is re-parented to this process instead of init, so
-    it can still be found and stopped here.
+    it can still be found and stopped here.  Processes that were already running when the run
+    began are spared: when ``main()`` is called inside a larger program (a test session with its
+    own servers), those are not the run's to stop.
     """
-    _become_subreaper()
+    was_subreaper = _set_subreaper(True)
+    already_running = set(_descendants(os.getpid()))
     try:
         yield
     finally:
-        _stop_descendants()
+        _stop_descendants(spare=already_running)
+        if not was_subreaper:
+            _set_subreaper(False)
 
 
-def _become_subreaper() -> None:
+def _set_subreaper(on: bool) -> bool:
+    """Set this process's child-subreaper flag (Linux); whether it was set before."""
     if not sys.platform.startswith("linux"):
-        return
+        return False
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_CHILD_SUBREAPER = 36
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
+        before = ctypes.c_int(0)
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(before), 0, 0, 0)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+        return bool(before.value)
     except (OSError, AttributeError):  # no prctl: direct children are still found below
-        pass
+        return False
 
 
 def _descendants(root: int) -> list[int]:
@@ -225,30 +234,44 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def _stop_descendants(grace: float = 3.0) -> None:
+def _stop_descendants(spare: set[int], grace: float = 3.0) -> None:
     me = os.getpid()
+    stopped: set[int] = set()
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = _descendants(me)
+        alive = [pid for pid in _descendants(me) if pid not in spare]
         if not alive:
             break
         for pid in alive:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
+        stopped.update(alive)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _reap_children():
+        while time.monotonic() < deadline and _reap(stopped):
             time.sleep(0.05)
-    _reap_children()
+    _reap(stopped)
 
 
-def _reap_children() -> bool:
-    """Collect exited children (zombies); True while some child is still running."""
-    while True:
+def _reap(pids: set[int]) -> bool:
+    """Collect those of ``pids`` that exited (only those: other children are not ours to wait for).
+
+    True while one of them still runs.
+    """
+    running = False
+    for pid in pids:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
+            exited, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # collected already, or a grandchild whose own parent collects it
+            exited = 0 if _is_running(pid) else pid
+        running = running or exited == 0
+    return running
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _import_path_behind_dependencies() -> None:

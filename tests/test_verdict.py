@@ -181,3 +181,25 @@ def test_a_result_that_blocks_when_read_cannot_hang_the_run(tmp_path):
     assert completed.returncode == 1
     messages = _outcome(report, "ES-READ-001")["messages"]
     assert any("per-call timeout" in m or "treated as hung" in m for m in messages), messages
+
+
+def test_called_in_process_the_cli_stops_only_what_its_run_started(monkeypatch):
+    # A test session (or any program) that calls cli.main() keeps its own servers: only processes
+    # started during the run are the run's to stop.
+    from aether_conformance import cli
+
+    before = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    started: list[subprocess.Popen] = []
+
+    def certify_starting_a_child(args, *outputs):
+        started.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]))
+        return 0
+
+    monkeypatch.setattr(cli, "_certify", certify_starting_a_child)
+    try:
+        assert cli.main(["run", "reference_store.memory:shared_store"]) == 0
+        assert _alive(before.pid), "the CLI stopped a process that was running before its run"
+        assert started and started[0].wait(30) is not None
+    finally:
+        before.kill()
+        before.wait()
