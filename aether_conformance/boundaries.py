@@ -185,6 +185,9 @@ TIMESTAMPS: dict[str, str] = {
     "offset-plus-14": "2024-06-01T12:00:00+14:00",
     "offset-minus-12": "2024-06-01T12:00:00-12:00",
     "offset-newfoundland": "2024-06-01T12:00:00.123-03:30",
+    # Negative with zero hours: a parser that takes the sign from the hours field reads +00:30.
+    "offset-minus-half-hour": "2024-06-01T12:00:00-00:30",
+    "offset-minus-quarter-hour": "2024-06-01T12:00:00.5-00:45",
 }
 
 # One character of each class Go's strconv.Quote (%q) escapes, with its escape.  All were assigned

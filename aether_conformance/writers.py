@@ -296,27 +296,40 @@ def _read_rounds(
                     continue
                 op.ok(version=latest)
                 seen[actor] = max(seen.get(actor, 0), latest)
+                if latest > 0:
+                    # At once, what a client reads next: the events from the version it was just told.  A
+                    # store that publishes the latest version before the event (a counter, then the row;
+                    # a replica that lags the primary) shows the gap only to a read this close.
+                    _read_events(handle, actor, latest, latest, label, recorder, log)
             else:
                 required = seen.get(actor, 0)
-                start = max(0, required - 2)
-                invoked = clock()
-                events = handle.get_events(actor, start)
-                completed = clock()
-                pairs = tuple((e.version, e.id) for e in events)
-                log.add(EventsRead(label, actor, start, required, pairs, invoked, completed))
-                if pairs or start == 0:
-                    top = max((version for version, _ in pairs), default=0)
-                    seen[actor] = max(required, top)
-                    # Recorded in the history too: the highest version read (0 for none from version 0) is the
-                    # latest at the read's instant.  Recorded once answered: an empty read from above 0 says
-                    # nothing of the latest, and is check_event_reads' to judge.
-                    recorder.extend([dict(index=0, writer=label, kind=EVENTS, actor_id=actor, invoke_ns=invoked,
-                                          complete_ns=completed, outcome=OK, version=top)])
+                top = _read_events(handle, actor, max(0, required - 2), required, label, recorder, log)
+                seen[actor] = max(required, top)
         except StoreTimeout:
             barrier.abort()
             return
         except (StoreMisbehaviour, VersionConflictError):
             continue  # a failed read shows nothing; the writers' history carries the verdict
+
+
+def _read_events(handle: DrivenHandle, actor: str, start: int, required: int, label: str,
+                 recorder: HistoryRecorder, log: RunLog) -> int:
+    """One get_events from ``start`` by a reader that had seen ``required`` as the latest; the highest
+    version it returned (0 for none)."""
+    clock = recorder.now
+    invoked = clock()
+    events = handle.get_events(actor, start)
+    completed = clock()
+    pairs = tuple((e.version, e.id) for e in events)
+    log.add(EventsRead(label, actor, start, required, pairs, invoked, completed))
+    top = max((version for version, _ in pairs), default=0)
+    if pairs or start == 0:
+        # Recorded in the history too: the highest version read (0 for none from version 0) is the
+        # latest at the read's instant.  Recorded once answered: an empty read from above 0 says
+        # nothing of the latest, and is check_event_reads' to judge.
+        recorder.extend([dict(index=0, writer=label, kind=EVENTS, actor_id=actor, invoke_ns=invoked,
+                              complete_ns=completed, outcome=OK, version=top)])
+    return top
 
 
 def run_writers(
