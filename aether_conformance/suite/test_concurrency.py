@@ -23,10 +23,10 @@ import pytest
 
 from ..html_report import history_artifact
 from ..plugin import STATISTICS_KEY, run_key
-from ..driver import StoreDriver
+from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
 from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
 from ..writers import draw_plan, run_writer_process, run_writers, stored_events
-from .support import q, violated
+from .support import new_event, new_snapshot, q, save_ok, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -239,3 +239,58 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
         late.close()
     how = f"{'asyncio tasks' if store.is_async else 'threads'}, with handles made and dropped meanwhile"
     _verdict("ES-CONC-001", store, plan, recorder, request, how)
+
+
+@pytest.mark.requirement("SS-SNAP-002")
+def test_racing_snapshot_saves_on_one_actor_keep_the_highest(snapshot_store, aether_driver, fresh_actor,
+                                                               aether_profile):
+    # All writers of a round save a snapshot of one actor at once, each at its own version, in a
+    # seeded order: a store that reads the current snapshot, compares and writes outside one
+    # transaction (or upserts without a version guard) lets a lower version overwrite a higher one.
+    # Each round has its own actor, so the final read of each shows what its round left.
+    writers = max(4, min(aether_profile.writers, 8))
+    rounds = max(20, aether_profile.rounds // 4)
+    seed = _seed()
+    rng = random.Random(seed)
+    orders = [rng.sample(range(1, writers + 1), writers) for _ in range(rounds)]
+    actors = [fresh_actor("snaprace") for _ in range(rounds)]
+    for actor in actors:  # a store may refuse a snapshot ahead of the actor's events
+        for version in range(1, writers + 1):
+            save_ok("SS-SNAP-002", snapshot_store, new_event(actor, version))
+    handles = [snapshot_store, aether_driver.new_handle()]
+    barrier = threading.Barrier(writers)
+    barrier_timeout = max(60.0, 3 * snapshot_store.driver.timeout)
+    failures: list[str] = []
+
+    def write(writer: int) -> None:
+        handle = handles[writer % len(handles)]
+        for round_no, actor in enumerate(actors):
+            try:
+                barrier.wait(barrier_timeout)
+            except threading.BrokenBarrierError:
+                return
+            version = orders[round_no][writer]
+            try:
+                handle.save_snapshot(new_snapshot(actor, version, state={"writer": writer, "version": version}))
+            except StoreMisbehaviour as error:
+                failures.append(f"round {round_no}: save_snapshot({q(actor)}, version {version}) failed: {error}")
+                if isinstance(error, StoreTimeout):
+                    barrier.abort()
+                    return
+
+    threads = [threading.Thread(target=write, args=(w,), name=f"snapshot-writer-{w}") for w in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    doing = f"{writers} writers saving snapshots of one actor at once, {rounds} rounds (plan seed {seed})"
+    if failures:
+        violated("SS-SNAP-002", f"{doing}: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
+    for round_no, actor in enumerate(actors):
+        got = snapshot_store.get_latest_snapshot(actor)
+        winner = orders[round_no].index(writers)
+        if got is None or got.version != writers or got.state != {"writer": winner, "version": writers}:
+            shown = "None" if got is None else f"version {got.version} with state {json.dumps(got.state)}"
+            violated("SS-SNAP-002", f"{doing}: in round {round_no} versions {orders[round_no]} of {q(actor)} were "
+                                    f"saved at once (each acknowledged); get_latest_snapshot then returned {shown}; "
+                                    f"expected version {writers}, the highest")
