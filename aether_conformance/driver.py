@@ -152,6 +152,9 @@ class _Worker:
             except BaseException as error:  # handed back to the caller, which decides
                 result = (False, error)
             deliver(result)
+            # An idle worker holds nothing of the store: a dropped handle must be collectable, since
+            # what a store does when a handle goes away (a pool slot released) is under test too.
+            del fn, args, deliver, result
 
 
 class _ThreadRunner:

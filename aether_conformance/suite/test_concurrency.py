@@ -197,6 +197,9 @@ def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_acto
     _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
+CHURNED_HANDLES = 16
+
+
 @pytest.mark.requirement("ES-HANDLE-001", "ES-CONC-001")
 def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_profile, request):
     # While writers race, new handles come and go (made from the factory in a driver of their own,
@@ -207,9 +210,14 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
                      _seed())
     recorder = HistoryRecorder()
     churned = []
+    writers_done = threading.Event()
 
     def churn():
-        for number in range(3):
+        # Handles keep coming for as long as the writers write, and at least CHURNED_HANDLES of them:
+        # a pool of up to CHURNED_HANDLES // 2 slots hands each slot out again after saves it missed.
+        number = 0
+        while number < CHURNED_HANDLES or not writers_done.is_set():
+            number += 1
             driver = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
             try:
                 handle = driver.new_handle()
@@ -229,8 +237,11 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
 
     churner = threading.Thread(target=churn, name="aether-handle-churn", daemon=True)
     churner.start()
-    run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
-    churner.join(60 + 6 * store.driver.timeout)
+    try:
+        run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
+    finally:
+        writers_done.set()
+    churner.join(60 + 4 * CHURNED_HANDLES * store.driver.timeout)
     late = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
     try:
         op = recorder.invoke("handle-after-churn", "latest", plan.actor_id)
@@ -238,7 +249,13 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
     finally:
         late.close()
     how = f"{'asyncio tasks' if store.is_async else 'threads'}, with handles made and dropped meanwhile"
-    _verdict("ES-CONC-001", store, plan, recorder, request, how)
+    # The writers' own history (one handle) judges the check-and-append; when only the handles that
+    # came and went saw stale versions, the store broke ES-HANDLE-001 and nothing else.
+    writers_alone = check_history(
+        [op for op in recorder.operations() if op.writer.startswith("w")],
+        {plan.actor_id: stored_events(store.get_events(plan.actor_id, 0))},
+    )
+    _verdict("ES-CONC-001" if not writers_alone.ok else "ES-HANDLE-001", store, plan, recorder, request, how)
 
 
 @pytest.mark.requirement("SS-SNAP-002")
