@@ -24,16 +24,20 @@ class Profile:
     # Events in the long stream of one actor: past the read windows real backends page by
     # (100, 1,000, 10,000 and, in thorough, 65,536).
     long_stream_events: int
+    # Seconds hypothesis may spend shrinking a failure (its own default is 300): every shrink step
+    # replays store calls, so a broken store would otherwise take minutes to report, and a
+    # partly shrunk example still reproduces the failure.
+    shrink_seconds: int
 
 
 PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
         Profile("quick", 40, 20, writers=4, rounds=60, processes=2, threads_per_process=2, process_rounds=40,
-                long_stream_events=1_050),
+                long_stream_events=1_050, shrink_seconds=15),
         Profile("default", 200, 25, writers=8, rounds=350, processes=3, threads_per_process=3, process_rounds=120,
-                long_stream_events=10_050),
+                long_stream_events=10_050, shrink_seconds=30),
         Profile("thorough", 1000, 40, writers=16, rounds=1500, processes=4, threads_per_process=4, process_rounds=500,
-                long_stream_events=100_050),
+                long_stream_events=100_050, shrink_seconds=120),
     )
 }

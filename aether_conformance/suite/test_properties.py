@@ -79,6 +79,19 @@ def _unreplayable_failures_reported(failures):
         raise attributed(error) from error
 
 
+@contextmanager
+def _shrinking_budget(profile):
+    # MAX_SHRINKING_SECONDS is hypothesis's knob for this, monkeypatchable by design.
+    from hypothesis.internal.conjecture import engine
+
+    before = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = profile.shrink_seconds
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = before
+
+
 def _settings(profile, examples, steps=None):
     return settings(
         max_examples=examples,
@@ -170,7 +183,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                                   f"expected {want} (saved versions {versions(self.model[actor_id])})")
 
     try:
-        with _unreplayable_failures_reported(failures):
+        with _unreplayable_failures_reported(failures), _shrinking_budget(aether_profile):
             run_state_machine_as_test(
                 StoreMachine, settings=_settings(aether_profile, aether_profile.state_machine_examples)
             )
@@ -205,5 +218,5 @@ def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_pro
                                     + "; ".join(diff_snapshot(candidates[0], got)))
 
     settings_ = _settings(aether_profile, max(20, aether_profile.state_machine_examples // 2))
-    with _unreplayable_failures_reported(failures):
+    with _unreplayable_failures_reported(failures), _shrinking_budget(aether_profile):
         settings_(check)()
