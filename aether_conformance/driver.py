@@ -75,6 +75,14 @@ class StoreWrongType(StoreMisbehaviour):
     pass
 
 
+class StoreReadOutOfOrder(StoreMisbehaviour):
+    """get_events returned versions that do not strictly ascend (unordered or repeated events).
+
+    Whatever test made the read, that is ES-READ-001's rule broken, and the message says so:
+    a test that only reads back what it saved is then blocked by ES-READ-001, not failed.
+    """
+
+
 def load_factory(spec: str) -> Callable[[], Any]:
     """Import ``MODULE:ATTR`` (ATTR may be dotted) and return the zero-argument factory."""
     module_name, sep, attr_path = spec.partition(":")
@@ -409,6 +417,19 @@ def _events(call: str, value: Any) -> list[Event]:
                 f"({type(item).__name__}); expected an aether_conformance.Event"
             )
         events.append(_rebuilt(call, f"item [{position}]", item))
+    for position in range(1, len(events)):
+        if events[position].version <= events[position - 1].version:
+            shown = [event.version for event in events]
+            if len(shown) > 12:
+                shown = [*shown[max(0, position - 5):position + 5]]
+                where = f"around items [{max(0, position - 5)}..{min(len(events), position + 5) - 1}] "
+            else:
+                where = ""
+            raise StoreReadOutOfOrder(
+                f"ES-READ-001: {call} returned versions {where}{shown}: version {events[position].version} "
+                f"(item [{position}]) follows {events[position - 1].version}; a read returns each event once, "
+                "in strictly ascending version order"
+            )
     return events
 
 

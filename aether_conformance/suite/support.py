@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from ..driver import DrivenHandle, StoreMisbehaviour, StoreRaised
 from ..errors import VersionConflictError, go_quote
 from ..model import ActorSnapshot, Event, Timestamp, json_equal
+from ..report import cited_ids
 
 __all__ = [
     "RequirementViolation",
@@ -53,7 +54,8 @@ def blame(req_id: str) -> Iterator[None]:
     try:
         yield
     except StoreMisbehaviour as error:
-        error.args = (f"{req_id}: {error}",)
+        if not cited_ids(str(error)):  # a misbehaviour the driver already charges to its own rule
+            error.args = (f"{req_id}: {error}",)
         raise
 
 

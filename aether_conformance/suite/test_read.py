@@ -39,6 +39,25 @@ def test_reads_are_inclusive_and_ascending(store, fresh_actor, from_version):
         violated("ES-READ-001", f"get_events on {q(actor)} returned events not saved at their versions: {wrong}")
 
 
+@pytest.mark.requirement("ES-READ-001")
+def test_every_read_sees_the_saves_made_since_the_same_read(store, fresh_actor):
+    # The same reads, from every kind of from_version, before and after each save: a read-through
+    # cache keyed by (actor, from_version) that a save invalidates only for the whole-stream key
+    # keeps answering tail reads with what they returned before.
+    actor = fresh_actor("reread")
+    saved: list[int] = []
+    for version in (1, 2, 3, 5, 6):
+        save_ok("ES-READ-001", store, new_event(actor, version))
+        saved.append(version)
+        for from_version in (0, 1, 2, 3, 4, 5, 6, 7):
+            expected = [v for v in saved if v >= from_version]
+            got = versions(store.get_events(actor, from_version))
+            if got != expected:
+                violated("ES-READ-001", f"saved versions {saved} to actor {q(actor)}, reading from 0 to 7 after each "
+                                        f"save; get_events(from_version={from_version}) then returned {got}; "
+                                        f"expected {expected}")
+
+
 @pytest.mark.requirement("ES-READ-002")
 def test_unknown_actor_has_no_events(store, fresh_actor):
     actor = fresh_actor("never-written")

@@ -1610,7 +1610,7 @@ SUBTLE: dict[str, str | None] = {
     "depth_48_nulls_data": "ES-READ-003",
     "depth_32_nulls_state": "SS-SNAP-003",
     "ttl_latest_counter": "ES-LATEST-002",
-    "lru_evicts_streams": "ES-READ-001",
+    "lru_evicts_streams": "ES-LATEST-002",  # a revisited actor is at 0 (and reads empty)
     "cache_invalidates_one_key": "ES-READ-001",
     "nfc_actor_ids": "ES-ACTOR-002",
     "nfkc_actor_ids": "ES-ACTOR-002",
