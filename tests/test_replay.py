@@ -56,3 +56,21 @@ def test_a_store_that_changes_data_on_the_way_is_caught_by_the_replay(tmp_path):
     script = write_reproduction(tmp_path, "t", "ES-READ-003", "placeholder:make", "ES-READ-003: ...", _calls(), 5.0)
     completed = _run(script, "tests.zoo.specimens:null_data_becomes_empty")
     assert completed.returncode == 1 and "get_events" in completed.stdout, completed.stdout + completed.stderr
+
+
+def test_a_state_machine_failure_replays_the_failing_example_alone(tmp_path):
+    # The state machine runs dozens of examples before the failing one is shrunk and run last:
+    # the reproduction holds that example's calls, not every example's.
+    artifacts = tmp_path / "artifacts"
+    completed = subprocess.run(
+        [sys.executable, "-m", "aether_conformance.cli", "run", "tests.zoo.specimens:off_by_one", "--profile", "quick",
+         "--artifacts", str(artifacts), "--", "-k", "test_store_behaves_like_the_model"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (script,) = (artifacts / "reproductions").glob("*.py")
+    calls = script.read_text().count("'method':")
+    # One example: at most 20 steps (quick), each a save, a read or a conflict check of a few calls.
+    assert 0 < calls <= 80, f"{calls} calls in {script}"
+    replayed = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert replayed.returncode == 1 and "REPRODUCED" in replayed.stdout, replayed.stdout + replayed.stderr
