@@ -372,6 +372,11 @@ class DrivenHandle:
     def get_events(self, actor_id: str, from_version: int) -> list[Event]:
         return self._call("get_events", (actor_id, from_version), _events)
 
+    def get_events_as_returned(self, actor_id: str, from_version: int) -> list[Event]:
+        """get_events, checked like any read, but the store's own Event objects rather than the
+        driver's plain copies: what ES-READ-005 changes to see whether the store shares them."""
+        return self._call("get_events", (actor_id, from_version), _events_as_returned)
+
     def get_latest_version(self, actor_id: str) -> int:
         return self._call("get_latest_version", (actor_id,), _version)
 
@@ -440,6 +445,11 @@ def _events(call: str, value: Any) -> list[Event]:
                 "in strictly ascending version order"
             )
     return events
+
+
+def _events_as_returned(call: str, value: Any) -> list[Event]:
+    _events(call, value)  # the same checks; the copies are dropped
+    return value
 
 
 def _snapshot(call: str, value: Any) -> ActorSnapshot | None:

@@ -260,6 +260,14 @@ class SharesCallersData(CorrectStore):
         return [e for e in self.shared.events.get(actor_id, []) if e.version >= from_version]
 
 
+class SharesReadEvents(CorrectStore):
+    """Copies events on the way in but hands out the events it keeps on reads: a caller that
+    changes what it read changes the store (only the SHOULD ES-READ-005 fails)."""
+
+    def select(self, actor_id, from_version):
+        return [e for e in self.shared.events.get(actor_id, []) if e.version >= from_version]
+
+
 class LatestIsEventCount(CorrectStore):
     """Answers get_latest_version with the number of events, which is wrong once versions have gaps."""
 
@@ -432,6 +440,7 @@ async_check_then_write_race = _async_factory(AsyncCheckThenWriteRace)
 no_gaps = factory(NoGaps)
 microsecond_utc_timestamps = factory(MicrosecondUTCTimestamps)
 shares_callers_data = factory(SharesCallersData)
+shares_read_events = factory(SharesReadEvents)
 latest_is_event_count = factory(LatestIsEventCount)
 key_error_for_empty_id = factory(KeyErrorForEmptyId)
 stores_then_refuses_reused_id = factory(StoresThenRefusesReusedId)
@@ -478,6 +487,7 @@ SPECIMENS: dict[str, str | None] = {
     "no_gaps": "ES-SAVE-001",
     "microsecond_utc_timestamps": "ES-READ-004",
     "shares_callers_data": "ES-READ-005",
+    "shares_read_events": "ES-READ-005",
     "latest_is_event_count": "ES-LATEST-002",
     "key_error_for_empty_id": "ES-REFUSE-001",
     "stores_then_refuses_reused_id": "ES-REFUSE-001",
