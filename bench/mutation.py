@@ -24,7 +24,8 @@ and reads the exit code and ``DIR/report.json``:
 Mutants inside annotations are not run when the module has ``from __future__ import
 annotations``: those annotations are strings that nothing evaluates, so the mutant is
 the same program (e.g. ``bytes | None`` made ``bytes - None``).  They are listed as
-equivalent.
+equivalent.  A mutant that is not valid Python (cosmic-ray turns the bare ``*`` before
+keyword-only parameters into ``+``) is listed as invalid and not run either.
 
 The file is restored after every mutant, and checked byte for byte at the end.  Run it
 in a checkout nobody else is using: the mutated file is on disk while a mutant runs.
@@ -69,8 +70,8 @@ TARGETS = {
                      ("--capability", "multiprocess")),
 }
 
-SURVIVED, KILLED, KILLED_AT_START, KILLED_INCOMPLETE, TIMEOUT, EQUIVALENT = (
-    "survived", "killed", "killed at start", "killed, run incomplete", "timeout", "equivalent")
+SURVIVED, KILLED, KILLED_AT_START, KILLED_INCOMPLETE, TIMEOUT, EQUIVALENT, INVALID = (
+    "survived", "killed", "killed at start", "killed, run incomplete", "timeout", "equivalent", "invalid")
 ANNOTATION_REASON = "inside an annotation, which `from __future__ import annotations` leaves unevaluated"
 
 
@@ -192,6 +193,13 @@ def test_mutant(item: WorkItem, target: Target, profile: str, timeout: float) ->
     with use_mutation(Path(mutation.module_path), operator, mutation.occurrence) as (original, mutated):
         if mutated is None:
             return WorkResult(worker_outcome=WorkerOutcome.NO_TEST)
+        try:
+            compile(mutated, mutation.module_path, "exec")
+        except SyntaxError as error:
+            # cosmic-ray also mutates the bare `*` of keyword-only parameters as if it were a product.
+            return WorkResult(worker_outcome=WorkerOutcome.NORMAL, test_outcome=TestOutcome.INCOMPETENT,
+                              output=json.dumps({"outcome": INVALID, "detail": f"not Python: {error}"}),
+                              diff=diff(original, mutated, mutation.module_path))
         outcome, detail, seconds = run_cli(target, profile, timeout)
     return WorkResult(
         worker_outcome=WorkerOutcome.NORMAL,
@@ -259,10 +267,11 @@ def summarize(results: list[tuple[WorkItem, WorkResult]], seconds: float) -> int
     counts: dict[str, int] = {}
     for _, _, info in outcomes:
         counts[info["outcome"]] = counts.get(info["outcome"], 0) + 1
-    equivalent = counts.get(EQUIVALENT, 0)
+    equivalent, invalid = counts.get(EQUIVALENT, 0), counts.get(INVALID, 0)
     killed = sum(counts.get(key, 0) for key in (KILLED, KILLED_AT_START, KILLED_INCOMPLETE, TIMEOUT))
     survived = counts.get(SURVIVED, 0)
-    print(f"\nmutants: {len(outcomes)} ({equivalent} equivalent by construction: {ANNOTATION_REASON})")
+    print(f"\nmutants: {len(outcomes)} ({equivalent} equivalent by construction: {ANNOTATION_REASON}; "
+          f"{invalid} not valid Python, not run)")
     print(f"run: {killed + survived}; killed: {killed} (by a test {counts.get(KILLED, 0)}, at start "
           f"{counts.get(KILLED_AT_START, 0)}, run incomplete {counts.get(KILLED_INCOMPLETE, 0)}, "
           f"timeouts {counts.get(TIMEOUT, 0)}); survived: {survived}")
