@@ -134,6 +134,15 @@ class CallLog:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self._before_examples: int | None = None
+
+    def new_example(self) -> None:
+        """A property test starts an example: forget the previous example's calls (keeping the test's
+        setup), so that a failure's log holds the failing example alone, the one hypothesis runs last."""
+        if self._before_examples is None:
+            self._before_examples = len(self.calls)
+        else:
+            del self.calls[self._before_examples:]
 
     def record(self, handle: int, method: str, args: tuple) -> None:
         wired = [{"record": type(a).__name__, **a.to_dict()} if isinstance(a, (Event, ActorSnapshot)) else a

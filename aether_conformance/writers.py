@@ -203,57 +203,93 @@ def _write_rounds(
     barrier_timeout: float,
     recorder: HistoryRecorder,
     log: RunLog,
+    progress: RoundProgress | None = None,
 ) -> None:
-    actors = plan.actors
     seen: dict[str, int] = {}
     for round_no, fresh in enumerate(plan.fresh[writer_no]):
         try:
             barrier.wait(barrier_timeout)
         except threading.BrokenBarrierError:
             return  # a peer is stuck in the store; its pending call is recorded as unknown
-        actor = actors[plan.picks[writer_no][round_no]] if plan.picks else plan.actor_id
-        step = plan.steps[writer_no][round_no] if plan.steps else 1
-        if fresh or actor not in seen:
-            op = recorder.invoke(label, LATEST, actor)
-            try:
-                seen[actor] = handle.get_latest_version(actor)
-            except StoreTimeout:
-                barrier.abort()
-                return
-            except (StoreMisbehaviour, VersionConflictError) as error:
-                op.error(str(error))
-                continue
-            op.ok(version=seen[actor])
-        event = _event(plan, actor, label, round_no, seen[actor] + step)
-        op = recorder.invoke(
-            label, SAVE, actor, version=event.version, event_id=event.id, digest=content_digest(event)
-        )
         try:
-            handle.save_event(event)
-        except VersionConflictError as conflict:
-            if conflict.actor_id != actor or conflict.attempted_version != event.version:
-                op.error(f"VersionConflictError with wrong fields: {conflict!r}")
-            else:
-                op.conflict(conflict.current_version)
-                seen[actor] = conflict.current_version
-            continue
+            if not _write_round(handle, plan, writer_no, label, round_no, fresh, seen, barrier, recorder, log):
+                return
+        finally:
+            if progress is not None:
+                progress.finish(round_no)
+
+
+def _write_round(handle: DrivenHandle, plan: WriterPlan, writer_no: int, label: str, round_no: int, fresh: bool,
+                 seen: dict[str, int], barrier: Any, recorder: HistoryRecorder, log: RunLog) -> bool:
+    """One writer's round: read the latest if the plan says so, save, read back, snapshot.  False when
+    the store hung (the barrier is then broken)."""
+    actors = plan.actors
+    actor = actors[plan.picks[writer_no][round_no]] if plan.picks else plan.actor_id
+    step = plan.steps[writer_no][round_no] if plan.steps else 1
+    if fresh or actor not in seen:
+        op = recorder.invoke(label, LATEST, actor)
+        try:
+            seen[actor] = handle.get_latest_version(actor)
         except StoreTimeout:
             barrier.abort()
-            return
-        except StoreMisbehaviour as error:
+            return False
+        except (StoreMisbehaviour, VersionConflictError) as error:
             op.error(str(error))
-            continue
-        op.ok()
-        before, seen[actor] = seen[actor], event.version
-        if plan.steps and not _read_after_win(handle, actor, before + 1, event.version, label, log, recorder.now):
+            return True
+        op.ok(version=seen[actor])
+    event = _event(plan, actor, label, round_no, seen[actor] + step)
+    op = recorder.invoke(
+        label, SAVE, actor, version=event.version, event_id=event.id, digest=content_digest(event)
+    )
+    try:
+        handle.save_event(event)
+    except VersionConflictError as conflict:
+        if conflict.actor_id != actor or conflict.attempted_version != event.version:
+            op.error(f"VersionConflictError with wrong fields: {conflict!r}")
+        else:
+            op.conflict(conflict.current_version)
+            seen[actor] = conflict.current_version
+        return True
+    except StoreTimeout:
+        barrier.abort()
+        return False
+    except StoreMisbehaviour as error:
+        op.error(str(error))
+        return True
+    op.ok()
+    before, seen[actor] = seen[actor], event.version
+    if plan.steps and not _read_after_win(handle, actor, before + 1, event.version, label, log, recorder.now):
+        barrier.abort()
+        return False
+    if plan.snapshots:
+        try:
+            _snapshot(handle, actor, event.version, label, log, recorder.now)
+        except StoreTimeout:
             barrier.abort()
-            return
-        if plan.snapshots:
-            try:
-                _snapshot(handle, actor, event.version, label, log, recorder.now)
-            except StoreTimeout:
-                barrier.abort()
-                return
+            return False
+    return True
+
+
+# Latest-then-events reads a reader repeats in one round while writers of that round are still
+# writing: the window in which a store shows a latest version without its event lasts only as long
+# as a save, and more reads inside it make catching it a matter of course rather than of luck.
+REREADS_PER_ROUND = 16
+
+
+class RoundProgress:
+    """How many writers have finished each round, so that readers read on while some still write."""
+
+    def __init__(self, writers: int) -> None:
+        self.writers = writers
+        self._finished: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def finish(self, round_no: int) -> None:
+        with self._lock:
+            self._finished[round_no] = self._finished.get(round_no, 0) + 1
+
+    def writing(self, round_no: int) -> bool:
+        return self._finished.get(round_no, 0) < self.writers
 
 
 def _read_rounds(
@@ -264,13 +300,14 @@ def _read_rounds(
     barrier_timeout: float,
     recorder: HistoryRecorder,
     log: RunLog,
+    progress: RoundProgress,
 ) -> None:
     """A reader: in each round one read of the plan's kind; events are read from the latest it saw."""
     label = f"r{reader_no}"
     actors = plan.actors
     seen: dict[str, int] = {}
     clock = recorder.now
-    for kind, index in plan.reads[reader_no]:
+    for round_no, (kind, index) in enumerate(plan.reads[reader_no]):
         try:
             barrier.wait(barrier_timeout)
         except threading.BrokenBarrierError:
@@ -286,21 +323,11 @@ def _read_rounds(
                     raise
                 log.add(SnapshotCall(label, "read", actor, None if got is None else got.version, invoked, clock(), OK))
             elif kind == "latest":
-                op = recorder.invoke(label, LATEST, actor)
-                try:
-                    latest = handle.get_latest_version(actor)
-                except StoreTimeout:
-                    raise  # left pending: it never returned
-                except StoreMisbehaviour as error:
-                    op.error(str(error))
-                    continue
-                op.ok(version=latest)
-                seen[actor] = max(seen.get(actor, 0), latest)
-                if latest > 0:
-                    # At once, what a client reads next: the events from the version it was just told.  A
-                    # store that publishes the latest version before the event (a counter, then the row;
-                    # a replica that lags the primary) shows the gap only to a read this close.
-                    _read_events(handle, actor, latest, latest, label, recorder, log)
+                _latest_then_events(handle, actor, label, seen, recorder, log)
+                for _ in range(REREADS_PER_ROUND):
+                    if not progress.writing(round_no):
+                        break
+                    _latest_then_events(handle, actor, label, seen, recorder, log)
             else:
                 required = seen.get(actor, 0)
                 top = _read_events(handle, actor, max(0, required - 2), required, label, recorder, log)
@@ -310,6 +337,25 @@ def _read_rounds(
             return
         except (StoreMisbehaviour, VersionConflictError):
             continue  # a failed read shows nothing; the writers' history carries the verdict
+
+
+def _latest_then_events(handle: DrivenHandle, actor: str, label: str, seen: dict[str, int],
+                        recorder: HistoryRecorder, log: RunLog) -> None:
+    op = recorder.invoke(label, LATEST, actor)
+    try:
+        latest = handle.get_latest_version(actor)
+    except StoreTimeout:
+        raise  # left pending: it never returned
+    except StoreMisbehaviour as error:
+        op.error(str(error))
+        return
+    op.ok(version=latest)
+    seen[actor] = max(seen.get(actor, 0), latest)
+    if latest > 0:
+        # At once, what a client reads next: the events from the version it was just told.  A store
+        # that publishes the latest version before the event (a counter, then the row; a replica
+        # that lags the primary) shows the gap only to a read this close.
+        _read_events(handle, actor, latest, latest, label, recorder, log)
 
 
 def _read_events(handle: DrivenHandle, actor: str, start: int, required: int, label: str,
@@ -347,10 +393,12 @@ def run_writers(
     log = log if log is not None else RunLog()
     barrier = barrier or threading.Barrier(plan.writers + plan.readers)
     barrier_timeout = max(_BARRIER_TIMEOUT_FLOOR, 3 * call_timeout)
+    progress = RoundProgress(plan.writers)
     threads = [
         threading.Thread(
             target=_write_rounds,
-            args=(handles[w % len(handles)], plan, w, f"{label_prefix}w{w}", barrier, barrier_timeout, recorder, log),
+            args=(handles[w % len(handles)], plan, w, f"{label_prefix}w{w}", barrier, barrier_timeout, recorder, log,
+                  progress),
             name=f"aether-writer-{label_prefix}{w}",
             daemon=True,  # a writer stuck in a hung store must not keep the run alive
         )
@@ -358,7 +406,7 @@ def run_writers(
     ] + [
         threading.Thread(
             target=_read_rounds,
-            args=(handles[(k + 1) % len(handles)], plan, k, barrier, barrier_timeout, recorder, log),
+            args=(handles[(k + 1) % len(handles)], plan, k, barrier, barrier_timeout, recorder, log, progress),
             name=f"aether-reader-{label_prefix}{k}",
             daemon=True,
         )

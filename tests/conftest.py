@@ -66,6 +66,8 @@ def _processes_of_the_session(marker: bytes) -> list[tuple[int, int, str]]:
             parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
             continue
+        if parent == os.getpid() and "multiprocessing.resource_tracker" in command:
+            continue  # this process's own tracker: it exits when this process does, after the check
         if marker in environment.split(b"\0"):
             found.append((int(entry.name), parent, command or "?"))
     return found

@@ -25,5 +25,8 @@ def test_the_wheel_ships_the_schemas_and_registers_the_plugin(tmp_path):
         with zipfile.ZipFile(wheel) as archive:
             assert archive.read(packaged) == (ROOT / "schemas" / f"{schema}.schema.json").read_bytes()
     assert "aether_conformance/suite/test_concurrency.py" in names
+    # Data files the kit reads at run time (ES-ERR-002's expected %q text for process stores).
+    for data in sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "aether_conformance").rglob("*.json")):
+        assert data in names, f"{data} missing from the wheel"
     assert "aether_conformance = aether_conformance.plugin" in entry_points
     assert "aether-conformance = aether_conformance.cli:main" in entry_points

@@ -72,3 +72,21 @@ def test_data_nested_as_deep_as_the_model_carries_is_replayed(tmp_path):
     completed = _run(script, "tests.zoo.specimens:correct")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "NOT REPRODUCED: all 2 calls" in completed.stdout
+
+
+def test_a_state_machine_failure_replays_the_failing_example_alone(tmp_path):
+    # The state machine runs dozens of examples before the failing one is shrunk and run last:
+    # the reproduction holds that example's calls, not every example's.
+    artifacts = tmp_path / "artifacts"
+    completed = subprocess.run(
+        [sys.executable, "-m", "aether_conformance.cli", "run", "tests.zoo.specimens:off_by_one", "--profile", "quick",
+         "--artifacts", str(artifacts), "--", "-k", "test_store_behaves_like_the_model"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (script,) = (artifacts / "reproductions").glob("*.py")
+    calls = script.read_text().count("'method':")
+    # One example: at most 20 steps (quick), each a save, a read or a conflict check of a few calls.
+    assert 0 < calls <= 80, f"{calls} calls in {script}"
+    replayed = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert replayed.returncode == 1 and "REPRODUCED" in replayed.stdout, replayed.stdout + replayed.stderr

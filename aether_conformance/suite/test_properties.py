@@ -19,6 +19,7 @@ from hypothesis.errors import Flaky
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
+from .. import driver as driver_module
 from .. import strategies as aether_st
 from ..plugin import STATISTICS_KEY
 from ..errors import VersionConflictError
@@ -79,6 +80,11 @@ def _unreplayable_failures_reported(failures):
         raise attributed(error) from error
 
 
+def _new_example() -> None:
+    if driver_module.call_log is not None:  # the reproduction replays the last example only
+        driver_module.call_log.new_example()
+
+
 @contextmanager
 def _shrinking_budget(profile):
     # MAX_SHRINKING_SECONDS is hypothesis's knob for this, monkeypatchable by design.
@@ -112,6 +118,7 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
         def __init__(self):
             super().__init__()
             examples.append(1)
+            _new_example()
             self.actors = [fresh_actor(f"sm{i}") for i in range(ACTORS_PER_EXAMPLE)]
             self.model = {actor: [] for actor in self.actors}  # the events each actor should hold
 
@@ -199,6 +206,7 @@ def test_snapshots_behave_like_the_model(snapshot_store, fresh_actor, aether_pro
                               min_size=1, max_size=8))
     @_recording(failures)
     def check(snapshots):
+        _new_example()
         actor = fresh_actor("snap")
         saved = [replace(s, actor_id=actor) for s in snapshots]
         with blame("SS-SNAP-002"):
