@@ -111,7 +111,8 @@ def run_cli(target: Target, profile: str, timeout: float) -> tuple[str, str, flo
     """Certify the store as it is on disk now: (outcome, detail, seconds)."""
     with tempfile.TemporaryDirectory(prefix="aether-mutant-") as work:
         artifacts = Path(work) / "artifacts"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1",
+        # TMPDIR too: a mutant that ignores $AETHER_SQLITE_PATH writes its default file in here.
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": work,
                "AETHER_SQLITE_PATH": str(Path(work) / "store.sqlite3")}
         command = [sys.executable, "-m", "aether_conformance.cli", "run", target.store, "--profile", profile,
                    *target.cli_args, "--artifacts", str(artifacts), "--", "-x"]
