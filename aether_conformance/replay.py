@@ -14,6 +14,7 @@ those, re-run the test; the history it wrote shows the interleaving).
 
 from __future__ import annotations
 
+import json
 import os
 import pprint
 import sys
@@ -153,6 +154,7 @@ The failure it reproduces:
 
 {message}
 """
+import json  # noqa: F401 (the calls are a JSON text when their data nests too deep for a literal)
 import sys
 
 from aether_conformance.replay import replay
@@ -174,6 +176,19 @@ def write_reproduction(directory: str | Path, test: str, requirement: str, store
     quoted = "\n".join("    " + line for line in message.replace('"""', "'''").splitlines()[:20])
     path.write_text(_SCRIPT.format(
         requirement=requirement, store=store, test=test, path=path, message=quoted, store_literal=repr(store),
-        calls=pprint.pformat(calls, width=110, sort_dicts=False), timeout=timeout,
+        calls=_calls_source(calls), timeout=timeout,
     ), encoding="utf-8")
     return path
+
+
+def _calls_source(calls: list[dict[str, Any]]) -> str:
+    """The calls as Python source: pprint's literal, readable; but Python's parser takes at most 200
+    nested brackets, and pprint recurses two frames a level, so data nested as deep as the model
+    carries (512 levels) is written as a JSON text that json.loads reads back (the calls are in Go
+    JSON form)."""
+    try:
+        source = pprint.pformat(calls, width=110, sort_dicts=False)
+        compile(source, "<calls>", "eval")
+        return source
+    except (RecursionError, SyntaxError):
+        return f"json.loads({json.dumps(calls, ensure_ascii=False)!r})"

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 from aether_conformance import ActorSnapshot, Event
 from aether_conformance.driver import CallLog
+from aether_conformance.limits import MAX_NESTING_DEPTH
 from aether_conformance.replay import write_reproduction
 from tests.test_zoo import ROOT
 
@@ -56,6 +57,21 @@ def test_a_store_that_changes_data_on_the_way_is_caught_by_the_replay(tmp_path):
     script = write_reproduction(tmp_path, "t", "ES-READ-003", "placeholder:make", "ES-READ-003: ...", _calls(), 5.0)
     completed = _run(script, "tests.zoo.specimens:null_data_becomes_empty")
     assert completed.returncode == 1 and "get_events" in completed.stdout, completed.stdout + completed.stderr
+
+
+def test_data_nested_as_deep_as_the_model_carries_is_replayed(tmp_path):
+    # Python's parser takes 200 nested brackets and pprint recurses two frames a level: a literal
+    # of 512-level data would stop the run (RecursionError in the report hook) or the script.
+    deep: object = "bottom"
+    for _ in range(MAX_NESTING_DEPTH):
+        deep = {"d": deep}
+    log = CallLog()
+    log.record(0, "save_event", (_event(1, deep),))
+    log.record(0, "get_events", ("a\u00e9 \"q\"", 1))
+    script = write_reproduction(tmp_path, "t", "ES-REFUSE-001", "placeholder:make", "ES-REFUSE-001: ...", log.calls, 5.0)
+    completed = _run(script, "tests.zoo.specimens:correct")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "NOT REPRODUCED: all 2 calls" in completed.stdout
 
 
 def test_a_state_machine_failure_replays_the_failing_example_alone(tmp_path):

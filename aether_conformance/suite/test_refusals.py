@@ -14,7 +14,7 @@ import pytest
 
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
-from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, NESTING_DEPTH_FLOOR
+from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, MAX_NESTING_DEPTH, NESTING_DEPTH_FLOOR
 from .support import diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, violated
 
 REFUSE = "ES-REFUSE-001"
@@ -123,13 +123,15 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
 
 @pytest.mark.requirement("ES-LIMIT-001")
 @pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor",
-                                  "nesting-four-times-the-floor"])
+                                  "nesting-four-times-the-floor", "nesting-at-the-model-maximum"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
     actor = fresh_actor()
     if kind == "encoded-size-twice-the-floor":
         event = new_event(actor, 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})
     elif kind == "nesting-four-times-the-floor":
         event = new_event(actor, 1, data=_deep(4 * NESTING_DEPTH_FLOOR))
+    elif kind == "nesting-at-the-model-maximum":
+        event = new_event(actor, 1, data=_deep(MAX_NESTING_DEPTH))
     else:
         long = "f" * (4 * FIELD_LENGTH_FLOOR)
         event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
@@ -154,6 +156,8 @@ def _refusable_inputs(store, fresh_actor):
         "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
         "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
         "deep-nesting": ([], new_event(fresh_actor(), 1, data=_deep(4 * NESTING_DEPTH_FLOOR))),
+        # As deep as the model carries: where recursive encoders (pickle, about 500 levels) give out.
+        "deepest-nesting": ([], new_event(fresh_actor(), 1, data=_deep(MAX_NESTING_DEPTH))),
     }
 
 
@@ -177,7 +181,7 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
 
 @pytest.mark.requirement(REFUSE)
 @pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields",
-                                  "encoded-size", "deep-nesting"])
+                                  "encoded-size", "deep-nesting", "deepest-nesting"])
 def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
     setup, event = _refusable_inputs(store, fresh_actor)[kind]
     for earlier in setup:
