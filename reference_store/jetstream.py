@@ -277,7 +277,8 @@ def _check_replicas(stream: str, wanted: int, info: Any) -> None:
     """Fail loudly when the server kept fewer copies than asked: durability is not a best effort."""
     configured = info.config.num_replicas or 1
     peers = 1 + len(info.cluster.replicas or ()) if info.cluster is not None else 1
-    if configured != wanted or peers != wanted:
+    # More peers than asked is a replica being moved (a new one catches up before the old leaves).
+    if configured != wanted or peers < wanted:
         raise RuntimeError(
             f"stream {stream} was asked for {wanted} replicas but has {configured} configured and "
             f"{peers} placed; refusing to run with fewer copies than asked"
@@ -352,7 +353,10 @@ class JetStreamStore:
                 )
                 try:
                     js = nc.jetstream(timeout=self.request_timeout)
-                    await self._create_streams(js)
+                    # Creating a replicated stream forms its Raft group, which takes far longer than
+                    # one request on a busy machine; the same request again is harmless (identical
+                    # configuration), so it gets the operation's whole deadline.
+                    await self._create_streams(nc.jetstream(timeout=max(self.request_timeout, self.op_timeout)))
                 except BaseException:
                     await nc.close()
                     raise

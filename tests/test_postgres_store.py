@@ -512,6 +512,13 @@ def test_acknowledged_saves_survive_sigkill_of_the_server_exactly_once():
                 crashing.restart()  # crash recovery on the same data directory
                 restarted = time.monotonic_ns()
                 latest = wait_for_progress(latest, 20)
+            # Every writer has won a save since the last restart: a slow one may take a while to get
+            # through its retries under load (the deadline only bounds a hang).
+            deadline = time.monotonic() + 180
+            everyone = {f"w{i}" for i in range(writers)}
+            while {e.id.split("-")[0] for e in observer.get_events(actor, latest)} != everyone:
+                assert time.monotonic() < deadline, "a writer never saved again after the last restart"
+                time.sleep(0.05)
             stop.set()
             outcomes = [results.get(timeout=180) for _ in processes]
         finally:
