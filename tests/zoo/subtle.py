@@ -1287,16 +1287,9 @@ class AwaitableMethods:
 
 
 def as_float64(value):
-    if isinstance(value, dict):
-        return {k: as_float64(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_float64(v) for v in value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except OverflowError:
-            return value
-    return value
+    # Through JSON, as Go decodes it: the C codec takes data as deep as the model carries (512
+    # levels), where a recursive Python walk would run out of stack.
+    return json.loads(json.dumps(value, ensure_ascii=False), parse_int=float)
 
 
 class GoFloat64Numbers(CorrectStore):
