@@ -203,7 +203,7 @@ def _write_rounds(
     barrier_timeout: float,
     recorder: HistoryRecorder,
     log: RunLog,
-    progress: RoundProgress | None = None,
+    progress: RoundProgress,
 ) -> None:
     seen: dict[str, int] = {}
     for round_no, fresh in enumerate(plan.fresh[writer_no]):
@@ -215,16 +215,14 @@ def _write_rounds(
             if not _write_round(handle, plan, writer_no, label, round_no, fresh, seen, barrier, recorder, log):
                 return
         finally:
-            if progress is not None:
-                progress.finish(round_no)
+            progress.finish(round_no)
 
 
 def _write_round(handle: DrivenHandle, plan: WriterPlan, writer_no: int, label: str, round_no: int, fresh: bool,
                  seen: dict[str, int], barrier: Any, recorder: HistoryRecorder, log: RunLog) -> bool:
     """One writer's round: read the latest if the plan says so, save, read back, snapshot.  False when
     the store hung (the barrier is then broken)."""
-    actors = plan.actors
-    actor = actors[plan.picks[writer_no][round_no]] if plan.picks else plan.actor_id
+    actor = plan.actors[plan.picks[writer_no][round_no]] if plan.picks else plan.actor_id
     step = plan.steps[writer_no][round_no] if plan.steps else 1
     if fresh or actor not in seen:
         op = recorder.invoke(label, LATEST, actor)
