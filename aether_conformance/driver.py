@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import VersionConflictError
+from .limits import RECURSION_LIMIT
 from .model import ActorSnapshot, Event, Timestamp
 
 __all__ = [
@@ -212,6 +213,9 @@ class StoreDriver:
     def __init__(self, spec: str, *, timeout: float = 10.0) -> None:
         self.spec = spec
         self.timeout = timeout
+        # Room for a store to walk the deepest data the kit sends with copy.deepcopy or its own
+        # recursion (see limits.RECURSION_LIMIT); the limit is per process, so it is only raised.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         self.factory = load_factory(spec)
         self.runner = _ThreadRunner()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -8,7 +8,7 @@ what the kit itself cannot carry.
 
 from __future__ import annotations
 
-__all__ = ["ENCODED_SIZE_FLOOR", "FIELD_LENGTH_FLOOR", "NESTING_DEPTH_FLOOR", "MAX_NESTING_DEPTH"]
+__all__ = ["ENCODED_SIZE_FLOOR", "FIELD_LENGTH_FLOOR", "NESTING_DEPTH_FLOOR", "MAX_NESTING_DEPTH", "RECURSION_LIMIT"]
 
 # Bytes of an event's (or snapshot's) compact Go JSON encoding, UTF-8, that every store must accept.
 # NATS's default max_payload is 1 MiB; half of it leaves room for headers and envelopes.
@@ -24,3 +24,9 @@ NESTING_DEPTH_FLOOR = 64
 # Levels of nesting the kit's model carries (deeper data is refused at construction with
 # ValueError naming the field); Go's encoding/json carries 10,000, Python's json about 1,000.
 MAX_NESTING_DEPTH = 512
+
+# The Python recursion limit a run sets (never lowers) for the stores it calls in process.  Python's
+# default of 1,000 frames is where copy.deepcopy (two frames a level) or a store's own recursive
+# walk of MAX_NESTING_DEPTH-deep data gives out with RecursionError: that is Python's default, not
+# a limit the store documents, so the run leaves room for six frames a level.
+RECURSION_LIMIT = 6 * MAX_NESTING_DEPTH

@@ -622,19 +622,22 @@ class NatsCluster:
         return None
 
     def streams(self) -> dict[str, dict[str, Any]]:
-        """Every stream any reachable node hosts: name -> {"leader", "replicas", "messages"}.
+        """Every stream any reachable node hosts: name -> {"leader", "replicas", "configured", "messages"}.
 
-        A stream's leader is taken from a node that leads it when one says so,
-        since a follower's view lags an election.
+        ``configured`` is the replica count the stream was created with; ``replicas`` the peers
+        placed, which can exceed it for a while when a peer moves.  A stream's leader is taken
+        from a node that leads it when one says so, since a follower's view lags an election.
         """
         found: dict[str, dict[str, Any]] = {}
         for node in self.nodes:
-            jsz = node.monitor("/jsz?accounts=true&streams=true")
+            jsz = node.monitor("/jsz?accounts=true&streams=true&config=true")
             for account in (jsz or {}).get("account_details") or ():
                 for stream in account.get("stream_detail") or ():
                     cluster = stream.get("cluster") or {}
-                    entry = found.setdefault(stream["name"], {"leader": None, "replicas": 0, "messages": 0})
+                    entry = found.setdefault(stream["name"],
+                                             {"leader": None, "replicas": 0, "configured": 0, "messages": 0})
                     entry["replicas"] = max(entry["replicas"], len(cluster.get("replicas") or ()) + 1)
+                    entry["configured"] = max(entry["configured"], (stream.get("config") or {}).get("num_replicas", 1))
                     entry["messages"] = max(entry["messages"], (stream.get("state") or {}).get("messages", 0))
                     if cluster.get("leader") == node.name or entry["leader"] is None:
                         entry["leader"] = cluster.get("leader") or entry["leader"]
@@ -721,9 +724,9 @@ class ClusterFaults:
     def preconditions(self) -> list[str]:
         size = self.cluster.size
         return [
-            f"stream {name} has {info['replicas']} replica(s) on a {size}-node cluster: one node's fault can lose "
+            f"stream {name} has {info['configured']} replica(s) on a {size}-node cluster: one node's fault can lose "
             f"acknowledged saves or stop the store; create it with {size} replicas (AETHER_NATS_REPLICAS={size})"
-            for name, info in sorted(self.cluster.streams().items()) if info["replicas"] < size
+            for name, info in sorted(self.cluster.streams().items()) if info["configured"] < size
         ]
 
     def environment(self) -> dict[str, Any]:

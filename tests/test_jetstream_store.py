@@ -741,8 +741,9 @@ def test_on_a_cluster_the_streams_get_the_replicas_asked_for_from_the_environmen
         handle.save_event(event("a", 1))
         assert handle.get_latest_version("a") == 1
     streams = healthy_cluster.streams()
-    assert streams[f"{namespace.upper()}_EVENTS"]["replicas"] == 3
-    assert streams[f"{namespace.upper()}_SNAPSHOTS"]["replicas"] == 3
+    for kind in ("EVENTS", "SNAPSHOTS"):
+        stream = streams[f"{namespace.upper()}_{kind}"]
+        assert stream["configured"] == 3 and stream["replicas"] >= 3, stream  # more while a peer moves
 
 
 @pytest.mark.parametrize("text", ["three", "0", "6", "-1"])

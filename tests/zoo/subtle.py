@@ -26,7 +26,7 @@ import time
 import unicodedata
 from bisect import insort
 from collections import OrderedDict
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -1304,6 +1304,23 @@ class GoFloat64Numbers(CorrectStore):
         return None if found is None else replace(found, state=as_float64(found.state))
 
 
+class DeepcopiesData(CorrectStore):
+    """Control: keeps each event's fields in a plain dict and copies the data in and out with
+    copy.deepcopy (two frames a level), as a Python port of the Go in-memory store would."""
+
+    def append(self, event):
+        record = {f.name: getattr(event, f.name) for f in fields(event)}
+        self.shared.events.setdefault(event.actor_id, []).append(dict(record, data=copy.deepcopy(event.data)))
+
+    def select(self, actor_id, from_version):
+        return [Event(**dict(record, data=copy.deepcopy(record["data"])))
+                for record in self.shared.events.get(actor_id, []) if record["version"] >= from_version]
+
+    def latest(self, actor_id):
+        stream = self.shared.events.get(actor_id)
+        return stream[-1]["version"] if stream else 0
+
+
 class UtcNormalisedTimestamps(TimestampColumn):
     """Control: timestamps come back in UTC (a timestamptz column), nanoseconds kept: only the
     SHOULD ES-READ-004 (keep the offset) is given up."""
@@ -1558,6 +1575,7 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "returns_str_subclasses_in_data": (ReturnsStrSubclassesInData, ShareState),
     "awaitable_methods": (AwaitableMethods, ShareState),
     "go_float64_numbers": (GoFloat64Numbers, ShareState),
+    "deepcopies_data": (DeepcopiesData, ShareState),
     "utc_normalised_timestamps": (UtcNormalisedTimestamps, ShareState),
     "refuses_snapshots_ahead": (RefusesSnapshotsAhead, ShareState),
     "slow_but_correct": (SlowButCorrect, ShareState),
@@ -1650,6 +1668,7 @@ SUBTLE: dict[str, str | None] = {
     "refuses_beyond_floor_limits": None,
     "returns_str_subclasses": None,
     "returns_str_subclasses_in_data": None,
+    "deepcopies_data": None,
     "awaitable_methods": None,
     "go_float64_numbers": None,
     "utc_normalised_timestamps": None,
