@@ -135,6 +135,14 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("trailing-tab", "{}-account", "{}-account\t", "whitespace-trimmed keys"),
         IdPair("trailing-newline", "{}-account", "{}-account\n", "whitespace-trimmed keys"),
         IdPair("nbsp-vs-space", "{}-a b", "{}-a\u00a0b", "Unicode whitespace folded to a space"),
+        IdPair("trailing-cr", "{}-account", "{}-account\r", "ids read from a CRLF line protocol with rstrip('\\r\\n')"),
+        IdPair("zero-width-space", "{}-ab", "{}-a\u200bb", "invisible (format) characters stripped from keys"),
+        IdPair("soft-hyphen", "{}-ab", "{}-a\u00adb", "invisible (format) characters stripped from keys, or a "
+                                                      "collation that ignores them"),
+        # Equal hashes after any common prefix: keys trusted to a hash without an equality check.
+        IdPair("java-hashcode", "{}Aa", "{}BB", "a map keyed by Java's String.hashCode ('Aa' and 'BB' hash alike)"),
+        IdPair("crc32", "{}plumless", "{}buckeroo", "an integer key computed as CRC-32 of the id (equal CRCs "
+                                                    "stay equal after a common prefix)"),
     )
 }
 

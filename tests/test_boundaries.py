@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+import zlib
 from datetime import timezone
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def test_the_lossy_keyings_the_pairs_target_do_merge_them():
     assert merged("trailing-space", str.strip) and merged("trailing-newline", str.strip)
     assert merged("after-nul", lambda s: s.split("\0")[0]) and merged("shared-prefix-255", lambda s: s[:255])
     assert merged("dot-vs-underscore", lambda s: s.replace(".", "_"))
+    assert merged("trailing-cr", lambda s: s.rstrip("\r\n"))
+    invisible = lambda s: "".join(c for c in s if unicodedata.category(c) != "Cf")  # noqa: E731
+    assert merged("zero-width-space", invisible) and merged("soft-hyphen", invisible)
+
+
+@pytest.mark.parametrize("token", ["tok", "", "🦀-Zoë.x/y", "t" * 200])
+def test_the_hash_pairs_hash_alike_after_any_prefix(token):
+    def java_hash_code(text):
+        units = text.encode("utf-16-be", "surrogatepass")
+        h = 0
+        for i in range(0, len(units), 2):
+            h = (31 * h + int.from_bytes(units[i:i + 2], "big")) % 2**32
+        return h
+
+    left, right = COLLIDING_ACTOR_IDS["java-hashcode"].build(token)
+    assert java_hash_code(left) == java_hash_code(right)
+    left, right = COLLIDING_ACTOR_IDS["crc32"].build(token)
+    assert zlib.crc32(left.encode()) == zlib.crc32(right.encode())
 
 
 @pytest.mark.parametrize("name", sorted(NORMALISATION_SENSITIVE_TEXT))

@@ -26,6 +26,7 @@ __all__ = [
     "q",
     "new_event",
     "new_snapshot",
+    "exact_id",
     "save_ok",
     "save_conflict",
     "diff_event",
@@ -88,6 +89,11 @@ def new_snapshot(actor_id: str, version: int, **fields: Any) -> ActorSnapshot:
     }
     values.update(fields)
     return ActorSnapshot(**values)
+
+
+def exact_id(base: str, suffix: str) -> str:
+    """``base`` made fresh by ``suffix`` (a fresh_actor token) within the 256 characters every store accepts."""
+    return (base[: 256 - len(suffix)] + suffix) if len(base) + len(suffix) > 256 else base + suffix
 
 
 def summary(event: Event) -> str:

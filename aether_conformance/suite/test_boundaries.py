@@ -8,6 +8,9 @@ zone fails the same case on every run.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from ..boundaries import COLLIDING_ACTOR_IDS, NORMALISATION_SENSITIVE_TEXT, TIMESTAMPS, VERSION_RUNS
@@ -16,6 +19,7 @@ from ..model import INT64_MAX, Timestamp
 from .support import diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, versions, violated
 
 _RUNS = sorted(VERSION_RUNS)
+SNAPSHOT_TIME = datetime(2024, 3, 2, 8, 30, tzinfo=timezone.utc)
 
 
 def _from_versions(run: tuple[int, ...]) -> list[int]:
@@ -90,17 +94,23 @@ def test_boundary_snapshot_versions(snapshot_store, fresh_actor, name):
     actor = fresh_actor()
     for version in run:
         save_ok("SS-SNAP-002", snapshot_store, new_event(actor, version), context=f" ({name})")
-    # In order, then every lower one again: the highest must stay, exactly as saved.
+    # In order, then every lower one again: the highest must stay, exactly as saved.  Each snapshot
+    # has its own state and timestamp, so a row upserted field by field (the version kept with
+    # GREATEST, the rest overwritten by the last save) shows.
+    def snapshot(version):
+        return new_snapshot(actor, version, state={"at": str(version), "boundary": name},
+                            timestamp=SNAPSHOT_TIME + timedelta(microseconds=version % 999_983))
+
     for order in (run, tuple(reversed(run[:-1]))):
         for version in order:
-            snapshot_store.save_snapshot(new_snapshot(actor, version, state={"at": str(version), "boundary": name}))
+            snapshot_store.save_snapshot(snapshot(version))
             got = snapshot_store.get_latest_snapshot(actor)
             highest = version if order is run else run[-1]
             if got is None or got.version != highest:
                 violated("SS-SNAP-002", f"saved snapshots of {q(actor)} ({name}) up to version {version}; "
                                         f"get_latest_snapshot returned "
                                         f"{'None' if got is None else f'version {got.version}'}, expected {highest}")
-            problems = diff_snapshot(new_snapshot(actor, highest, state={"at": str(highest), "boundary": name}), got)
+            problems = diff_snapshot(snapshot(highest), got)
             if problems:
                 violated("SS-SNAP-003", f"snapshot v{highest} of {q(actor)} ({name}) came back changed: "
                                         + "; ".join(problems))
@@ -183,6 +193,44 @@ def _check_snapshots_apart(store, one, two, kind):
             violated("SS-SNAP-004", f"saved snapshot v{expected.version} of {q(actor)} and another of a different "
                                     f"actor (ids differing by {kind}); get_latest_snapshot({q(actor)}) returned "
                                     f"{'None' if got is None else f'version {got.version} of {q(got.actor_id)}'}")
+
+
+def _digits() -> str:
+    """18 fresh random digits, the first not 0: a number within int64 that no run repeats."""
+    return str(10**17 + uuid.uuid4().int % (9 * 10**17))
+
+
+# Ids that look like a value of another type, paired with that value's canonical spelling: a
+# column with numeric affinity (SQLite NUMERIC) or a UUID/Guid type keys and returns both as one.
+TYPED_LOOKING_IDS = {
+    "leading-zero": lambda: (lambda d: ("0" + d, d))(_digits()),
+    "decimal-point": lambda: (lambda d: (d + ".0", d))(_digits()),
+    "exponent": lambda: (lambda d: (d[:12] + "e3", d[:12] + "000"))(_digits()),
+    "uuid-upper-case": lambda: (lambda u: (u.upper(), u))(str(uuid.uuid4())),
+    "uuid-braces": lambda: (lambda u: ("{" + u + "}", u))(str(uuid.uuid4())),
+    "uuid-no-dashes": lambda: (lambda u: (u.replace("-", ""), u))(str(uuid.uuid4())),
+}
+
+
+def _typed_both_ways(kind):
+    left, right = TYPED_LOOKING_IDS[kind]()
+    yield left, right
+    left, right = TYPED_LOOKING_IDS[kind]()
+    yield right, left
+
+
+@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.parametrize("kind", sorted(TYPED_LOOKING_IDS))
+def test_ids_that_look_typed_stay_exact_strings(store, kind):
+    for one, two in _typed_both_ways(kind):
+        _check_pair_apart(store, one, two, f"{kind} spelling")
+
+
+@pytest.mark.requirement("SS-SNAP-004")
+@pytest.mark.parametrize("kind", sorted(TYPED_LOOKING_IDS))
+def test_ids_that_look_typed_keep_their_own_snapshots(snapshot_store, kind):
+    for one, two in _typed_both_ways(kind):
+        _check_snapshots_apart(snapshot_store, one, two, f"{kind} spelling")
 
 
 @pytest.mark.requirement("ES-READ-003")

@@ -6,6 +6,7 @@ import pytest
 
 from ..boundaries import QUOTE_ESCAPE_CLASSES
 from ..errors import go_quote
+from ..model import INT64_MAX, INT64_MIN
 from .support import new_event, q, save_conflict, save_ok, violated
 
 
@@ -36,7 +37,8 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
 
 @pytest.mark.requirement("ES-ERR-002")
 @pytest.mark.parametrize(
-    "label", ["plain", 'quote"and\\slash', "tab\tnew\nline", "ünïcödé-🦀", "nul\x00bell\x07", "nbsp\u00a0sep\u2028"],
+    "label", ["plain", 'quote"and\\slash', "it's 'single'", "tab\tnew\nline", "ünïcödé-🦀", "nul\x00bell\x07",
+              "nbsp\u00a0sep\u2028"],
 )
 def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
     actor = fresh_actor(label)
@@ -66,3 +68,33 @@ def test_conflict_error_text_escapes_like_go(store, fresh_actor, kind):
             f"saved version 2 to actor {q(actor)} ({kind}) whose latest is 3; expected error text {expected!r}, "
             f"store's error text is {str(error)!r}",
         )
+
+
+@pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.parametrize(
+    "history, attempt", [([], 0), ([], -1), ([1, 2, 3], -4), ([2], INT64_MIN)], ids=lambda v: str(v).replace(" ", ""),
+)
+def test_conflict_error_text_for_new_actors_and_negative_versions(store, fresh_actor, history, attempt):
+    # A message special-cased for an actor with no events, or versions printed as unsigned
+    # integers, shows only here: the other texts are checked at positive versions.
+    actor = fresh_actor()
+    error = _conflict_after(store, actor, history, attempt, "ES-ERR-002")
+    latest = history[-1] if history else 0
+    expected = f"version conflict: actor {go_quote(actor)} has version {latest}, cannot save version {attempt}"
+    if str(error) != expected:
+        violated("ES-ERR-002", f"saved version {attempt} to actor {q(actor)} whose latest is {latest}; expected error "
+                               f"text {expected!r}, store's error text is {str(error)!r}")
+
+
+@pytest.mark.requirement("ES-ERR-002")
+def test_conflict_error_text_for_the_longest_id(store, fresh_actor):
+    # 256 characters (the longest id every store accepts) at int64 versions: a text cut at 255
+    # characters (a VARCHAR(255) or SIGNAL MESSAGE_TEXT on the way) loses its end.
+    token = fresh_actor("")
+    actor = (token + "-" + "L" * 256)[:256]
+    error = _conflict_after(store, actor, [INT64_MAX - 1], -(2**62), "ES-ERR-002")
+    expected = (f"version conflict: actor {go_quote(actor)} has version {INT64_MAX - 1}, "
+                f"cannot save version {-(2**62)}")
+    if str(error) != expected:
+        violated("ES-ERR-002", f"saved version {-(2**62)} to the 256-character actor {q(actor)} whose latest is "
+                               f"{INT64_MAX - 1}; expected error text {expected!r}, store's error text is {str(error)!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -88,6 +89,10 @@ ROUND_TRIP_CASES = {
     "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b"}},
     "numbers": {"data": {"int": 2**53 - 1, "neg": -(2**53 - 1), "float": 0.1, "tiny": 5e-324, "big": 1.7976931348623157e308}},
     "bools-are-not-numbers": {"data": {"t": True, "f": False, "one": 1, "zero": 0}},
+    # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in
+    # search indexes), and members whose value is null (serialisers that omit them).
+    "special-keys": {"data": {"$type": "Order", "a.b": 1, "_id": "x", "": "empty key", "none": None,
+                              "nested": {"$ref": "r", "x.y": [None], "": {}, "_rev": None}}},
     "command-id": {"command_id": "cmd-42"},
     "no-command-id": {"command_id": ""},
     # Not the empty event id: every run would reuse it, and ES-ID-001 lets a store refuse reused ids.
@@ -109,6 +114,30 @@ def test_events_round_trip(store, fresh_actor, case):
     if len(got) != 1:
         violated("ES-READ-003", f"saved one event to {q(actor)}; get_events returned {len(got)} events")
     problems = diff_event(event, got[0])
+    if problems:
+        violated("ES-READ-003", f"event saved to {q(actor)} ({case}) came back changed: " + "; ".join(problems))
+
+
+# Ids and types that look like values of another type: a column with numeric affinity (SQLite
+# NUMERIC) or a UUID/Guid type stores them as that type and returns its canonical spelling.
+TYPED_LOOKING_FIELDS = {
+    "uuid-upper-case": lambda: {"id": str(uuid.uuid4()).upper()},
+    "uuid-braces": lambda: {"id": "{" + str(uuid.uuid4()) + "}"},
+    "uuid-no-dashes": lambda: {"id": uuid.uuid4().hex},
+    "leading-zeros": lambda: {"id": f"000{uuid.uuid4().int % 10**18}", "event_type": "007", "command_id": "0042"},
+    "decimal": lambda: {"id": f"{uuid.uuid4().int % 10**12}.50", "event_type": "1.0", "command_id": "+5"},
+    "exponent": lambda: {"id": f"{uuid.uuid4().int % 10**12}e3", "event_type": "1e3", "command_id": "2E-2"},
+}
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("case", sorted(TYPED_LOOKING_FIELDS))
+def test_typed_looking_ids_and_types_round_trip(store, fresh_actor, case):
+    actor = fresh_actor()
+    event = new_event(actor, 1, **TYPED_LOOKING_FIELDS[case]())
+    save_ok("ES-READ-003", store, event, context=f" ({case} id)")
+    got = store.get_events(actor, 0)
+    problems = diff_event(event, got[0]) if len(got) == 1 else [f"{len(got)} events read, expected 1"]
     if problems:
         violated("ES-READ-003", f"event saved to {q(actor)} ({case}) came back changed: " + "; ".join(problems))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..model import INT64_MAX, INT64_MIN
-from .support import new_event, q, save_conflict, save_ok, versions, violated
+from ..model import INT64_MAX, INT64_MIN, Timestamp
+from .support import diff_event, new_event, q, save_conflict, save_ok, versions, violated
 
 
 
@@ -39,6 +39,9 @@ def test_versions_above_latest_are_accepted_with_gaps(store, fresh_actor, sequen
         ([], 0),
         ([], -7),
         ([], INT64_MIN),
+        # Compared by subtraction in int64 (version - latest <= 0), these differences overflow.
+        ([1, 2, 3], INT64_MIN),
+        ([INT64_MAX], -2),
     ],
     ids=lambda v: str(v).replace(" ", ""),
 )
@@ -65,7 +68,10 @@ def test_rejected_save_leaves_no_trace(store, fresh_actor, attempt):
     saved = [new_event(actor, v) for v in (1, 2, 3)]
     for event in saved:
         save_ok("ES-SAVE-003", store, event)
-    rejected = new_event(actor, attempt)
+    # Content of its own: an upsert that refuses the save only after rewriting the stored row
+    # (ON DUPLICATE KEY UPDATE, then 'two rows affected' read as a conflict) shows in the content.
+    rejected = new_event(actor, attempt, event_type="RejectedChange", command_id="cmd-rejected",
+                         data={"rejected": True}, timestamp=Timestamp.parse("2001-02-03T04:05:06.7Z"))
     save_conflict("ES-SAVE-003", store, rejected, latest=3)
     events = store.get_events(actor, INT64_MIN)
     if [e.id for e in events] != [e.id for e in saved]:
@@ -75,6 +81,11 @@ def test_rejected_save_leaves_no_trace(store, fresh_actor, attempt):
             f"get_events returned versions {versions(events)} with ids {[e.id for e in events]}; expected "
             f"exactly the 3 saved events {[e.id for e in saved]}",
         )
+    for before, after in zip(saved, events):
+        problems = diff_event(before, after)
+        if problems:
+            violated("ES-SAVE-003", f"after a rejected save of version {attempt} to actor {q(actor)} at latest 3, "
+                                    f"event v{before.version} changed: " + "; ".join(problems))
     latest = store.get_latest_version(actor)
     if latest != 3:
         violated(

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ..driver import StoreRaised
-from .support import diff_snapshot, new_event, new_snapshot, q, save_ok, versions, violated
+from ..errors import VersionConflictError
+from .support import blame, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions, violated
+from .test_actors import EXACT_IDS
 
 
 @pytest.mark.requirement("SS-SNAP-001")
@@ -46,7 +48,57 @@ STATES = {
     "nested": {"cart": {"items": [{"sku": "A-1", "qty": 2, "price": 9.99}], "open": True}, "tags": ["x", None]},
     "unicode": {"名前": "テスト", "emoji": "🦀", "nul": "a\u0000b"},
     "bools": {"t": True, "f": False, "one": 1, "zero": 0},
+    # Empty containers below the top (PHP turns {} into [], Go's nil slices turn [] into null).
+    "empty-nested": {"object": {}, "list": [], "deep": {"object": {}, "lists": [[], {}], "none": None}},
+    # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in
+    # search indexes), and members whose value is null (serialisers that omit them).
+    "special-keys": {"$type": "Cart", "a.b": 1, "_id": "x", "": "empty key", "none": None,
+                     "nested": {"$ref": "r", "x.y": [None], "": {}, "_rev": None}},
 }
+
+
+@pytest.mark.requirement("SS-SNAP-002")
+def test_the_highest_snapshot_outlives_many_lower_ones(snapshot_store, fresh_actor):
+    # A retention limit on snapshots kept per actor (JetStream max_msgs_per_subject, a capped
+    # list) that drops the oldest *saved* loses the highest once enough lower ones follow it.
+    actor = fresh_actor()
+    save_ok("SS-SNAP-002", snapshot_store, new_event(actor, 101))
+    snapshot_store.save_snapshot(new_snapshot(actor, 101))
+    for version in range(1, 101):
+        snapshot_store.save_snapshot(new_snapshot(actor, version))
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or got.version != 101:
+        violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} at version 101, then 100 lower ones (1 to 100); "
+                                f"get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}, "
+                                "expected 101")
+
+
+@pytest.mark.requirement("SS-SNAP-002")
+@pytest.mark.parametrize("version", [0, -1])
+def test_a_snapshot_at_version_0_or_below_is_returned(snapshot_store, fresh_actor, version):
+    # Not ahead of the events of a new actor (latest 0), so no store may refuse it (SS-SNAP-005);
+    # a store that reads max(version) = 0 as "no snapshot" loses the actor's initial state.
+    actor = fresh_actor()
+    snapshot = new_snapshot(actor, version, state={"initial": True})
+    snapshot_store.save_snapshot(snapshot)
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or got.version != version:
+        violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} (no events) at version {version}; "
+                                f"get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")
+
+
+@pytest.mark.requirement("SS-SNAP-003")
+@pytest.mark.parametrize("kind", sorted(EXACT_IDS))
+def test_snapshot_actor_ids_are_kept_exactly(snapshot_store, fresh_actor, kind):
+    # The snapshot table's actor column may be narrower than the events' (utf8mb3, VARCHAR(64)).
+    actor = exact_id(EXACT_IDS[kind], fresh_actor(""))
+    save_ok("SS-SNAP-003", snapshot_store, new_event(actor, 1), context=f" (an id with {kind})")
+    snapshot = new_snapshot(actor, 1)
+    snapshot_store.save_snapshot(snapshot)
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(snapshot, got):
+        problems = diff_snapshot(snapshot, got) if got is not None else ["get_latest_snapshot returned None"]
+        violated("SS-SNAP-003", f"snapshot of {q(actor)} ({kind}) came back changed: " + "; ".join(problems))
 
 
 @pytest.mark.requirement("SS-SNAP-003")
@@ -96,3 +148,33 @@ def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store,
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or diff_snapshot(ahead, got):
         violated("SS-SNAP-005", f"a snapshot at version 9 of {q(actor)} was accepted, but get_latest_snapshot returned {got!r}")
+    _events_untouched_by_snapshot(snapshot_store, actor, [1], "at version 9, ahead of its latest event 1")
+
+
+def _events_untouched_by_snapshot(store, actor, expected, what):
+    """SS-SNAP-004: after an accepted snapshot, the actor's events, latest version and next save are as before."""
+    events, latest = store.get_events(actor, 0), store.get_latest_version(actor)
+    if versions(events) != expected or latest != (expected[-1] if expected else 0):
+        violated("SS-SNAP-004", f"saved a snapshot of {q(actor)} {what}; its events are now {versions(events)} and its "
+                                f"latest version {latest}, expected {expected} and {expected[-1] if expected else 0}")
+    next_version = (expected[-1] if expected else 0) + 1
+    try:
+        store.save_event(new_event(actor, next_version))
+    except VersionConflictError as error:
+        violated("SS-SNAP-004", f"saved a snapshot of {q(actor)} {what}; the next event, version {next_version}, "
+                                f"was then refused: {error}")
+
+
+@pytest.mark.requirement("SS-SNAP-004", "ES-READ-002")
+def test_a_snapshot_of_an_actor_without_events_gives_it_none(snapshot_store, fresh_actor):
+    # The actor's record created by its first snapshot must read as an actor with no events.
+    actor = fresh_actor()
+    try:
+        snapshot_store.save_snapshot(new_snapshot(actor, 1, state={"imported": True}))
+    except StoreRaised:  # ahead of the events (latest 0): a refusal is allowed (SS-SNAP-005)
+        return
+    with blame("ES-READ-002"):
+        got = snapshot_store.get_events(actor, 0)
+    if got != []:
+        violated("ES-READ-002", f"{q(actor)} has a snapshot and no events; get_events returned {versions(got)}, expected []")
+    _events_untouched_by_snapshot(snapshot_store, actor, [], "at version 1, before any event")

@@ -1169,6 +1169,435 @@ class CompactIdOffByOne(CorrectStore):
         return event.version <= latest
 
 
+# == red team: just outside the suite's fixed cases ========================================
+
+def wrap_int64(value: int) -> int:
+    """What a Go, Java or C int64 holds after the assignment of ``value``."""
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def java_hash_code(text: str) -> int:
+    """Java's String.hashCode (UTF-16 code units, int32 arithmetic)."""
+    h = 0
+    units = text.encode("utf-16-be", "surrogatepass")
+    for i in range(0, len(units), 2):
+        h = wrap_int32(31 * h + int.from_bytes(units[i:i + 2], "big"))
+    return h
+
+
+class Utf8mb3SnapshotActor(CorrectStore):
+    """Snapshots in a MySQL table whose actor column is utf8mb3 (3-byte UTF-8) without strict
+    mode: characters beyond the BMP (emoji) are stored as '?' in the key and in the row's
+    actor_id, which the snapshot read returns.  Events use a utf8mb4 table and are right."""
+
+    @staticmethod
+    def column(actor_id: str) -> str:
+        return "".join("?" if ord(c) > 0xFFFF else c for c in actor_id)
+
+    def save_snapshot(self, snapshot):
+        stored = replace(snapshot, actor_id=self.column(snapshot.actor_id))
+        with self.shared.lock:
+            self.shared.snapshots.setdefault(stored.actor_id, []).append(copy.deepcopy(stored))
+
+    def get_latest_snapshot(self, actor_id):
+        return super().get_latest_snapshot(self.column(actor_id))
+
+
+class JavaHashCodeActorKeys(KeyedStreams):
+    """Streams in a map keyed by the actor id's String.hashCode() (a JVM cache that trusts the
+    hash as a key): ids with equal hashes, such as any two that end in "Aa" and "BB" after a
+    common prefix, share one stream."""
+
+    def key(self, actor_id):
+        return str(java_hash_code(actor_id))
+
+
+class Crc32SnapshotKeys(KeyedSnapshots):
+    """Snapshots under an integer key computed as CRC-32 of the actor id (a surrogate key to keep
+    the snapshot table's index small): ids with equal CRCs, such as a common prefix followed by
+    "plumless" and "buckeroo", share their snapshots."""
+
+    def snapshot_key(self, actor_id):
+        import zlib
+        return str(zlib.crc32(actor_id.encode("utf-8", "surrogatepass")))
+
+
+class DynamoPage1MiB(CorrectStore):
+    """A DynamoDB Query returns at most 1 MB of items per page; the store never follows
+    LastEvaluatedKey, so a read whose events exceed 1 MiB stops short."""
+
+    PAGE_BYTES = 1_048_576
+
+    def select(self, actor_id, from_version):
+        page, total = [], 0
+        for event in super().select(actor_id, from_version):
+            total += compact_json_bytes(event.to_dict())
+            if total > self.PAGE_BYTES:
+                break
+            page.append(event)
+        return page
+
+
+class SnapshotRetention8(CorrectStore):
+    """Snapshots on a JetStream subject with max_msgs_per_subject=8: only the last 8 saved are
+    kept, and the read takes the highest of those, so a high snapshot followed by 8 lower
+    ones (a slow writer catching up) is gone."""
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            kept = self.shared.snapshots.setdefault(snapshot.actor_id, [])
+            kept.append(copy.deepcopy(snapshot))
+            del kept[:-8]
+
+
+class FirstSaveRaceOverwrites(Counted):
+    """The stream document is created on the first save with an unconditional put (DynamoDB
+    PutItem without attribute_not_exists): appends to an existing stream are atomic, but two
+    writers racing on a new actor both create it and the later put erases the earlier event."""
+
+    def save_event(self, event):
+        return self._call(self._save, event)
+
+    def _save(self, event):
+        with self.shared.lock:
+            exists = event.actor_id in self.shared.events
+        if exists:
+            return CorrectStore.save_event(self, event)
+        if event.version <= 0:
+            raise self.conflict(event, 0)
+        self.io()  # the round trip between the existence check and the put
+        with self.shared.lock:
+            self.shared.events[event.actor_id] = [copy.deepcopy(event)]
+
+
+class PhpEmptyObjectState(CorrectStore):
+    """Snapshot state passes through PHP's json_decode($s, true) / json_encode: a nested empty
+    object comes back as an empty array (the top-level state is rebuilt as an object)."""
+
+    @staticmethod
+    def php(value, top=True):
+        if isinstance(value, dict):
+            if not value and not top:
+                return []
+            return {k: PhpEmptyObjectState.php(v, False) for k, v in value.items()}
+        if isinstance(value, list):
+            return [PhpEmptyObjectState.php(v, False) for v in value]
+        return value
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, state=self.php(snapshot.state)))
+
+
+class MongoDottedKeysData(CorrectStore):
+    """Event data written with $set and one dotted path per top-level key ({"data.a.b": 1}):
+    a key containing '.' becomes a path, so {"a.b": 1} reads back as {"a": {"b": 1}}."""
+
+    @staticmethod
+    def expand(data):
+        if not isinstance(data, dict):
+            return data
+        out: dict = {}
+        for key, value in data.items():
+            parts = key.split(".") if "." in key and all(key.split(".")) else [key]
+            node = out
+            for part in parts[:-1]:
+                node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else node
+            node[parts[-1]] = value
+        return out
+
+    def append(self, event):
+        super().append(replace(event, data=self.expand(event.data)))
+
+
+class CouchUnderscoreKeysDropped(CorrectStore):
+    """Event data stored as the body of a CouchDB document: top-level fields starting with '_'
+    are reserved there, and the store strips them rather than fail."""
+
+    def append(self, event):
+        data = event.data if not isinstance(event.data, dict) else {
+            k: v for k, v in event.data.items() if not k.startswith("_")}
+        super().append(replace(event, data=data))
+
+
+class DollarKeysEscapedState(CorrectStore):
+    """Snapshot state in MongoDB, whose older servers refuse field names starting with '$': the
+    store escapes a leading '$' as U+FF04 (full-width dollar) and never unescapes it."""
+
+    @staticmethod
+    def escape(value):
+        if isinstance(value, dict):
+            return {("\uff04" + k[1:] if k.startswith("$") else k): DollarKeysEscapedState.escape(v)
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [DollarKeysEscapedState.escape(v) for v in value]
+        return value
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, state=self.escape(snapshot.state)))
+
+
+class EmptyKeyDropped(CorrectStore):
+    """Event data indexed into a search engine that cannot map an empty field name: members
+    with the key "" are dropped, at any depth."""
+
+    @staticmethod
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: EmptyKeyDropped.drop(v) for k, v in value.items() if k != ""}
+        if isinstance(value, list):
+            return [EmptyKeyDropped.drop(v) for v in value]
+        return value
+
+    def append(self, event):
+        super().append(replace(event, data=self.drop(event.data)))
+
+
+class Text255Conflict(VersionConflictError):
+    """The conflict text comes back from a database error whose message field is VARCHAR(255)
+    (a SIGNAL MESSAGE_TEXT, a last_error column): longer texts are cut."""
+
+    @property
+    def message(self):
+        return super().message[:255]
+
+
+class UnsignedVersionText(VersionConflictError):
+    """A Rust/C port formats the versions in the message as u64: a negative attempted version
+    prints as 18446744073709551612 (the fields are right)."""
+
+    @property
+    def message(self):
+        return (f"version conflict: actor {go_quote(self.actor_id)} has version {self.current_version % 2**64}, "
+                f"cannot save version {self.attempted_version % 2**64}")
+
+
+class SingleQuoteEscaped(QuotedConflict):
+    """A %q port written from a C string-literal escaper: it escapes the single quote as \\'
+    (Go's %q leaves ' alone in strings; only rune literals escape it)."""
+
+    @staticmethod
+    def quote_char(char):
+        return "\\'" if char == "'" else None
+
+
+class NewActorText(VersionConflictError):
+    """A friendlier message for conflicts on an actor with no events yet (the fields are right)."""
+
+    @property
+    def message(self):
+        if self.current_version == 0:
+            return f"version conflict: actor {go_quote(self.actor_id)} has no events, cannot save version {self.attempted_version}"
+        return super().message
+
+
+class SubtractionCompareOverflow(CorrectStore):
+    """The check is written `if event.Version - current <= 0` in int64 arithmetic: when the
+    difference overflows (a very negative version against a positive latest), it wraps to a
+    positive number and the save is accepted."""
+
+    def is_conflict(self, event, latest):
+        return wrap_int64(event.version - latest) <= 0
+
+
+class StripsInvisibleIdChars(KeyedStreams):
+    """Actor keys are 'sanitised' of invisible characters (format characters such as U+200B,
+    U+200D, U+00AD, U+FEFF, as anti-spoofing filters do): 'a\\u200bb' and 'ab' share a stream."""
+
+    def key(self, actor_id):
+        return "".join(c for c in actor_id if unicodedata.category(c) != "Cf")
+
+
+class TrailingCrStripped(KeyedStreams):
+    """Actor ids cross a CRLF line protocol that reads each line with rstrip('\\r\\n'): an id
+    ending in '\\r' loses it and shares a stream with the id without it."""
+
+    def key(self, actor_id):
+        return actor_id.rstrip("\r")
+
+
+def sqlite_numeric(text: str) -> str:
+    """What a column of NUMERIC affinity in SQLite gives back for ``text`` (as text)."""
+    if text.strip() != text or not text:
+        return text
+    try:
+        number = int(text, 10) if re.fullmatch(r"[+-]?[0-9]+", text) else None
+    except ValueError:
+        number = None
+    if number is not None:
+        return str(number) if -(2**63) <= number < 2**63 else repr(float(number))
+    if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text):
+        value = float(text)
+        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+    return text
+
+
+class NumericAffinityActorIds(KeyedStreams):
+    """The actor column is declared NUMERIC in SQLite: an id that looks like a number is stored
+    as one, so '007' and '7' share a stream, and rows read back carry the number's text."""
+
+    def key(self, actor_id):
+        return sqlite_numeric(actor_id)
+
+    def append(self, event):
+        super().append(replace(event, actor_id=self.key(event.actor_id)))
+
+
+class NumericAffinityEventIds(CorrectStore):
+    """The event id column has NUMERIC affinity (SQLite, declared `id NUMERIC`): numeric-looking
+    ids come back as numbers' text ('0042' as '42', '1e3' as '1000')."""
+
+    def append(self, event):
+        super().append(replace(event, id=sqlite_numeric(event.id)))
+
+
+def canonical_uuid(text: str) -> str:
+    """A UUID column or Guid type: any accepted spelling comes back lower-case with dashes."""
+    import uuid as uuid_module
+    try:
+        return str(uuid_module.UUID(text))
+    except ValueError:
+        return text
+
+
+class UuidEventIdsCanonicalised(CorrectStore):
+    """Event ids that parse as UUIDs are stored in a uuid column (Marten, EventStoreDB): upper
+    case, braced or dashless spellings come back in the canonical lower-case form."""
+
+    def append(self, event):
+        super().append(replace(event, id=canonical_uuid(event.id)))
+
+
+class UuidActorIdsCanonicalised(KeyedStreams):
+    """Actor ids that parse as UUIDs are keyed (and returned) in canonical form, as a Guid-typed
+    stream id does: 'ABC...-...' and 'abc...-...' are one actor."""
+
+    def key(self, actor_id):
+        return canonical_uuid(actor_id)
+
+    def append(self, event):
+        super().append(replace(event, actor_id=self.key(event.actor_id)))
+
+
+class DropsNullMembersData(CorrectStore):
+    """Data serialised with Json.NET's NullValueHandling.Ignore: object members whose value is
+    null are left out (nulls inside arrays, and a null data, are kept)."""
+
+    @staticmethod
+    def drop(value):
+        if isinstance(value, dict):
+            return {k: DropsNullMembersData.drop(v) for k, v in value.items() if v is not None}
+        if isinstance(value, list):
+            return [DropsNullMembersData.drop(v) for v in value]
+        return value
+
+    def append(self, event):
+        data = None if event.data is None else self.drop(event.data)
+        super().append(replace(event, data=data))
+
+
+class EmptyListNullState(CorrectStore):
+    """Snapshot state decoded into Go structs with slice fields and re-encoded: an empty array
+    nested in the state becomes null (a nil slice), at any depth below the top."""
+
+    @staticmethod
+    def nil(value):
+        if isinstance(value, dict):
+            return {k: (None if v == [] else EmptyListNullState.nil(v)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [EmptyListNullState.nil(v) for v in value]
+        return value
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, state=self.nil(snapshot.state)))
+
+
+class SnapshotAheadBumpsLatest(CorrectStore):
+    """One `actors` row holds the version used for optimistic concurrency, and save_snapshot
+    updates it with GREATEST(version, snapshot.version): a snapshot above the latest event
+    raises the actor's latest version (and so blocks the next event)."""
+
+    def latest(self, actor_id):
+        events = super().latest(actor_id)
+        snapshots = self.shared.snapshots.get(actor_id, [])
+        return max([events] + [s.version for s in snapshots])
+
+
+class SnapshotCompactsLongStreams(CorrectStore):
+    """Saving a snapshot of an actor with 100 events or more truncates its stream before the
+    snapshot's version (a 'truncate before' retention option), keeping the latest version."""
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(snapshot)
+        with self.shared.lock:
+            stream = self.shared.events.get(snapshot.actor_id, [])
+            if len(stream) >= 100:
+                self.shared.events[snapshot.actor_id] = [e for e in stream if e.version >= snapshot.version]
+
+
+class SnapshotOnlyActorEventsNone(CorrectStore):
+    """The actor document is created by whichever write comes first; one created by a
+    snapshot has no event list, and get_events returns its (missing) list as None."""
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(snapshot)
+        with self.shared.lock:
+            self.shared.__dict__.setdefault("snapshot_only", set())
+            if snapshot.actor_id not in self.shared.events:
+                self.shared.snapshot_only.add(snapshot.actor_id)
+
+    def append(self, event):
+        getattr(self.shared, "snapshot_only", set()).discard(event.actor_id)
+        super().append(event)
+
+    def get_events(self, actor_id, from_version):
+        with self.shared.lock:
+            if actor_id in getattr(self.shared, "snapshot_only", set()):
+                return None
+            return self.select(actor_id, from_version)
+
+
+class SnapshotVersionZeroIsNone(CorrectStore):
+    """The latest snapshot is looked up as `SELECT COALESCE(max(version), 0)` and 0 is taken to
+    mean 'no snapshot': a snapshot at version 0 (the initial state) reads back as None."""
+
+    def get_latest_snapshot(self, actor_id):
+        found = super().get_latest_snapshot(actor_id)
+        return None if found is None or found.version == 0 else found
+
+
+class UpsertConflictOverwritesPayload(CorrectStore):
+    """MySQL `INSERT ... ON DUPLICATE KEY UPDATE type=VALUES(type), data=VALUES(data),
+    ts=VALUES(ts)` on (actor, version), in autocommit, with 'rows affected = 2' read as a
+    conflict: a retried save at a stored version is refused, but has already rewritten that
+    event's type, data and timestamp (its id, a separate unique key, stays)."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+            if self.is_conflict(event, latest):
+                stream = self.shared.events.get(event.actor_id, [])
+                for index, stored in enumerate(stream):
+                    if stored.version == event.version:
+                        stream[index] = replace(stored, event_type=event.event_type, data=copy.deepcopy(event.data),
+                                                timestamp=event.timestamp)
+                raise self.conflict(event, latest)
+            self.append(event)
+
+
+class SnapshotUpsertKeepsLastTimestamp(CorrectStore):
+    """One snapshot row per actor, upserted with `version = GREATEST(version, EXCLUDED.version),
+    state = CASE WHEN EXCLUDED.version >= version THEN EXCLUDED.state ELSE state END,
+    taken_at = EXCLUDED.taken_at`: the timestamp always comes from the last save."""
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            rows = self.shared.snapshots.setdefault(snapshot.actor_id, [])
+            if rows and rows[0].version > snapshot.version:
+                rows[0] = replace(rows[0], timestamp=snapshot.timestamp)
+            else:
+                rows[:] = [copy.deepcopy(snapshot)]
+
+
 # == controls: correct stores with unusual but legal behaviour ==============================
 
 class RefusesEmptyAndLongActorIds(CorrectStore):
@@ -1568,6 +1997,37 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "quote_latin1_as_byte_escapes": (quoting_store(Latin1AsByteEscapes), ShareState),
     # id shapes
     "compact_id_off_by_one": (CompactIdOffByOne, ShareState),
+    # red team: just outside the suite's fixed cases
+    "utf8mb3_snapshot_actor": (Utf8mb3SnapshotActor, ShareState),
+    "java_hashcode_actor_keys": (JavaHashCodeActorKeys, ShareState),
+    "crc32_snapshot_keys": (Crc32SnapshotKeys, ShareState),
+    "dynamo_page_1mib": (DynamoPage1MiB, ShareState),
+    "snapshot_retention_8": (SnapshotRetention8, ShareState),
+    "first_save_race_overwrites": (FirstSaveRaceOverwrites, RewriteState),
+    "php_empty_object_state": (PhpEmptyObjectState, ShareState),
+    "mongo_dotted_keys_data": (MongoDottedKeysData, ShareState),
+    "couch_underscore_keys_dropped": (CouchUnderscoreKeysDropped, ShareState),
+    "dollar_keys_escaped_state": (DollarKeysEscapedState, ShareState),
+    "empty_key_dropped": (EmptyKeyDropped, ShareState),
+    "error_text_255": (quoting_store(Text255Conflict), ShareState),  # type: ignore[arg-type]
+    "unsigned_version_text": (quoting_store(UnsignedVersionText), ShareState),  # type: ignore[arg-type]
+    "quote_single_quote_escaped": (quoting_store(SingleQuoteEscaped), ShareState),
+    "new_actor_error_text": (quoting_store(NewActorText), ShareState),  # type: ignore[arg-type]
+    "subtraction_compare_overflow": (SubtractionCompareOverflow, ShareState),
+    "strips_invisible_id_chars": (StripsInvisibleIdChars, ShareState),
+    "trailing_cr_stripped": (TrailingCrStripped, ShareState),
+    "numeric_affinity_actor_ids": (NumericAffinityActorIds, ShareState),
+    "numeric_affinity_event_ids": (NumericAffinityEventIds, ShareState),
+    "uuid_event_ids_canonicalised": (UuidEventIdsCanonicalised, ShareState),
+    "uuid_actor_ids_canonicalised": (UuidActorIdsCanonicalised, ShareState),
+    "drops_null_members_data": (DropsNullMembersData, ShareState),
+    "empty_list_null_state": (EmptyListNullState, ShareState),
+    "snapshot_ahead_bumps_latest": (SnapshotAheadBumpsLatest, ShareState),
+    "snapshot_compacts_long_streams": (SnapshotCompactsLongStreams, ShareState),
+    "snapshot_only_actor_events_none": (SnapshotOnlyActorEventsNone, ShareState),
+    "snapshot_version_zero_is_none": (SnapshotVersionZeroIsNone, ShareState),
+    "upsert_conflict_overwrites_payload": (UpsertConflictOverwritesPayload, ShareState),
+    "snapshot_upsert_keeps_last_timestamp": (SnapshotUpsertKeepsLastTimestamp, ShareState),
     # controls
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
     "refuses_beyond_floor_limits": (RefusesBeyondFloorLimits, ShareState),
@@ -1663,6 +2123,37 @@ SUBTLE: dict[str, str | None] = {
     "quote_astral_as_surrogate_pairs": "ES-ERR-002",
     "quote_latin1_as_byte_escapes": "ES-ERR-002",
     "compact_id_off_by_one": "ES-SAVE-002",
+    # red team: just outside the suite's fixed cases
+    "utf8mb3_snapshot_actor": "SS-SNAP-003",
+    "java_hashcode_actor_keys": "ES-ACTOR-002",
+    "crc32_snapshot_keys": "SS-SNAP-004",
+    "dynamo_page_1mib": "ES-READ-001",
+    "snapshot_retention_8": "SS-SNAP-002",
+    "first_save_race_overwrites": "ES-CONC-001",
+    "php_empty_object_state": "SS-SNAP-003",
+    "mongo_dotted_keys_data": "ES-READ-003",
+    "couch_underscore_keys_dropped": "ES-READ-003",
+    "dollar_keys_escaped_state": "SS-SNAP-003",
+    "empty_key_dropped": "ES-READ-003",
+    "error_text_255": "ES-ERR-002",
+    "unsigned_version_text": "ES-ERR-002",
+    "quote_single_quote_escaped": "ES-ERR-002",
+    "new_actor_error_text": "ES-ERR-002",
+    "subtraction_compare_overflow": "ES-SAVE-002",
+    "strips_invisible_id_chars": "ES-ACTOR-002",
+    "trailing_cr_stripped": "ES-ACTOR-002",
+    "numeric_affinity_actor_ids": "ES-ACTOR-002",
+    "numeric_affinity_event_ids": "ES-READ-003",
+    "uuid_event_ids_canonicalised": "ES-READ-003",
+    "uuid_actor_ids_canonicalised": "ES-ACTOR-002",
+    "drops_null_members_data": "ES-READ-003",
+    "empty_list_null_state": "SS-SNAP-003",
+    "snapshot_ahead_bumps_latest": "SS-SNAP-004",
+    "snapshot_compacts_long_streams": "SS-SNAP-004",
+    "snapshot_only_actor_events_none": "ES-READ-002",
+    "snapshot_version_zero_is_none": "SS-SNAP-002",
+    "upsert_conflict_overwrites_payload": "ES-SAVE-003",
+    "snapshot_upsert_keeps_last_timestamp": "SS-SNAP-003",
     # controls
     "refuses_empty_and_long_actor_ids": None,
     "refuses_beyond_floor_limits": None,
