@@ -48,6 +48,8 @@ STATES = {
     "nested": {"cart": {"items": [{"sku": "A-1", "qty": 2, "price": 9.99}], "open": True}, "tags": ["x", None]},
     "unicode": {"名前": "テスト", "emoji": "🦀", "nul": "a\u0000b"},
     "bools": {"t": True, "f": False, "one": 1, "zero": 0},
+    "numbers": {"int32-max-plus-one": 2**31, "uint32-max-plus-two": 2**32 + 1, "float64-exact": 2**53 - 1,
+                "negative": -(2**31) - 1, "float": 0.1, "tiny": 5e-324},
     # Empty containers below the top (PHP turns {} into [], Go's nil slices turn [] into null).
     "empty-nested": {"object": {}, "list": [], "deep": {"object": {}, "lists": [[], {}], "none": None}},
     # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in

@@ -183,6 +183,8 @@ LARGE_AND_DEEP = {
     "multibyte-string-at-the-floor": lambda: _blob_of(ENCODED_SIZE_FLOOR - _HEADROOM, "é"),
     "many-keys-over-64k": lambda: {f"key-{i:05d}": i for i in range(6000)},
     "many-rows-over-64k": lambda: _rows(1200),
+    # More elements than a 16-bit length holds (a codec's array16 without array32).
+    "array-over-65536-elements": lambda: {"items": [i % 10 for i in range(70_000)]},
     "nesting-dicts": lambda: _nested(NESTING_DEPTH_FLOOR, "dicts"),
     "nesting-lists": lambda: _nested(NESTING_DEPTH_FLOOR, "lists"),
     "nesting-mixed": lambda: _nested(NESTING_DEPTH_FLOOR, "mixed"),

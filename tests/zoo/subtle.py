@@ -1598,6 +1598,80 @@ class SnapshotUpsertKeepsLastTimestamp(CorrectStore):
                 rows[:] = [copy.deepcopy(snapshot)]
 
 
+class EventTypeLookupCi(CorrectStore):
+    """Event types normalised into an `event_types` table whose name column has a case-insensitive,
+    accent-sensitive collation (utf8mb4_0900_as_ci): the first spelling saved is the one every
+    later event of an 'equal' type reads back."""
+
+    def append(self, event):
+        names = self.shared.__dict__.setdefault("event_type_names", {})
+        super().append(replace(event, event_type=names.setdefault(event.event_type.casefold(), event.event_type)))
+
+
+class CaseInsensitiveDataKeys(CorrectStore):
+    """Top-level data members land in a case-insensitive dictionary (.NET's
+    Dictionary<string, object>(StringComparer.OrdinalIgnoreCase)): of keys differing only in
+    case, the last one saved keeps its value under the first one's spelling."""
+
+    def append(self, event):
+        if isinstance(event.data, dict):
+            merged: dict = {}
+            spelling: dict[str, str] = {}
+            for key, value in event.data.items():
+                merged[spelling.setdefault(key.lower(), key)] = value
+            event = replace(event, data=merged)
+        super().append(event)
+
+
+class AvroIntState(CorrectStore):
+    """Snapshot state encoded with an Avro schema inferred from small states, integers as 'int':
+    an integer beyond 32 bits is wrapped (the event data uses another codec and is right)."""
+
+    @staticmethod
+    def wrap(value):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return wrap_int32(value)
+        if isinstance(value, dict):
+            return {k: AvroIntState.wrap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [AvroIntState.wrap(v) for v in value]
+        return value
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, state=self.wrap(snapshot.state)))
+
+
+class ArrayLengthUint16(CorrectStore):
+    """A binary codec writes array lengths as uint16 (a hand-rolled MessagePack array16 without
+    the array32 case): an array of more than 65,535 elements keeps only its length mod 65,536."""
+
+    @staticmethod
+    def cut(value):
+        if isinstance(value, dict):
+            return {k: ArrayLengthUint16.cut(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [ArrayLengthUint16.cut(v) for v in value[: len(value) % 65_536]]
+        return value
+
+    def append(self, event):
+        super().append(replace(event, data=self.cut(event.data)))
+
+
+class OverflowHandlesPrivate(CorrectStore):
+    """A pool of 8 connections to one SQLite database opened as 'file::memory:?cache=shared';
+    handles beyond the 8th get an overflow connection opened as plain ':memory:', a database
+    of its own."""
+
+    def __init__(self, shared):
+        with shared.lock:
+            count = shared.__dict__.setdefault("handles", [0])
+            count[0] += 1
+            private = count[0] > 8
+        super().__init__(ShareState() if private else shared)
+
+
 # == controls: correct stores with unusual but legal behaviour ==============================
 
 class RefusesEmptyAndLongActorIds(CorrectStore):
@@ -2028,6 +2102,11 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "snapshot_version_zero_is_none": (SnapshotVersionZeroIsNone, ShareState),
     "upsert_conflict_overwrites_payload": (UpsertConflictOverwritesPayload, ShareState),
     "snapshot_upsert_keeps_last_timestamp": (SnapshotUpsertKeepsLastTimestamp, ShareState),
+    "event_type_lookup_ci": (EventTypeLookupCi, ShareState),
+    "case_insensitive_data_keys": (CaseInsensitiveDataKeys, ShareState),
+    "avro_int_state": (AvroIntState, ShareState),
+    "array_length_uint16": (ArrayLengthUint16, ShareState),
+    "overflow_handles_private": (OverflowHandlesPrivate, ShareState),
     # controls
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
     "refuses_beyond_floor_limits": (RefusesBeyondFloorLimits, ShareState),
@@ -2154,6 +2233,11 @@ SUBTLE: dict[str, str | None] = {
     "snapshot_version_zero_is_none": "SS-SNAP-002",
     "upsert_conflict_overwrites_payload": "ES-SAVE-003",
     "snapshot_upsert_keeps_last_timestamp": "SS-SNAP-003",
+    "event_type_lookup_ci": "ES-READ-003",
+    "case_insensitive_data_keys": "ES-READ-003",
+    "avro_int_state": "SS-SNAP-003",
+    "array_length_uint16": "ES-READ-003",
+    "overflow_handles_private": "ES-HANDLE-001",
     # controls
     "refuses_empty_and_long_actor_ids": None,
     "refuses_beyond_floor_limits": None,
