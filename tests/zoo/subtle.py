@@ -1643,22 +1643,6 @@ class AvroIntState(CorrectStore):
         super().save_snapshot(replace(snapshot, state=self.wrap(snapshot.state)))
 
 
-class ArrayLengthUint16(CorrectStore):
-    """A binary codec writes array lengths as uint16 (a hand-rolled MessagePack array16 without
-    the array32 case): an array of more than 65,535 elements keeps only its length mod 65,536."""
-
-    @staticmethod
-    def cut(value):
-        if isinstance(value, dict):
-            return {k: ArrayLengthUint16.cut(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [ArrayLengthUint16.cut(v) for v in value[: len(value) % 65_536]]
-        return value
-
-    def append(self, event):
-        super().append(replace(event, data=self.cut(event.data)))
-
-
 class OverflowHandlesPrivate(CorrectStore):
     """A pool of 8 connections to one SQLite database opened as 'file::memory:?cache=shared';
     handles beyond the 8th get an overflow connection opened as plain ':memory:', a database
@@ -2105,7 +2089,6 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "event_type_lookup_ci": (EventTypeLookupCi, ShareState),
     "case_insensitive_data_keys": (CaseInsensitiveDataKeys, ShareState),
     "avro_int_state": (AvroIntState, ShareState),
-    "array_length_uint16": (ArrayLengthUint16, ShareState),
     "overflow_handles_private": (OverflowHandlesPrivate, ShareState),
     # controls
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
@@ -2236,7 +2219,6 @@ SUBTLE: dict[str, str | None] = {
     "event_type_lookup_ci": "ES-READ-003",
     "case_insensitive_data_keys": "ES-READ-003",
     "avro_int_state": "SS-SNAP-003",
-    "array_length_uint16": "ES-READ-003",
     "overflow_handles_private": "ES-HANDLE-001",
     # controls
     "refuses_empty_and_long_actor_ids": None,
