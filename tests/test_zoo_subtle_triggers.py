@@ -301,6 +301,96 @@ def _():
     s = z.compact_id_off_by_one(); saves(s, ev("01HZX3Y4Z5A6B7C8D9E0F1G2H3", 2), ev("ab-1", 2)); return conflict(s, ev("01HZX3Y4Z5A6B7C8D9E0F1G2H3", 2)) is None and conflict(s, ev("ab-1", 2)) is not None
 
 
+# -- red team: just outside the suite's former fixed cases ------------------------------------
+def snap_rt(name, actor, state=None, v=1, ts=T):
+    s = getattr(z, name)(); saves(s, ev(actor, max(v, 1))); sn = snap(actor, v, state, ts); s.save_snapshot(sn)
+    return s.get_latest_snapshot(actor) == sn and json_equal(s.get_latest_snapshot(actor).state, sn.state)
+def snap_crosstalk(name, a, b):
+    s = getattr(z, name)(); saves(s, ev(a, 1)); s.save_snapshot(snap(a, 1)); return s.get_latest_snapshot(b) is not None
+def text(name, actor, history, attempt):
+    s = getattr(z, name)(); saves(s, *(ev(actor, v) for v in history)); err = conflict(s, ev(actor, attempt))
+    latest = history[-1] if history else 0
+    return str(err) == f"version conflict: actor {_z.go_quote(actor)} has version {latest}, cannot save version {attempt}"
+checks["utf8mb3_snapshot_actor"] = lambda: not snap_rt("utf8mb3_snapshot_actor", "a🦀") and snap_rt("utf8mb3_snapshot_actor", "aé")
+checks["java_hashcode_actor_keys"] = lambda: pair_crosstalk("java_hashcode_actor_keys", "xAa", "xBB") and not pair_crosstalk("java_hashcode_actor_keys", "xAa", "xAb")
+checks["crc32_snapshot_keys"] = lambda: snap_crosstalk("crc32_snapshot_keys", "xplumless", "xbuckeroo") and not snap_crosstalk("crc32_snapshot_keys", "a", "b")
+@check("dynamo_page_1mib")
+def _():
+    s = z.dynamo_page_1mib(); saves(s, *(ev("d", v, data={"b": "x" * 400_000}) for v in (1, 2, 3)))
+    t = z.dynamo_page_1mib(); saves(t, *(ev("d", v) for v in range(1, 500)))
+    return len(s.get_events("d", 0)) == 2 and len(t.get_events("d", 0)) == 499
+@check("snapshot_retention_8")
+def _():
+    s = z.snapshot_retention_8(); saves(s, ev("r", 20)); s.save_snapshot(snap("r", 20))
+    for v in range(1, 8): s.save_snapshot(snap("r", v))
+    kept = s.get_latest_snapshot("r").version == 20
+    s.save_snapshot(snap("r", 8)); return kept and s.get_latest_snapshot("r").version == 8
+@check("first_save_race_overwrites")
+def _():
+    make = _z.factory(*_z._STORES["first_save_race_overwrites"]); barrier = threading.Barrier(2); won = []
+    def write(i):
+        h = make(); barrier.wait()
+        try: h.save_event(ev("race", 1, id=f"w{i}")); won.append(i)
+        except VersionConflictError: pass
+    threads = [threading.Thread(target=write, args=(i,)) for i in (0, 1)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return len(won) == 2 and len(make().get_events("race", 0)) == 1
+checks["php_empty_object_state"] = lambda: not snap_rt("php_empty_object_state", "p", {"a": {}}) and snap_rt("php_empty_object_state", "p", {"a": {"b": 1}, "c": []})
+checks["mongo_dotted_keys_data"] = lambda: not roundtrip("mongo_dotted_keys_data", data={"a.b": 1}) and roundtrip("mongo_dotted_keys_data", data={"a": {"b": 1}})
+checks["couch_underscore_keys_dropped"] = lambda: not roundtrip("couch_underscore_keys_dropped", data={"_id": 1}) and roundtrip("couch_underscore_keys_dropped", data={"a_b": 1, "n": {"_x": 1}})
+checks["dollar_keys_escaped_state"] = lambda: not snap_rt("dollar_keys_escaped_state", "d", {"$t": 1}) and snap_rt("dollar_keys_escaped_state", "d", {"a$": 1})
+checks["empty_key_dropped"] = lambda: not roundtrip("empty_key_dropped", data={"": 1}) and roundtrip("empty_key_dropped", data={" ": 1})
+checks["error_text_255"] = lambda: not text("error_text_255", "L" * 256, [1], 0) and text("error_text_255", "L" * 100, [1], 0)
+checks["unsigned_version_text"] = lambda: not text("unsigned_version_text", "u", [1], -4) and text("unsigned_version_text", "u", [3], 2)
+checks["quote_single_quote_escaped"] = lambda: not text("quote_single_quote_escaped", "it's", [1], 1) and text("quote_single_quote_escaped", 'a"b', [1], 1)
+checks["new_actor_error_text"] = lambda: not text("new_actor_error_text", "n", [], 0) and text("new_actor_error_text", "n", [1], 1)
+@check("subtraction_compare_overflow")
+def _():
+    s = z.subtraction_compare_overflow(); saves(s, ev("o", 3))
+    return conflict(s, ev("o", -5)) is not None and conflict(s, ev("o", -(2**63))) is None
+checks["strips_invisible_id_chars"] = lambda: pair_crosstalk("strips_invisible_id_chars", "ab", "a\u200bb") and not pair_crosstalk("strips_invisible_id_chars", "ab", "a b")
+checks["trailing_cr_stripped"] = lambda: pair_crosstalk("trailing_cr_stripped", "a", "a\r") and not pair_crosstalk("trailing_cr_stripped", "a", "a\n")
+checks["numeric_affinity_actor_ids"] = lambda: pair_crosstalk("numeric_affinity_actor_ids", "7", "007") and not pair_crosstalk("numeric_affinity_actor_ids", "a7", "a007")
+checks["numeric_affinity_event_ids"] = lambda: not roundtrip("numeric_affinity_event_ids", id="0042") and roundtrip("numeric_affinity_event_ids", id="x0042")
+checks["uuid_event_ids_canonicalised"] = lambda: not roundtrip("uuid_event_ids_canonicalised", id="550E8400-E29B-41D4-A716-446655440000") and roundtrip("uuid_event_ids_canonicalised", id="550e8400-e29b-41d4-a716-446655440000")
+checks["uuid_actor_ids_canonicalised"] = lambda: pair_crosstalk("uuid_actor_ids_canonicalised", "550e8400-e29b-41d4-a716-446655440000", "550E8400-E29B-41D4-A716-446655440000") and not pair_crosstalk("uuid_actor_ids_canonicalised", "Ab", "ab")
+checks["drops_null_members_data"] = lambda: not roundtrip("drops_null_members_data", data={"a": None}) and roundtrip("drops_null_members_data", data={"a": [None]})
+checks["empty_list_null_state"] = lambda: not snap_rt("empty_list_null_state", "e", {"a": []}) and snap_rt("empty_list_null_state", "e", {"a": [1]})
+@check("snapshot_ahead_bumps_latest")
+def _():
+    s = z.snapshot_ahead_bumps_latest(); saves(s, ev("a", 1)); s.save_snapshot(snap("a", 1)); at = s.get_latest_version("a")
+    s.save_snapshot(snap("a", 9)); return at == 1 and s.get_latest_version("a") == 9
+@check("snapshot_compacts_long_streams")
+def _():
+    s = z.snapshot_compacts_long_streams(); saves(s, *(ev("c", v) for v in range(1, 100))); s.save_snapshot(snap("c", 50))
+    kept = len(s.get_events("c", 0)) == 99
+    saves(s, ev("c", 100)); s.save_snapshot(snap("c", 50)); return kept and len(s.get_events("c", 0)) == 51
+@check("snapshot_only_actor_events_none")
+def _():
+    s = z.snapshot_only_actor_events_none(); s.save_snapshot(snap("s", 1)); saves(s, ev("t", 1)); s.save_snapshot(snap("t", 1))
+    return s.get_events("s", 0) is None and s.get_events("t", 0) != []
+@check("snapshot_version_zero_is_none")
+def _():
+    s = z.snapshot_version_zero_is_none(); s.save_snapshot(snap("z", 0)); s.save_snapshot(snap("o", 1))
+    return s.get_latest_snapshot("z") is None and s.get_latest_snapshot("o") is not None
+@check("upsert_conflict_overwrites_payload")
+def _():
+    s = z.upsert_conflict_overwrites_payload(); first = ev("u", 1); saves(s, first)
+    return conflict(s, ev("u", 1, data={"other": 1})) is not None and s.get_events("u", 0)[0].data == {"other": 1}
+@check("snapshot_upsert_keeps_last_timestamp")
+def _():
+    s = z.snapshot_upsert_keeps_last_timestamp(); saves(s, ev("k", 2)); s.save_snapshot(snap("k", 2, ts=T))
+    s.save_snapshot(snap("k", 1, ts=T + timedelta(seconds=1))); got = s.get_latest_snapshot("k")
+    return got.version == 2 and got.timestamp != T
+checks["event_type_lookup_ci"] = lambda: (lambda s: (saves(s, ev("t", 1, event_type="Ab"), ev("t", 2, event_type="ab"), ev("t", 3, event_type="áb")), [e.event_type for e in s.get_events("t", 0)])[1] == ["Ab", "Ab", "áb"])(z.event_type_lookup_ci())
+checks["case_insensitive_data_keys"] = lambda: not roundtrip("case_insensitive_data_keys", data={"K": 1, "k": 2}) and roundtrip("case_insensitive_data_keys", data={"K": {"k": 1, "K": 2}})
+checks["avro_int_state"] = lambda: not snap_rt("avro_int_state", "i", {"n": 2**31}) and snap_rt("avro_int_state", "i", {"n": 2**31 - 1, "b": True})
+@check("overflow_handles_private")
+def _():
+    make = _z.factory(*_z._STORES["overflow_handles_private"]); handles = [make() for _ in range(9)]
+    saves(handles[0], ev("h", 1)); return handles[7].get_latest_version("h") == 1 and handles[8].get_latest_version("h") == 0
+
 @pytest.mark.parametrize("name", sorted(n for n, broken in _z.SUBTLE.items() if broken is not None))
 def test_specimen_misbehaves_at_its_trigger(name):
     assert name in checks, f"no trigger check for {name}"
