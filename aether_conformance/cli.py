@@ -29,8 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from .driver import StoreDriver, StoreLoadError, ensure_import_path
+from .driver import StoreLoadError, ensure_import_path
 from .html_report import render_html
+from .preflight import check_store
 from .profiles import PROFILES
 from .report import badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
@@ -332,11 +333,10 @@ def run(args: argparse.Namespace) -> int:
                     _nats_cluster(args.nats_cluster) as plugins:
                 args.plugins = plugins
                 try:
-                    # Preflight: one handle, made and closed here, so a store that cannot even be
-                    # reached is a one-line usage error rather than a hundred identical test errors.
-                    preflight = StoreDriver(args.store, timeout=args.timeout)
-                    preflight.new_handle()
-                    preflight.close()
+                    # Preflight: one handle, made and closed in a child process, so a store that cannot
+                    # even be reached is a one-line usage error rather than a hundred identical test
+                    # errors, and one that ends or hangs its process cannot end or hang the CLI.
+                    check_store(args.store, args.timeout)
                 except StoreLoadError as error:
                     raise UsageError(str(error)) from None
                 return _certify(args, artifacts, extra_outputs)
