@@ -169,6 +169,19 @@ def test_nothing_the_child_spawned_outlives_the_run(tmp_path):
     assert _is_gone(child) and _is_gone(grandchild)
 
 
+def test_a_child_that_exits_is_seen_to_exit_though_an_orphan_holds_its_stdout(tmp_path):
+    # No end of file ever comes on stdout: what the child left behind keeps it open.
+    pid_file = tmp_path / "pids"
+    completed = _run_cli(tmp_path, "--timeout", "30", "--", "--maxfail=2",
+                         env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} orphan-holds-stdout --pid-file {pid_file}",
+                              "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    messages = _failure_messages(report)
+    assert completed.returncode == 1 and messages, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert all("exited with code 9" in message for message in messages), messages
+    assert all(_is_gone(pid) for pid in _pids(pid_file))
+
+
 def test_multiprocess_starts_a_copy_per_writer_process_which_must_share_the_data(tmp_path):
     shared = f"{PYTHON_SERVER} --sqlite {tmp_path / 'shared.sqlite3'}"
     code, report, output = certify(FACTORY, tmp_path, "--capability", "multiprocess",
