@@ -341,9 +341,17 @@ def run(args: argparse.Namespace) -> int:
                     raise UsageError(str(error)) from None
                 return _certify(args, artifacts, extra_outputs)
         except KeyboardInterrupt:
-            # Interrupted before the suite could write its report: write one that says so.
-            _write_outputs(_unfinished_report(args, "the run was interrupted before the suite started"),
-                           artifacts, extra_outputs)
+            # Interrupted outside the suite's own handling (before it started, or by a second signal
+            # as it ended: a CI runner signals the process and its group alike).  What the suite found
+            # is kept, marked incomplete; without it, a report that says nothing was certified.
+            report = _suite_report(artifacts) if getattr(args, "suite_started", False) else None
+            reason = f"the run was interrupted ({', '.join(_signalled) or 'SIGINT'})"
+            if report is None or not report["tests"]["ran"]:
+                started = "as the suite started" if getattr(args, "suite_started", False) else "before the suite started"
+                report = _unfinished_report(args, f"the run was interrupted {started}")
+            else:
+                report["complete"], report["conformant"], report["incompleteReason"] = False, False, reason
+            _write_outputs(report, artifacts, extra_outputs)
             print("aether-conformance: interrupted; nothing is certified", file=sys.stderr)
             return EXIT_USAGE
 
@@ -359,6 +367,7 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     if artifacts.exists():
         shutil.rmtree(artifacts)
     artifacts.mkdir(parents=True)
+    args.suite_started = True  # from here on, a report.json in artifacts is this run's
     json_report, junit = artifacts / "report.json", artifacts / "junit.xml"
     pytest_args = [
         "--pyargs", "aether_conformance.suite",
@@ -406,7 +415,7 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         tempfile.tempdir = None
         status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
                              plugins=[*plugins, faults])
-    report = json.loads(json_report.read_text(encoding="utf-8")) if json_report.exists() else None
+    report = _suite_report(artifacts)
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
     if report is None or not report["tests"]["ran"]:
         if interrupted or status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
@@ -442,6 +451,11 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         print(f"aether-conformance: incomplete run, nothing is certified: {report['incompleteReason']}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_NOT_CONFORMANT
+
+
+def _suite_report(artifacts: Path) -> dict | None:
+    path = artifacts / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _histories(artifacts: Path) -> list[dict]:

@@ -236,3 +236,29 @@ def test_called_in_process_the_cli_stops_only_what_its_run_started(monkeypatch):
     finally:
         before.kill()
         before.wait()
+
+
+def test_a_second_signal_as_the_suite_ends_keeps_what_the_suite_found(monkeypatch, tmp_path):
+    # A CI runner that cancels a job signals the CLI and its process group alike: the first signal
+    # stops pytest, the second can land after the suite wrote its report.  That report, failures
+    # included, must survive, marked interrupted, not be replaced by an empty one.
+    from aether_conformance import cli
+    from aether_conformance.report import CaseOutcome, build_report, summarise, write_json_report
+
+    artifacts = tmp_path / "artifacts"
+
+    def suite_then_second_signal(args, artifacts_dir, extra_outputs):
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        args.suite_started = True
+        failed = CaseOutcome(nodeid="suite/test_save.py::test_x", requirements=["ES-SAVE-002"], outcome="failed",
+                             messages=["ES-SAVE-002: saved version 3 over 3; expected VersionConflictError"])
+        write_json_report(build_report(args.store, args.profile, frozenset(), summarise([failed]), expected_tests=2,
+                                       tests_ran=1), artifacts_dir / "report.json")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_certify", suite_then_second_signal)
+    monkeypatch.setattr(cli, "check_store", lambda spec, timeout: None)
+    assert cli.main(["run", "reference_store.memory:shared_store", "--artifacts", str(artifacts)]) == 2
+    report = _report(artifacts)
+    assert not report["complete"] and not report["conformant"] and "interrupted" in report["incompleteReason"]
+    assert _outcome(report, "ES-SAVE-002")["outcome"] == "failed" and report["tests"]["ran"] == 1
