@@ -588,11 +588,7 @@ def test_the_async_handle_is_conformant_too(server, tmp_path):
 
 @pytest.mark.parametrize("twin", [
     pytest.param("tests.zoo.postgres_twins:check_then_insert_store", id="check_then_insert"),
-    pytest.param("tests.zoo.postgres_twins:pk_max_store", id="pk_max", marks=pytest.mark.xfail(
-        strict=True,
-        reason="the suite's writers always save latest+1, so a primary key on (actor, version) turns every "
-               "race into a conflict; only writers that skip versions (save 7 while another saves 6) expose "
-               "this twin -- the gap-skipping multi-writer concurrency being added to the suite")),
+    pytest.param("tests.zoo.postgres_twins:pk_max_store", id="pk_max"),
 ])
 def test_unsafe_twins_are_caught_for_atomicity(server, twin, tmp_path):
     for run in range(2):
