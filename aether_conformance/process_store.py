@@ -101,7 +101,7 @@ class StoreProcessError(RuntimeError):
 class _Violation(Exception):
     def __init__(self, rule: Rule, why: str) -> None:
         super().__init__(f'broke aether-store/1 rule "{rule.value}": {why}')
-        self.rule = rule
+        self.rule, self.why = rule, why
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:
@@ -222,9 +222,22 @@ def _decode(raw: bytes, where: str) -> Any:
         raise _Violation(Rule.NESTING, f"{where} nests arrays and objects deeper than {MAX_LINE_DEPTH} levels "
                                        f"(data may nest {MAX_NESTING_DEPTH}, the envelope 3); it begins: {_quote(raw)}")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+    except _Violation as violation:
+        raise _Violation(violation.rule, f"{where} holds {violation.why}; it begins: {_quote(raw)}") from None
     except (ValueError, RecursionError) as error:
         raise _Violation(Rule.JSON, f"{where} is not a JSON value ({error}); it begins: {_quote(raw)}") from None
+
+
+# An integer this long is beyond int64 and beyond float64 (what Go decodes other numbers into).
+_MAX_INTEGER_DIGITS = 310
+
+
+def _parse_int(text: str) -> int:
+    # Before Python's own limit on int conversion (4,300 digits), whose message speaks Python.
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise _Violation(Rule.INT64, f"an integer of {len(text.lstrip('-'))} digits, beyond int64 and float64")
+    return int(text)
 
 
 def _is_integer(value: Any) -> bool:

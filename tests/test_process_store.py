@@ -119,6 +119,8 @@ BROKEN_LINES = [
     ("endless-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("deep-nesting", "nesting", '"result": [[[[', {}),
     ("big-int", "int64", '"result": 9223372036854775808', {}),
+    # Beyond Python's own int conversion limit, whose error message speaks Python.
+    ("huge-int", "int64", "an integer of 5000 digits, beyond int64", {}),
     ("bool-id", "id", '{"id": true, "result": null}', {}),
     ("result-and-error", "result-or-error", '"result": 1, "error": {"kind": "internal"', {}),
     ("conflict-without-conflict", "error-schema", '"error": {"kind": "version_conflict"}', {}),

@@ -47,6 +47,8 @@ def _bad_line(mode: str, request: dict) -> bytes | None:
         return b'{"id": %d, "error": {"kind": "version_conflict"}}\n' % rid
     if mode == "big-int" and request["method"] == "get_latest_version":
         return b'{"id": %d, "result": %d}\n' % (rid, BEYOND_INT64)
+    if mode == "huge-int" and request["method"] == "get_latest_version":
+        return b'{"id": %d, "result": %s}\n' % (rid, b"9" * 5000)
     if mode == "long-line":  # 2 MiB, over the 1 MiB limit the test sets, but it ends
         return b'{"id": %d, "result": "' % rid + b"x" * (2 << 20) + b'"}\n'
     return None
