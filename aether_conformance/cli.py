@@ -417,7 +417,10 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
                              plugins=[*plugins, faults])
     report = _suite_report(artifacts)
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
-    if report is None or not report["tests"]["ran"]:
+    # A worker the store killed before it said what it collected leaves "ran" at 0; the failures
+    # charged for its deaths are still failures found.
+    found_failure = report is not None and any(r["outcome"] in ("failed", "blocked") for r in report["requirements"])
+    if report is None or not (report["tests"]["ran"] or found_failure):
         if interrupted or status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
             reason = f"the run did not complete (pytest exit code {int(status)})"
         else:

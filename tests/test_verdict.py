@@ -250,3 +250,18 @@ def test_a_second_signal_as_the_suite_ends_keeps_what_the_suite_found(monkeypatc
     report = _report(artifacts)
     assert not report["complete"] and not report["conformant"] and "interrupted" in report["incompleteReason"]
     assert _outcome(report, "ES-SAVE-002")["outcome"] == "failed" and report["tests"]["ran"] == 1
+
+
+def test_a_store_that_kills_every_worker_at_once_is_still_not_conformant(tmp_path):
+    # No worker lives to say what it collected, so no test counts as run; the deaths are failures found.
+    (tmp_path / "dies_at_once.py").write_text(
+        "import os\nfrom tests.zoo.base import CorrectStore, ShareState\n"
+        "class DiesAtOnce(CorrectStore):\n    def save_event(self, event):\n        os._exit(3)\n"
+        "def make():\n    return DiesAtOnce(ShareState())\n")
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "dies_at_once:make", "--profile", "quick", "--artifacts", str(artifacts),
+                     "--", "-k", "test_first_event_at_version_1_is_accepted", "--max-worker-restart", "0",
+                     cwd=tmp_path, timeout=300)
+    report = _report(artifacts)
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert not report["conformant"] and any("exited with code 3" in m for m in _outcome(report, "ES-SAVE-001")["messages"])
