@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import NoReturn
 
 from .driver import StoreLoadError, ensure_import_path
-from .faults import fault_summary_lines
 from .html_report import render_html
 from .preflight import check_store
 from .profiles import PROFILES
@@ -370,7 +369,10 @@ def _uses_xdist(pytest_args: list[str]) -> bool:
 
 
 def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str, Path]) -> int:
+    # Imported here, once run() has put the working directory behind the kit's dependencies.
     import pytest
+
+    from .faults import fault_summary_lines
 
     if artifacts.exists():
         shutil.rmtree(artifacts)
