@@ -230,6 +230,9 @@ class StoreDriver:
         # the timeout.  Any call that returns resets it, so a store that stalls through a fault
         # (a paused leader) and recovers is not written off.
         self.hung_calls: list[str] = []
+        # The same per method: a store whose get_events always hangs, while its other methods
+        # answer, would otherwise cost one timeout per test, for hundreds of tests.
+        self.hung_by_method: dict[str, list[str]] = {}
         self.hung_limit = 3
 
     # -- event loop for awaitable results -------------------------------------------------
@@ -349,11 +352,13 @@ class DrivenHandle:
         fn = getattr(self.raw, method)
         driver = self.driver
         hung = driver.hung_calls
-        if len(hung) >= driver.hung_limit:
-            raise StoreTimeout(
-                f"{call} not attempted: the last {len(hung)} calls never returned (first: {hung[0]}), "
-                "so the store is treated as hung"
-            )
+        method_hung = driver.hung_by_method.setdefault(method, [])
+        for calls, what, treated in ((hung, "calls", "the store is"), (method_hung, f"{method} calls", f"{method} is")):
+            if len(calls) >= driver.hung_limit:
+                raise StoreTimeout(
+                    f"{call} not attempted: the last {len(calls)} {what} never returned (first: {calls[0]}), "
+                    f"so {treated} treated as hung"
+                )
         try:
             if inspect.iscoroutinefunction(fn):
                 ok, value = driver.run_coroutine(_materialised_async(call, fn, args, materialise), driver.timeout)
@@ -361,8 +366,10 @@ class DrivenHandle:
                 ok, value = driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver), driver.timeout)
         except TimeoutError:
             hung.append(call)
+            method_hung.append(call)
             raise StoreTimeout(f"{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
         hung.clear()
+        method_hung.clear()
         if ok:
             return value
         if isinstance(value, StoreMisbehaviour) or (isinstance(value, VersionConflictError) and method == "save_event"):

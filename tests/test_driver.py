@@ -126,6 +126,31 @@ def test_a_hanging_call_times_out_and_the_store_is_then_treated_as_hung():
         handle.get_latest_version("a")
 
 
+class ReadsHang:
+    def save_event(self, event):
+        pass
+
+    def get_latest_version(self, actor_id):
+        return 0
+
+    def get_events(self, actor_id, from_version):
+        threading.Event().wait()
+
+
+def test_a_method_that_always_hangs_is_treated_as_hung_though_others_answer():
+    # Otherwise each test that reads would wait out the timeout: hundreds of timeouts in a run.
+    driver = StoreDriver("tests.test_driver:ReadsHang", timeout=0.2)
+    handle = driver.new_handle()
+    for _ in range(driver.hung_limit):
+        assert handle.get_latest_version("a") == 0  # answers, between the reads that hang
+        with pytest.raises(StoreTimeout, match="within 0.2s"):
+            handle.get_events("a", 0)
+    with pytest.raises(StoreTimeout, match=r"not attempted: the last 3 get_events calls never returned .* "
+                                           r"get_events is treated as hung"):
+        handle.get_events("a", 0)
+    assert handle.get_latest_version("a") == 0
+
+
 def test_wrong_types_and_stray_exceptions_are_reported():
     handle = StoreDriver("tests.test_driver:Hanging", timeout=1).new_handle()
     with pytest.raises(StoreWrongType, match=r'returned "not a list" \(str\); expected a list of events'):

@@ -119,6 +119,8 @@ BROKEN_LINES = [
     ("endless-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("deep-nesting", "nesting", '"result": [[[[', {}),
     ("big-int", "int64", '"result": 9223372036854775808', {}),
+    # Beyond Python's own int conversion limit, whose error message speaks Python.
+    ("huge-int", "int64", "an integer of 5000 digits, beyond int64", {}),
     ("bool-id", "id", '{"id": true, "result": null}', {}),
     ("result-and-error", "result-or-error", '"result": 1, "error": {"kind": "internal"', {}),
     ("conflict-without-conflict", "error-schema", '"error": {"kind": "version_conflict"}', {}),
@@ -167,6 +169,19 @@ def test_nothing_the_child_spawned_outlives_the_run(tmp_path):
     assert code == 0 and report["conformant"], output[-3000:]  # it serves correctly: a whole run
     child, grandchild = _pids(pid_file)
     assert _is_gone(child) and _is_gone(grandchild)
+
+
+def test_a_child_that_exits_is_seen_to_exit_though_an_orphan_holds_its_stdout(tmp_path):
+    # No end of file ever comes on stdout: what the child left behind keeps it open.
+    pid_file = tmp_path / "pids"
+    completed = _run_cli(tmp_path, "--timeout", "30", "--", "--maxfail=2",
+                         env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} orphan-holds-stdout --pid-file {pid_file}",
+                              "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    messages = _failure_messages(report)
+    assert completed.returncode == 1 and messages, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert all("exited with code 9" in message for message in messages), messages
+    assert all(_is_gone(pid) for pid in _pids(pid_file))
 
 
 def test_multiprocess_starts_a_copy_per_writer_process_which_must_share_the_data(tmp_path):
