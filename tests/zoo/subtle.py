@@ -1329,6 +1329,18 @@ class UtcNormalisedTimestamps(TimestampColumn):
         return stamp.astimezone(timezone.utc)
 
 
+class NamedZoneTimestamps(TimestampColumn):
+    """Control: timestamps come back in a named zone (a timestamptz read with the session's TimeZone
+    set to Europe/Amsterdam, as psycopg returns it), nanoseconds kept.  Before 1937 that zone's
+    offset has seconds (+00:19:32, local mean time); the instant is intact, so only the SHOULD
+    ES-READ-004 (keep the offset) is given up."""
+
+    ZONE = ZoneInfo("Europe/Amsterdam")
+
+    def store_time(self, stamp):
+        return stamp.astimezone(self.ZONE)
+
+
 class RefusesSnapshotsAhead(CorrectStore):
     """Control: refuses a snapshot above the actor's latest event version with ValueError (SS-SNAP-005)."""
 
@@ -1569,6 +1581,7 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     # id shapes
     "compact_id_off_by_one": (CompactIdOffByOne, ShareState),
     # controls
+    "named_zone_timestamps": (NamedZoneTimestamps, ShareState),
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
     "refuses_beyond_floor_limits": (RefusesBeyondFloorLimits, ShareState),
     "returns_str_subclasses": (ReturnsStrSubclasses, ShareState),
@@ -1664,6 +1677,7 @@ SUBTLE: dict[str, str | None] = {
     "quote_latin1_as_byte_escapes": "ES-ERR-002",
     "compact_id_off_by_one": "ES-SAVE-002",
     # controls
+    "named_zone_timestamps": None,
     "refuses_empty_and_long_actor_ids": None,
     "refuses_beyond_floor_limits": None,
     "returns_str_subclasses": None,
