@@ -1329,6 +1329,16 @@ class UtcNormalisedTimestamps(TimestampColumn):
         return stamp.astimezone(timezone.utc)
 
 
+class ReadsAsGenerator(CorrectStore):
+    """Control: get_events answers with a generator over the events it selected (a cursor read
+    lazily), never a list."""
+
+    def get_events(self, actor_id, from_version):
+        with self.shared.lock:
+            selected = self.select(actor_id, from_version)
+        return (event for event in selected)
+
+
 class NamedZoneTimestamps(TimestampColumn):
     """Control: timestamps come back in a named zone (a timestamptz read with the session's TimeZone
     set to Europe/Amsterdam, as psycopg returns it), nanoseconds kept.  Before 1937 that zone's
@@ -1581,6 +1591,7 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     # id shapes
     "compact_id_off_by_one": (CompactIdOffByOne, ShareState),
     # controls
+    "reads_as_generator": (ReadsAsGenerator, ShareState),
     "named_zone_timestamps": (NamedZoneTimestamps, ShareState),
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
     "refuses_beyond_floor_limits": (RefusesBeyondFloorLimits, ShareState),
@@ -1677,6 +1688,7 @@ SUBTLE: dict[str, str | None] = {
     "quote_latin1_as_byte_escapes": "ES-ERR-002",
     "compact_id_off_by_one": "ES-SAVE-002",
     # controls
+    "reads_as_generator": None,
     "named_zone_timestamps": None,
     "refuses_empty_and_long_actor_ids": None,
     "refuses_beyond_floor_limits": None,
