@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .driver import StoreDriver, StoreLoadError, ensure_import_path
+from .faults import fault_summary_lines
 from .html_report import render_html
 from .profiles import PROFILES
 from .report import badge, markdown_summary, verdict
@@ -85,12 +86,14 @@ def _parser() -> argparse.ArgumentParser:
                           "kill, pause and partition")
     run.add_argument("--faults", metavar="NAMES",
                      help="inject these faults (comma-separated) while writers run (ES-FAULT-001), "
-                          "from the cluster or a fault plugin loaded with -p after --")
+                          "from the cluster, the PostgreSQL server (kill, pause) or a fault plugin loaded with "
+                          "-p after --")
     run.add_argument("--fault-seed", type=int, metavar="N", help="seed of the fault schedule (default: random)")
     run.add_argument("--fault-report", metavar="PATH",
                      help="write the fault run (faults injected, unknown outcomes, verdict) as JSON")
     run.add_argument("--postgres-server", action="store_true",
-                     help="start a local PostgreSQL (127.0.0.1, free port, temp cluster) and export AETHER_POSTGRES_DSN")
+                     help="start a local PostgreSQL (127.0.0.1, free port, temp cluster) and export "
+                          "AETHER_POSTGRES_DSN; it provides the faults kill and pause")
     run.add_argument("-v", "--verbose", action="store_true", help="pytest's long output: tracebacks and every test")
     run.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="passed on to pytest (after --)")
     commands.add_parser("requirements", help="print the requirement catalog as Markdown")
@@ -140,11 +143,12 @@ def _nats_server(wanted: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _postgres_server(wanted: bool) -> Iterator[None]:
+def _postgres_server(wanted: bool, faults: str | None) -> Iterator[list[object]]:
+    """Start the server when asked; yields the pytest plugins that offer its faults (with --faults)."""
     if not wanted:
-        yield
+        yield []
         return
-    from .postgres_server import DSN_ENV, PostgresServer, PostgresServerError
+    from .postgres_server import DSN_ENV, PostgresFaultPlugin, PostgresServer, PostgresServerError
 
     try:
         server = PostgresServer()
@@ -154,7 +158,7 @@ def _postgres_server(wanted: bool) -> Iterator[None]:
     try:
         os.environ[DSN_ENV] = server.dsn
         print(f"aether-conformance: started PostgreSQL at {server.dsn} (pid {server.pid})", file=sys.stderr)
-        yield
+        yield [PostgresFaultPlugin(server)] if faults else []
     finally:
         server.__exit__(None, None, None)
 
@@ -301,6 +305,9 @@ def _nats_cluster(size: int | None) -> Iterator[list[object]]:
 def _check_fault_args(args: argparse.Namespace) -> None:
     if args.nats_server and args.nats_cluster is not None:
         raise UsageError("--nats-server and --nats-cluster are exclusive: one server or one cluster")
+    if args.faults is not None and args.postgres_server and args.nats_cluster is not None:
+        raise UsageError("--faults with both --postgres-server and --nats-cluster: faults hit one backend; "
+                         "certify against one of them")
     if args.nats_cluster is not None and not 2 <= args.nats_cluster <= 5:
         raise UsageError(f"--nats-cluster: must be a number of nodes from 2 to 5 (a cluster, within JetStream's "
                          f"replica limit; --nats-server for one), got {args.nats_cluster}")
@@ -328,9 +335,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--artifacts {args.artifacts}: exists and is not a directory")
     with _no_process_left_behind(), _signals_as_interrupt():
         try:
-            with _nats_server(args.nats_server), _postgres_server(args.postgres_server), \
-                    _nats_cluster(args.nats_cluster) as plugins:
-                args.plugins = plugins
+            with _nats_server(args.nats_server), \
+                    _postgres_server(args.postgres_server, args.faults) as postgres_plugins, \
+                    _nats_cluster(args.nats_cluster) as cluster_plugins:
+                args.plugins = [*postgres_plugins, *cluster_plugins]
                 try:
                     # Preflight: one handle, made and closed here, so a store that cannot even be
                     # reached is a one-line usage error rather than a hundred identical test errors.
@@ -378,7 +386,8 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     pytest_args += ["-v"] if args.verbose else ["-qq", "--tb=no", "-rN", "--no-header"]
     plugins = getattr(args, "plugins", [])
     if plugins and not _uses_xdist(args.pytest_args):
-        # The cluster's fault provider lives in this process, where its proxies run: so does the suite.
+        # The fault provider lives in this process (the cluster's proxies, the server's process): so
+        # does the suite.
         pytest_args += ["-p", "no:xdist"]
     elif not _uses_xdist(args.pytest_args):
         # One xdist worker runs the suite, so a store that kills its process (os._exit, a segfault,
@@ -392,9 +401,6 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         pytest_args += ["--aether-faults", args.faults]
         if args.fault_seed is not None:
             pytest_args += ["--aether-fault-seed", str(args.fault_seed)]
-    from .faults import FaultRunCollector
-
-    faults = FaultRunCollector()
     # Python puts the working directory first on the import path of `python -c` (how xdist starts
     # its workers): a pytest.py there would replace pytest.  Workers drop the setting again
     # (plugin.py), so that a store's own child processes run as usual.
@@ -405,7 +411,7 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         os.environ["TMPDIR"] = scratch
         tempfile.tempdir = None
         status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
-                             plugins=[*plugins, faults])
+                             plugins=plugins)
     report = json.loads(json_report.read_text(encoding="utf-8")) if json_report.exists() else None
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
     if report is None or not report["tests"]["ran"]:
@@ -425,10 +431,10 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     summary = _write_outputs(report, artifacts, extra_outputs)
     print()
     print(summary if args.verbose else markdown_summary(report, compact=True))
-    for line in faults.summary_lines():
+    for line in fault_summary_lines(report.get("faults", [])):
         print(line)
-    if args.fault_report and faults.runs:
-        Path(args.fault_report).write_text(json.dumps(faults.runs, indent=2) + "\n", encoding="utf-8")
+    if args.fault_report and report.get("faults"):
+        Path(args.fault_report).write_text(json.dumps(report["faults"], indent=2) + "\n", encoding="utf-8")
     print(f"Artifacts: {artifacts} (report.html, report.json, junit.xml, badge.json, summary.md)")
     if interrupted:
         return EXIT_USAGE

@@ -9,22 +9,23 @@ A *fault provider* offers fault kinds for one backend.  The kit asks for one
 through the pytest hook :func:`FaultHookSpecs.pytest_aether_fault_provider`;
 the first plugin that answers wins.  The NATS cluster the CLI starts with
 ``--nats-cluster N`` is the first provider
-(:class:`aether_conformance.nats_cluster.ClusterFaults`).  A Postgres (or any
-other) backend author plugs in the same way, from a module loaded as a
+(:class:`aether_conformance.nats_cluster.ClusterFaults`); the PostgreSQL server of
+``--postgres-server`` the second (:class:`aether_conformance.postgres_server.PostgresFaults`).
+Any other backend author plugs in the same way, from a module loaded as a
 pytest plugin (``aether-conformance run ... --faults restart -- -p mystore.faults``)::
 
     from aether_conformance.faults import FaultKind
 
-    class PostgresFaults:
+    class ReplicaSetFaults:
         def fault_kinds(self):
             return [FaultKind("restart", inject=self.stop_primary, recover=self.start_primary_and_wait)]
         def preconditions(self):
             return []            # problems that would make a fault run meaningless
         def environment(self):
-            return {"postgres": "16.2", "synchronous_commit": "on"}
+            return {"backend": "mongodb", "version": "7.0", "write_concern": "majority"}
 
     def pytest_aether_fault_provider(config):
-        return PostgresFaults()
+        return ReplicaSetFaults()
 
 The schedule (:func:`draw_schedule`) is drawn from a seed before anything
 runs: every named kind at least once, in a seeded order, with seeded hold
@@ -59,10 +60,11 @@ __all__ = [
     "run_schedule",
     "parse_fault_names",
     "FAULT_RUN_KEY",
-    "FaultRunCollector",
+    "fault_summary_lines",
 ]
 
-# The user property under which test_faults records its run (see FaultRun.to_dict).
+# The user property under which test_faults records its run: the report keeps each in its
+# "faults" (schemas/report.schema.json).
 FAULT_RUN_KEY = "aether_fault_run"
 
 # Hold and gap ranges in seconds: long enough for a Raft election to matter, short
@@ -214,44 +216,22 @@ def run_schedule(kinds: dict[str, FaultKind], schedule: Sequence[ScheduledFault]
         run.done.set()
 
 
-class FaultRunCollector:
-    """A pytest plugin object that keeps the fault runs test_faults records, and words them.
-
-    Each run (the user property :data:`FAULT_RUN_KEY`) is a dict::
-
-        {"seed": int, "kinds": [str], "schedule": [{"kind", "gap", "hold"}],
-         "faults": [{"kind", "target", "start", "end", "recovery_seconds", "error"}],   # seconds
-         "environment": {...},             # the provider's: e.g. backend, version, nodes, sync
-         "operations": {"total", "save_attempts", "acknowledged_saves", "conflicts"},
-         "unknown_outcomes": {"count", "saves_landed_once", "saves_never_landed", "reads",
-                              "calls": [{"writer", "kind", "version", "event_id", "outcome", "detail", "settled"}]},
-         "verdict": "no anomaly found in N faults" | "anomalies found in N faults"}
-    """
-
-    def __init__(self) -> None:
-        self.runs: list[dict[str, Any]] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for name, value in report.user_properties:
-            if name == FAULT_RUN_KEY:
-                self.runs.append(value)
-
-    def summary_lines(self) -> list[str]:
-        lines: list[str] = []
-        for run in self.runs:
-            env = run.get("environment") or {}
-            facts = ", ".join(f"{key} {value}" for key, value in env.items())
-            lines.append(f"Faults: {run['verdict']} (schedule seed {run['seed']}; {facts})")
-            for fault in run["faults"]:
-                healed = (f"healthy again at {fault['end']:.1f}s, recovery {fault['recovery_seconds']:.1f}s"
-                          if fault["end"] is not None else f"did not recover: {fault['error']}")
-                lines.append(f"  {fault['kind']} on {fault['target']} at {fault['start']:.1f}s; {healed}")
-            unknown = run["unknown_outcomes"]
-            lines.append(
-                f"  {unknown['count']} call(s) with unknown outcome: {unknown['saves_landed_once']} save(s) read back "
-                f"once, {unknown['saves_never_landed']} never applied, {unknown['reads']} read(s); "
-                f"{run['operations']['acknowledged_saves']} of {run['operations']['save_attempts']} saves acknowledged"
-            )
-        return lines
+def fault_summary_lines(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The fault runs of a report (its ``faults``, one per fault test; see
+    schemas/report.schema.json), in words for the terminal."""
+    lines: list[str] = []
+    for run in runs:
+        env = run.get("environment") or {}
+        facts = ", ".join(f"{key} {value}" for key, value in env.items())
+        lines.append(f"Faults: {run['verdict']} (schedule seed {run['seed']}; {facts})")
+        for fault in run["faults"]:
+            healed = (f"healthy again at {fault['end']:.1f}s, recovery {fault['recovery_seconds']:.1f}s"
+                      if fault["end"] is not None else f"did not recover: {fault['error']}")
+            lines.append(f"  {fault['kind']} on {fault['target']} at {fault['start']:.1f}s; {healed}")
+        unknown = run["unknown_outcomes"]
+        lines.append(
+            f"  {unknown['count']} call(s) with unknown outcome: {unknown['saves_landed_once']} save(s) read back "
+            f"once, {unknown['saves_never_landed']} never applied, {unknown['reads']} read(s); "
+            f"{run['operations']['acknowledged_saves']} of {run['operations']['save_attempts']} saves acknowledged"
+        )
+    return lines

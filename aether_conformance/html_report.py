@@ -139,6 +139,7 @@ def render_html(report: Mapping[str, Any], histories: Sequence[Mapping[str, Any]
         _at_a_glance(report, drawn),
         _requirements_section(report, drawn),
         _histories_section(drawn),
+        _faults_section(report),
         _run_section(report),
         "</main></body></html>",
     ]
@@ -263,7 +264,7 @@ def _format_value(value: object) -> str:
 
 
 # Top-level report fields drawn elsewhere on the page; any other scalar field is listed under "Run".
-_SHOWN_ELSEWHERE = {"requirements", "statistics", "environment", "summary"}
+_SHOWN_ELSEWHERE = {"requirements", "statistics", "environment", "summary", "faults"}
 
 
 def _run_section(report: Mapping[str, Any]) -> str:
@@ -279,6 +280,38 @@ def _run_section(report: Mapping[str, Any]) -> str:
     )
     tables.append(_key_values("Environment", report.get("environment") or {}, "environment"))
     return f'<section id="run"><h2>Run, statistics and environment</h2><div class="tables">{"".join(tables)}</div></section>'
+
+
+def _faults_section(report: Mapping[str, Any]) -> str:
+    """Each fault test's faults (kind, target, injected, healthy again) and how its unknown outcomes settled."""
+    runs = report.get("faults") or []
+    if not runs:
+        return ""
+    blocks = []
+    for run in runs:
+        rows = []
+        for fault in run.get("faults") or []:
+            healed = (f"{fault['end']} s" if fault.get("end") is not None
+                      else f"did not recover: {fault.get('error')}")
+            rows.append(f"<tr><td>{_text(fault.get('kind'))}</td><td>{_text(fault.get('target'))}</td>"
+                        f"<td>{_text(fault.get('start'))} s</td><td>{_text(healed)}</td>"
+                        f"<td>{_text(fault['recovery_seconds'] if fault.get('end') is not None else '-')}</td></tr>")
+        unknown = run.get("unknown_outcomes") or {}
+        operations = run.get("operations") or {}
+        facts = ", ".join(f"{key} {value}" for key, value in (run.get("environment") or {}).items())
+        blocks.append(
+            f"<h3>{_text(run.get('verdict'))}</h3>"
+            f"<p>schedule seed {_text(run.get('seed'))}; {_text(facts)}</p>"
+            '<table class="faults"><thead><tr><th scope="col">fault</th><th scope="col">hit</th>'
+            '<th scope="col">injected at</th><th scope="col">healthy again at</th>'
+            f'<th scope="col">recovery (s)</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f"<p>{_text(unknown.get('count', 0))} call(s) with unknown outcome: "
+            f"{_text(unknown.get('saves_landed_once', 0))} save(s) read back once, "
+            f"{_text(unknown.get('saves_never_landed', 0))} never applied, {_text(unknown.get('reads', 0))} read(s); "
+            f"{_text(operations.get('acknowledged_saves', 0))} of {_text(operations.get('save_attempts', 0))} "
+            "saves acknowledged.</p>"
+        )
+    return f'<section id="faults"><h2>Faults injected</h2>{"".join(blocks)}</section>'
 
 
 # ---------------------------------------------------------------------------

@@ -41,6 +41,7 @@ import pytest
 
 from . import driver as driver_module
 from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour, ensure_import_path, load_factory
+from .faults import FAULT_RUN_KEY
 from .profiles import PROFILES, Profile
 from .report import (
     CaseOutcome,
@@ -80,6 +81,8 @@ class ConformanceRun:
     expected_sent: bool = False
     implementation: dict[str, str] = field(default_factory=dict)
     statistics: dict[str, int] = field(default_factory=dict)
+    # What each fault test injected and settled (faults.FAULT_RUN_KEY), for the report's "faults".
+    fault_runs: list[dict[str, Any]] = field(default_factory=list)
     requirement_outcomes: list[RequirementOutcome] | None = None
     report: dict[str, Any] | None = None
 
@@ -418,6 +421,8 @@ class ConformanceReporter:
         if report.when == "call":
             for name, count in properties.get(STATISTICS_KEY, {}).items():
                 self.run.statistics[name] = self.run.statistics.get(name, 0) + count
+            if FAULT_RUN_KEY in properties:
+                self.run.fault_runs.append(properties[FAULT_RUN_KEY])
         if report.failed:
             outcome = "failed"
         elif report.skipped:
@@ -440,7 +445,7 @@ class ConformanceReporter:
             run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes, run.statistics,
             expected_tests=len(run.expected) if run.expected is not None else None,
             tests_ran=len(ran & set(run.expected or ())), incomplete_reason=incomplete_reason,
-            implementation=run.implementation,
+            implementation=run.implementation, fault_runs=run.fault_runs,
         )
 
     @pytest.hookimpl(trylast=True)

@@ -16,6 +16,11 @@ When this process is root, both run as the unprivileged ``nobody`` user,
 which owns the temporary directory; root can still stop the server by PID and
 remove the directory.
 
+:class:`PostgresFaults` offers the server's faults to a certification run
+through the kit's fault hook (``aether-conformance run ... --postgres-server
+--faults kill,pause``): a crash of the postmaster and its backends, and a
+freeze of them all.
+
 ``python -m aether_conformance.postgres_server`` starts one, prints
 ``AETHER_POSTGRES_DSN=postgresql://...`` and runs until interrupted.
 """
@@ -38,8 +43,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["PostgresServer", "PostgresServerError", "find_postgres_bin_dir", "DSN_ENV"]
+__all__ = ["PostgresServer", "PostgresServerError", "PostgresFaults", "PostgresFaultPlugin", "find_postgres_bin_dir",
+           "DSN_ENV"]
 
 HOST = "127.0.0.1"
 DSN_ENV = "AETHER_POSTGRES_DSN"
@@ -85,19 +92,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _live_members(group: int) -> bool:
-    """Whether any process of process group ``group`` is still alive (zombies do not count).
-
-    Zombies count as gone because this machine's init may never reap them, and a
-    zombie holds no port, file or shared memory that a restart would need.
-    """
+def _member_states(group: int) -> list[str] | None:
+    """The states (R, S, T, Z, ...) of the processes of process group ``group``; None without /proc."""
     proc = Path("/proc")
     if not proc.is_dir():
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return None
+    states = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -107,9 +107,25 @@ def _live_members(group: int) -> bool:
             continue
         # Fields after the parenthesised command name: state, ppid, pgrp, ...
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == group and fields[0] != "Z":
-            return True
-    return False
+        if int(fields[2]) == group:
+            states.append(fields[0])
+    return states
+
+
+def _live_members(group: int) -> bool:
+    """Whether any process of process group ``group`` is still alive (zombies do not count).
+
+    Zombies count as gone because this machine's init may never reap them, and a
+    zombie holds no port, file or shared memory that a restart would need.
+    """
+    states = _member_states(group)
+    if states is None:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    return any(state != "Z" for state in states)
 
 
 def _unprivileged_account() -> pwd.struct_passwd:
@@ -337,6 +353,74 @@ class PostgresServer:
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"PostgresServer({self.dsn}, data_dir={str(self.data_dir)!r}, {state})"
+
+
+class PostgresFaults:
+    """The server's faults for :mod:`aether_conformance.faults`.
+
+    ``kill`` is a crash (:meth:`PostgresServer.kill`: SIGKILL to the postmaster
+    and its backends, nothing flushed) and a restart on the same port and data
+    directory, through crash recovery; ``pause`` stops the postmaster and every
+    backend (SIGSTOP to the group) and resumes them (SIGCONT), so calls hang
+    mid-transaction, as on a frozen VM.  Each recovery returns once the server
+    accepts connections again, or raises :class:`PostgresServerError` with its
+    log after ``recovery_timeout`` seconds.
+    """
+
+    def __init__(self, server: PostgresServer, recovery_timeout: float = 90.0) -> None:
+        self.server = server
+        self.recovery_timeout = recovery_timeout
+
+    def fault_kinds(self) -> list[Any]:
+        from .faults import FaultKind
+
+        return [FaultKind("kill", self._kill, self._restart), FaultKind("pause", self._pause, self._resume)]
+
+    def _kill(self) -> str:
+        pid = self.server.pid
+        self.server.kill()
+        return f"postmaster pid {pid} and its backends (SIGKILL)"
+
+    def _restart(self) -> None:
+        self.server.start()
+
+    def _pause(self) -> str:
+        pid = self.server.pid
+        if pid is None:
+            raise PostgresServerError("pause: postgres is not running")
+        os.killpg(pid, signal.SIGSTOP)
+        return f"postmaster pid {pid} and its backends (SIGSTOP)"
+
+    def _resume(self) -> None:
+        pid = self.server.pid
+        if pid is None or not self.server.running:
+            raise PostgresServerError(f"resume: postgres exited while paused:\n{self.server.log_tail()}")
+        os.killpg(pid, signal.SIGCONT)
+        deadline = time.monotonic() + self.recovery_timeout
+        while "T" in (_member_states(pid) or ()):  # a backend forked while the group was stopping
+            if time.monotonic() >= deadline:
+                raise PostgresServerError(f"postgres (pid {pid}) still has stopped processes "
+                                          f"{self.recovery_timeout:g}s after SIGCONT:\n{self.server.log_tail()}")
+            os.killpg(pid, signal.SIGCONT)
+            time.sleep(0.05)
+
+    def preconditions(self) -> list[str]:
+        return []  # fsync and synchronous_commit are always on (PostgresServer.start)
+
+    def environment(self) -> dict[str, Any]:
+        version = subprocess.run([str(self.server.bin_dir / "postgres"), "--version"], capture_output=True,
+                                 text=True, check=False).stdout.strip()
+        return {"backend": "postgresql", "version": version, "fsync": "on", "synchronous_commit": "on"}
+
+
+class PostgresFaultPlugin:
+    """A pytest plugin object answering ``pytest_aether_fault_provider`` with a server's faults."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.provider = PostgresFaults(server)
+
+    def pytest_aether_fault_provider(self, config: Any) -> PostgresFaults:
+        return self.provider
 
 
 def main(argv: list[str] | None = None) -> int:

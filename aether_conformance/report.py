@@ -189,9 +189,11 @@ def build_report(
     tests_ran: int = 0,
     incomplete_reason: str | None = None,
     implementation: dict[str, str] | None = None,
+    fault_runs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON report.  A run is complete when every collected conformance test ran and nothing
-    interrupted it; it is conformant only when it is complete and every applicable MUST passed."""
+    interrupted it; it is conformant only when it is complete and every applicable MUST passed.
+    ``fault_runs`` (what each fault test injected and settled) appear as ``faults`` when given."""
     if incomplete_reason is None:
         if expected_tests is None:
             incomplete_reason = "the run did not say which tests it collected"
@@ -211,7 +213,7 @@ def build_report(
         if r.requirement.capability and r.requirement.capability not in capabilities and not r.not_applicable
         and r.outcome != "skipped"
     }
-    return {
+    report = {
         "schemaVersion": 2,
         "specVersion": SPEC_VERSION,
         "store": store,
@@ -252,6 +254,9 @@ def build_report(
         "started": datetime.fromtimestamp(_STARTED, timezone.utc).isoformat().replace("+00:00", "Z"),
         "duration_s": round(time.time() - _STARTED, 3),
     }
+    if fault_runs:
+        report["faults"] = list(fault_runs)
+    return report
 
 
 def _json_safe(value: Any) -> Any:

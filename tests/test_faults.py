@@ -22,6 +22,7 @@ from aether_conformance.faults import (
     parse_fault_names,
     run_schedule,
 )
+from aether_conformance.schemas import validate
 from tests.test_zoo import certify
 
 # -- the schedule ------------------------------------------------------------------------------
@@ -154,6 +155,8 @@ def test_a_third_party_backend_plugs_its_own_faults_in_through_the_hook(tmp_path
     assert "faults" in report["capabilities"]
     assert "Faults: no anomaly found in 1 faults (schedule seed 5; backend sqlite" in output
     runs = json.loads(fault_report.read_text())
+    validate("report", report)
+    assert report["faults"] == runs  # the report carries them too
     (run,) = runs
     assert run["seed"] == 5 and [f["kind"] for f in run["faults"]] == ["lock"]
     assert run["faults"][0]["target"] == "events.sqlite3" and run["faults"][0]["end"] is not None
@@ -173,3 +176,4 @@ def test_without_faults_the_requirement_is_skipped_as_not_declared(tmp_path):
     code, report, output = certify("reference_store.memory:shared_store", tmp_path, "--", "-k", "test_faults")
     entry = next(r for r in report["requirements"] if r["id"] == "ES-FAULT-001")
     assert entry["outcome"] == "skipped", entry
+    assert "faults" not in report

@@ -86,6 +86,7 @@ def test_a_store_that_creates_an_unreplicated_stream_is_reported(tmp_path):
     (["--nats-cluster", "3", "--nats-server"], "--nats-server and --nats-cluster are exclusive"),
     (["--fault-seed", "3"], "--fault-seed and --fault-report need --faults"),
     (["--faults", "kill,,pause"], "--faults: must be a comma-separated list"),
+    (["--faults", "kill", "--postgres-server", "--nats-cluster", "3"], "faults hit one backend"),
 ])
 def test_bad_cluster_and_fault_options_are_usage_errors(arguments, message):
     completed = subprocess.run(

@@ -271,6 +271,31 @@ def test_statistics_and_environment_are_listed():
     assert "No concurrency history was recorded." in histories[0].text
 
 
+def test_the_faults_of_a_fault_run_are_listed_with_how_unknown_outcomes_settled():
+    fault_run = {
+        "seed": 7, "kinds": ["kill", "pause"], "schedule": [{"kind": "kill", "gap": 1.2, "hold": 2.0}],
+        "faults": [{"kind": "kill", "target": "postmaster pid 42 <and its backends>", "start": 1.2, "end": 5.5,
+                    "recovery_seconds": 2.1, "error": None},
+                   {"kind": "pause", "target": "n1", "start": 7.0, "end": None, "recovery_seconds": None,
+                    "error": "n1 did not come back"}],
+        "environment": {"backend": "postgresql", "fsync": "on"},
+        "operations": {"total": 900, "save_attempts": 300, "acknowledged_saves": 120, "conflicts": 170},
+        "unknown_outcomes": {"count": 3, "saves_landed_once": 1, "saves_never_landed": 1, "reads": 1, "calls": []},
+        "verdict": "no anomaly found in 2 faults",
+    }
+    report = dict(make_report(), faults=[fault_run])
+    validate("report", report)
+    page = parse(render_html(report, []))
+    (section,) = [s for s in page.find_all("section") if s.attrs.get("id") == "faults"]
+    rows = [[cell.text for cell in row.find_all("td")] for row in section.find("table", "faults").find_all("tr")[1:]]
+    assert rows == [["kill", "postmaster pid 42 <and its backends>", "1.2 s", "5.5 s", "2.1"],
+                    ["pause", "n1", "7.0 s", "did not recover: n1 did not come back", "-"]]
+    assert "no anomaly found in 2 faults" in section.text and "backend postgresql" in section.text
+    assert "1 save(s) read back once, 1 never applied, 1 read(s); 120 of 300 saves acknowledged" in section.text
+    assert "seed" not in page.find("table", "run").text  # not dumped raw under "Run"
+    assert 'id="faults"' not in render_html(make_report(), [])
+
+
 def test_store_text_is_escaped_everywhere_and_the_page_encodes():
     ops = [op(0, "<b>w0</b>", SAVE, 0, 5, ERROR, version=1, detail=HOSTILE, actor="<i>x</i>\ud800")]
     artifact = history_artifact("t::<script>", "ES-CONC-001", {"actor_id": HOSTILE}, ops, None)

@@ -21,6 +21,7 @@ import json
 import random
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from ..history import ERROR, OK, SAVE, UNKNOWN, HistoryRecorder, Operation, chec
 from ..driver import StoreMisbehaviour, StoreTimeout
 from ..errors import VersionConflictError
 from ..model import Event
-from ..plugin import STATISTICS_KEY
+from ..plugin import STATISTICS_KEY, run_key
 from ..writers import content_digest, draw_plan, run_writers, stored_events
 from .support import violated
 
@@ -154,7 +155,7 @@ def _run(store, aether_driver, aether_faults, fresh_actor, aether_profile) -> di
 
 @pytest.mark.requirement("ES-FAULT-001")
 def test_saves_survive_injected_faults(store, aether_driver, aether_faults, fresh_actor, aether_profile,
-                                       tmp_path_factory, record_property):
+                                       tmp_path_factory, record_property, request):
     outcome = _run(store, aether_driver, aether_faults, fresh_actor, aether_profile)
     run: ScheduleRun = outcome["run"]
     records = run.records
@@ -207,7 +208,11 @@ def test_saves_survive_injected_faults(store, aether_driver, aether_faults, fres
 
     where = f"fault schedule seed {outcome['seed']}, faults {_describe(records)}"
     if not check.ok or healthy_failures or not final_ok:
-        path = tmp_path_factory.mktemp("aether-fault-history") / "history.json"
+        # In the artifacts, where it outlives the run (the run's scratch space does not).
+        artifacts = request.config.stash[run_key].artifacts
+        path = (Path(artifacts) / "histories" / "full" if artifacts else tmp_path_factory.mktemp("aether-fault-history")) \
+            / "faults.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"fault_run": fault_run, "operations": history_to_json(operations)}))
         where += f"; full history in {path}"
     if not check.ok:
