@@ -31,7 +31,7 @@ import json
 import queue
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -433,9 +433,18 @@ def _version(call: str, value: Any) -> int:
     return int(value)
 
 
-def _events(call: str, value: Any) -> list[Event]:
-    if not isinstance(value, list):
+def _store_events(call: str, value: Any) -> list[Any]:
+    """What get_events returned, as a list of the store's own items.  A tuple, another sequence or
+    an iterator (a generator, a cursor) is read in full: only the events in it are specified."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, (Sequence, Iterator)):
         raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of events")
+    return list(value)
+
+
+def _events(call: str, value: Any) -> list[Event]:
+    value = _store_events(call, value)
     events = []
     for position, item in enumerate(value):
         if not isinstance(item, Event):
@@ -461,6 +470,7 @@ def _events(call: str, value: Any) -> list[Event]:
 
 
 def _events_as_returned(call: str, value: Any) -> list[Event]:
+    value = _store_events(call, value)  # read once: an iterator cannot be read again
     _events(call, value)  # the same checks; the copies are dropped
     return value
 

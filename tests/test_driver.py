@@ -160,6 +160,35 @@ def test_wrong_types_and_stray_exceptions_are_reported():
     assert isinstance(raised.value.original, KeyError)
 
 
+class ReadsAsSequences:
+    """get_events answers as a tuple, a generator, or (for an unknown actor) a dict."""
+
+    def __init__(self):
+        self.events = [EVENT]
+
+    def save_event(self, event):
+        pass
+
+    def get_events(self, actor_id, from_version):
+        if actor_id == "tuple":
+            return tuple(self.events)
+        if actor_id == "generator":
+            return (event for event in self.events)
+        return {1: EVENT}
+
+    def get_latest_version(self, actor_id):
+        return 1
+
+
+def test_a_tuple_or_an_iterator_of_events_is_read_in_full_but_a_mapping_is_not():
+    handle = StoreDriver("tests.test_driver:ReadsAsSequences", timeout=1).new_handle()
+    assert handle.get_events("tuple", 0) == [EVENT] and handle.get_events("generator", 0) == [EVENT]
+    # ES-READ-005 mutates the store's own objects: a generator's are read once and kept.
+    assert handle.get_events_as_returned("generator", 0)[0] is handle.raw.events[0]
+    with pytest.raises(StoreWrongType, match=r"\(dict\); expected a list of events"):
+        handle.get_events("mapping", 0)
+
+
 def test_conflicts_pass_through_and_items_are_checked():
     handle = StoreDriver("tests.test_driver:Conflicting", timeout=1).new_handle()
     with pytest.raises(VersionConflictError) as conflict:
