@@ -28,6 +28,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import operator
 import queue
 import sys
 import threading
@@ -428,9 +429,14 @@ def _nothing(call: str, value: Any) -> None:
 
 
 def _version(call: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
-    return int(value)
+    """An int, or an integer type that says it is one (``__index__``: numpy's int64, a driver's
+    own); not a bool, float or Decimal, whose value might not be whole."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
 
 
 def _store_events(call: str, value: Any) -> list[Any]:

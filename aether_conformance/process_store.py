@@ -393,19 +393,14 @@ class StoreProcess:
             waiting.wake.set()
 
     def _read_stderr(self) -> None:
-        """Keep the last stderr lines; a line that breaks a rule breaks the store, like one on stdout."""
+        """Keep the last stderr lines.  Stderr is for people, so bytes that are not UTF-8 (a log
+        in Latin-1, a C library's message in the locale's encoding) are kept escaped, never a
+        protocol error; only a line over the size limit breaks the store, to bound memory."""
         reader = _LineReader(self._process.stderr.fileno(), self.max_line_bytes, self._has_exited)
-        number = 0
         try:
             while (line := reader.next_line()) is not None:
-                number += 1
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise _Violation(Rule.UTF8, f"stderr line {number} is not UTF-8 (byte 0x{line[error.start]:02x} "
-                                                f"at offset {error.start}); it begins: {_quote(line)}") from None
-                self._stderr_tail.append(_quote(text))
-        except (_Violation, _LineTooLong) as violation:
+                self._stderr_tail.append(_quote(line.decode("utf-8", errors="backslashreplace")))
+        except _LineTooLong as violation:
             self._fail(self._rule_broken(violation, "stderr"))
         except BaseException as error:  # a bug of the kit's, reported as one rather than lost
             self._fail(f"could not be read (kit-internal error on its stderr: {type(error).__name__}: {error})")

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -42,6 +43,21 @@ class Conflicting:
 
     def get_latest_version(self, actor_id):
         return True
+
+
+class Int64:
+    """An integer type of a database driver or numpy: not an int, but one by __index__."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+class IntegerTypes(Conflicting):
+    def get_latest_version(self, actor_id):
+        return {"index": Int64(2**63 - 1), "float": 3.0, "decimal": Decimal(3)}[actor_id]
 
 
 class AsyncStore:
@@ -198,6 +214,15 @@ def test_conflicts_pass_through_and_items_are_checked():
         handle.get_events("a", 0)
     with pytest.raises(StoreWrongType, match=r"returned true \(bool\); expected an int"):
         handle.get_latest_version("a")
+
+
+def test_a_version_may_be_any_integer_type_but_not_a_float_or_decimal():
+    handle = StoreDriver("tests.test_driver:IntegerTypes", timeout=1).new_handle()
+    latest = handle.get_latest_version("index")
+    assert latest == 2**63 - 1 and type(latest) is int
+    for kind in ("float", "decimal"):
+        with pytest.raises(StoreWrongType, match=r"expected an int"):
+            handle.get_latest_version(kind)
 
 
 def test_async_factories_and_handles_run_on_the_drivers_loop():

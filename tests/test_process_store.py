@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,6 @@ def test_a_child_that_exits_before_greeting_is_a_usage_error_with_its_code_and_s
 # mode, the rule its line breaks, what of the line the message quotes, extra environment
 BROKEN_LINES = [
     ("invalid-utf8", "utf-8", '"note": "caf\\xe9', {}),
-    ("invalid-utf8-stderr", "utf-8", "stderr line 1 is not UTF-8", {}),
     ("long-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("endless-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("deep-nesting", "nesting", '"result": [[[[', {}),
@@ -138,6 +138,20 @@ def test_a_protocol_violation_breaks_the_store_at_once_with_the_rule_and_the_lin
         assert f'broke aether-store/1 rule "{rule}"' in message and quoted in message, message
         assert "did not return within" not in message  # failed at once, not by timeout
     assert "Traceback" not in output.split("FAILURES")[0]  # no reader thread died noisily
+
+
+def test_a_log_line_on_stderr_that_is_not_utf8_is_kept_escaped_and_breaks_nothing():
+    """Stderr is for people: a child logging Latin-1 is a correct store, not a broken one."""
+    process = StoreProcess([sys.executable, "-m", "tests.children.misbehave", "invalid-utf8-stderr"])
+    try:
+        for actor in ("a", "b", "c"):
+            assert process.call("get_latest_version", {"actorId": actor}) == 0
+        deadline = time.monotonic() + 60  # the stderr reader is a thread of its own
+        while "caf\\xe9 not found" not in process._stderr_note():
+            assert time.monotonic() < deadline, process._stderr_note()
+            time.sleep(0.05)
+    finally:
+        process.close()
 
 
 def test_every_call_after_a_violation_fails_at_once_with_the_same_message():
