@@ -29,9 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from .driver import StoreDriver, StoreLoadError, ensure_import_path
-from .faults import fault_summary_lines
+from .driver import StoreLoadError, ensure_import_path
 from .html_report import render_html
+from .preflight import check_store
 from .profiles import PROFILES
 from .report import badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
@@ -340,18 +340,25 @@ def run(args: argparse.Namespace) -> int:
                     _nats_cluster(args.nats_cluster) as cluster_plugins:
                 args.plugins = [*postgres_plugins, *cluster_plugins]
                 try:
-                    # Preflight: one handle, made and closed here, so a store that cannot even be
-                    # reached is a one-line usage error rather than a hundred identical test errors.
-                    preflight = StoreDriver(args.store, timeout=args.timeout)
-                    preflight.new_handle()
-                    preflight.close()
+                    # Preflight: one handle, made and closed in a child process, so a store that cannot
+                    # even be reached is a one-line usage error rather than a hundred identical test
+                    # errors, and one that ends or hangs its process cannot end or hang the CLI.
+                    check_store(args.store, args.timeout)
                 except StoreLoadError as error:
                     raise UsageError(str(error)) from None
                 return _certify(args, artifacts, extra_outputs)
         except KeyboardInterrupt:
-            # Interrupted before the suite could write its report: write one that says so.
-            _write_outputs(_unfinished_report(args, "the run was interrupted before the suite started"),
-                           artifacts, extra_outputs)
+            # Interrupted outside the suite's own handling (before it started, or by a second signal
+            # as it ended: a CI runner signals the process and its group alike).  What the suite found
+            # is kept, marked incomplete; without it, a report that says nothing was certified.
+            report = _suite_report(artifacts) if getattr(args, "suite_started", False) else None
+            reason = f"the run was interrupted ({', '.join(_signalled) or 'SIGINT'})"
+            if report is None or not report["tests"]["ran"]:
+                started = "as the suite started" if getattr(args, "suite_started", False) else "before the suite started"
+                report = _unfinished_report(args, f"the run was interrupted {started}")
+            else:
+                report["complete"], report["conformant"], report["incompleteReason"] = False, False, reason
+            _write_outputs(report, artifacts, extra_outputs)
             print("aether-conformance: interrupted; nothing is certified", file=sys.stderr)
             return EXIT_USAGE
 
@@ -362,11 +369,15 @@ def _uses_xdist(pytest_args: list[str]) -> bool:
 
 
 def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str, Path]) -> int:
+    # Imported here, once run() has put the working directory behind the kit's dependencies.
     import pytest
+
+    from .faults import fault_summary_lines
 
     if artifacts.exists():
         shutil.rmtree(artifacts)
     artifacts.mkdir(parents=True)
+    args.suite_started = True  # from here on, a report.json in artifacts is this run's
     json_report, junit = artifacts / "report.json", artifacts / "junit.xml"
     pytest_args = [
         "--pyargs", "aether_conformance.suite",
@@ -412,9 +423,12 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         tempfile.tempdir = None
         status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
                              plugins=plugins)
-    report = json.loads(json_report.read_text(encoding="utf-8")) if json_report.exists() else None
+    report = _suite_report(artifacts)
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
-    if report is None or not report["tests"]["ran"]:
+    # A worker the store killed before it said what it collected leaves "ran" at 0; the failures
+    # charged for its deaths are still failures found.
+    found_failure = report is not None and any(r["outcome"] in ("failed", "blocked") for r in report["requirements"])
+    if report is None or not (report["tests"]["ran"] or found_failure):
         if interrupted or status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
             reason = f"the run did not complete (pytest exit code {int(status)})"
         else:
@@ -448,6 +462,11 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
         print(f"aether-conformance: incomplete run, nothing is certified: {report['incompleteReason']}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_NOT_CONFORMANT
+
+
+def _suite_report(artifacts: Path) -> dict | None:
+    path = artifacts / "report.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def _histories(artifacts: Path) -> list[dict]:

@@ -28,10 +28,11 @@ import asyncio
 import importlib
 import inspect
 import json
+import operator
 import queue
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -230,6 +231,9 @@ class StoreDriver:
         # the timeout.  Any call that returns resets it, so a store that stalls through a fault
         # (a paused leader) and recovers is not written off.
         self.hung_calls: list[str] = []
+        # The same per method: a store whose get_events always hangs, while its other methods
+        # answer, would otherwise cost one timeout per test, for hundreds of tests.
+        self.hung_by_method: dict[str, list[str]] = {}
         self.hung_limit = 3
 
     # -- event loop for awaitable results -------------------------------------------------
@@ -349,11 +353,13 @@ class DrivenHandle:
         fn = getattr(self.raw, method)
         driver = self.driver
         hung = driver.hung_calls
-        if len(hung) >= driver.hung_limit:
-            raise StoreTimeout(
-                f"{call} not attempted: the last {len(hung)} calls never returned (first: {hung[0]}), "
-                "so the store is treated as hung"
-            )
+        method_hung = driver.hung_by_method.setdefault(method, [])
+        for calls, what, treated in ((hung, "calls", "the store is"), (method_hung, f"{method} calls", f"{method} is")):
+            if len(calls) >= driver.hung_limit:
+                raise StoreTimeout(
+                    f"{call} not attempted: the last {len(calls)} {what} never returned (first: {calls[0]}), "
+                    f"so {treated} treated as hung"
+                )
         try:
             if inspect.iscoroutinefunction(fn):
                 ok, value = driver.run_coroutine(_materialised_async(call, fn, args, materialise), driver.timeout)
@@ -361,8 +367,10 @@ class DrivenHandle:
                 ok, value = driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver), driver.timeout)
         except TimeoutError:
             hung.append(call)
+            method_hung.append(call)
             raise StoreTimeout(f"{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
         hung.clear()
+        method_hung.clear()
         if ok:
             return value
         if isinstance(value, StoreMisbehaviour) or (isinstance(value, VersionConflictError) and method == "save_event"):
@@ -421,14 +429,28 @@ def _nothing(call: str, value: Any) -> None:
 
 
 def _version(call: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
-    return int(value)
+    """An int, or an integer type that says it is one (``__index__``: numpy's int64, a driver's
+    own); not a bool, float or Decimal, whose value might not be whole."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
+
+
+def _store_events(call: str, value: Any) -> list[Any]:
+    """What get_events returned, as a list of the store's own items.  A tuple, another sequence or
+    an iterator (a generator, a cursor) is read in full: only the events in it are specified."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, (Sequence, Iterator)):
+        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of events")
+    return list(value)
 
 
 def _events(call: str, value: Any) -> list[Event]:
-    if not isinstance(value, list):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of events")
+    value = _store_events(call, value)
     events = []
     for position, item in enumerate(value):
         if not isinstance(item, Event):
@@ -454,6 +476,7 @@ def _events(call: str, value: Any) -> list[Event]:
 
 
 def _events_as_returned(call: str, value: Any) -> list[Event]:
+    value = _store_events(call, value)  # read once: an iterator cannot be read again
     _events(call, value)  # the same checks; the copies are dropped
     return value
 

@@ -11,7 +11,7 @@ deeper than :data:`~aether_conformance.limits.MAX_NESTING_DEPTH` levels.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from .json_values import check_json_value, check_text, copy_json, json_equal
@@ -69,11 +69,11 @@ def _parse_timestamp(where: str, text: str) -> Timestamp:
 def _check_timestamp(owner: str, value: object) -> None:
     if not isinstance(value, datetime):
         raise TypeError(f"{owner}.timestamp: must be a datetime, got {type(value).__name__}")
+    # Any offset is accepted, seconds included: Go's time.Time holds the local mean time of the tz
+    # database (Amsterdam before 1937 is +00:19:32), and a store that reads timestamps back in a
+    # named zone returns them.  format_go_time writes such an instant in UTC.
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{owner}.timestamp: must be timezone-aware (Go's time.Time always has a location)")
-    if value.utcoffset() % timedelta(minutes=1):
-        # RFC 3339 offsets are whole minutes; writing one would silently move the instant.
-        raise ValueError(f"{owner}.timestamp: UTC offset must be whole minutes, got {value.utcoffset()}")
 
 
 @dataclass(frozen=True)

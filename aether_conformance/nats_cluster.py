@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from .nats_server import HOST, NatsServerError, _free_port, _healthy, find_nats_server
+from .watchdog import Watchdog
 
 __all__ = ["NatsCluster", "NatsClusterError", "ClusterNode", "ClusterFaults", "ClusterFaultPlugin", "nats_server_version"]
 
@@ -75,67 +76,6 @@ def _monitor(port: int, path: str) -> dict[str, Any] | None:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
-
-
-# -- the watchdog -------------------------------------------------------------------------
-
-# Reads "pid N" / "gone N" / "dir PATH" lines; a "closed" line means the launcher cleaned up.
-# End of input without it means the launcher died: kill what it left and remove its directories.
-_WATCHDOG = """
-import os, shutil, signal, sys
-pids, dirs = set(), []
-for line in sys.stdin:
-    word, _, arg = line.rstrip("\\n").partition(" ")
-    if word == "pid":
-        pids.add(int(arg))
-    elif word == "gone":
-        pids.discard(int(arg))
-    elif word == "dir":
-        dirs.append(arg)
-    elif word == "closed":
-        sys.exit(0)
-for pid in pids:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-for path in dirs:
-    shutil.rmtree(path, ignore_errors=True)
-"""
-
-
-class _Watchdog:
-    """A child process that cleans up after the launcher if the launcher dies without doing so."""
-
-    def __init__(self, directory: Path) -> None:
-        self._process = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )
-        self.tell(f"dir {directory}")
-
-    def tell(self, line: str) -> None:
-        stdin = self._process.stdin
-        if stdin is None or stdin.closed:
-            return
-        try:
-            stdin.write(line + "\n")
-            stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # the watchdog is gone: the launcher's own cleanup still runs
-
-    def close(self) -> None:
-        self.tell("closed")
-        if self._process.stdin is not None:
-            try:
-                self._process.stdin.close()
-            except BrokenPipeError:
-                pass
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
 
 # -- the route proxies --------------------------------------------------------------------
@@ -252,7 +192,7 @@ class _ProxyHub:
 class ClusterNode:
     """One nats-server process of a :class:`NatsCluster`; its ports and directories never change."""
 
-    def __init__(self, index: int, run_dir: Path, binary: str, watchdog: _Watchdog) -> None:
+    def __init__(self, index: int, run_dir: Path, binary: str, watchdog: Watchdog) -> None:
         self.index = index
         self._watchdog = watchdog
         self.name = f"n{index}"
@@ -288,7 +228,7 @@ class ClusterNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for the caller must not reach the nodes
             )
-        self._watchdog.tell(f"pid {self._process.pid}")
+        self._watchdog.watch_process(self._process.pid)
         self.paused = False
 
     def exit_code(self) -> int | None:
@@ -308,7 +248,7 @@ class ClusterNode:
         if process.poll() is None:
             process.kill()  # SIGKILL also ends a stopped process
         process.wait()
-        self._watchdog.tell(f"gone {process.pid}")
+        self._watchdog.forget(process.pid)
 
     def stop(self, timeout: float = 10.0) -> None:
         process = self._process
@@ -390,7 +330,8 @@ class NatsCluster:
         self.sync_always = sync_always
         self.name = f"aether-{uuid.uuid4().hex[:8]}"
         self._base = Path(tempfile.mkdtemp(prefix="aether-nats-cluster-", dir=base_dir))
-        self._watchdog = _Watchdog(self._base)
+        self._watchdog = Watchdog()
+        self._watchdog.remove_on_death(self._base)
         self.nodes = [ClusterNode(i, self._base, self.binary, self._watchdog) for i in range(size)]
         self._partitioned: set[int] = set()
         self._proxies = _ProxyHub()

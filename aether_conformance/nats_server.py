@@ -30,6 +30,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .watchdog import Watchdog
+
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
 HOST = "127.0.0.1"
@@ -110,6 +112,11 @@ class NatsServer:
         self.log_path = self._run_dir / "nats-server.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._write_config()
+        # Removes the directories and kills the server should this process die unseen (SIGKILL).
+        self._watchdog = Watchdog()
+        self._watchdog.remove_on_death(self._run_dir)
+        if self._owns_store:
+            self._watchdog.remove_on_death(self.store_dir)
 
     # -- properties ------------------------------------------------------------------
     @property
@@ -149,6 +156,7 @@ class NatsServer:
                 # behind the caller's back; the caller stops it.
                 start_new_session=True,
             )
+        self._watchdog.watch_process(self._process.pid)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -175,6 +183,7 @@ class NatsServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        self._watchdog.forget(process.pid)
         self._process = None
 
     def kill(self) -> None:
@@ -185,6 +194,7 @@ class NatsServer:
         if process.poll() is None:
             process.kill()
         process.wait()
+        self._watchdog.forget(process.pid)
         self._process = None
 
     def wait(self) -> int:
@@ -200,10 +210,13 @@ class NatsServer:
 
     def close(self) -> None:
         """Stop the server and remove the temporary directories this object created."""
-        self.stop()
-        shutil.rmtree(self._run_dir, ignore_errors=True)
-        if self._owns_store:
-            shutil.rmtree(self.store_dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            if self._owns_store:
+                shutil.rmtree(self.store_dir, ignore_errors=True)
+            self._watchdog.close()
 
     def log_tail(self, lines: int = 20) -> str:
         try:

@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .watchdog import Watchdog
+
 __all__ = ["PostgresServer", "PostgresServerError", "PostgresFaults", "PostgresFaultPlugin", "find_postgres_bin_dir",
            "DSN_ENV"]
 
@@ -92,12 +94,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _member_states(group: int) -> list[str] | None:
-    """The states (R, S, T, Z, ...) of the processes of process group ``group``; None without /proc."""
+def _process_table() -> dict[int, tuple[int, str]] | None:
+    """pid -> (parent pid, state: R, S, T, Z, ...) of every process; None without /proc."""
     proc = Path("/proc")
     if not proc.is_dir():
         return None
-    states = []
+    table = {}
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -105,27 +107,47 @@ def _member_states(group: int) -> list[str] | None:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        # Fields after the parenthesised command name: state, ppid, pgrp, ...
+        # Fields after the parenthesised command name: state, ppid, ...
         fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == group:
-            states.append(fields[0])
-    return states
+        table[int(entry.name)] = (int(fields[1]), fields[0])
+    return table
 
 
-def _live_members(group: int) -> bool:
-    """Whether any process of process group ``group`` is still alive (zombies do not count).
+def _family(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends and auxiliary processes).
+
+    Not a process group: PostgreSQL makes every child the leader of a session
+    of its own (setsid), so the postmaster's group holds the postmaster alone.
+    """
+    table = _process_table() or {}
+    return [postmaster, *(pid for pid, (parent, _) in table.items() if parent == postmaster)]
+
+
+def _living(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still alive.
 
     Zombies count as gone because this machine's init may never reap them, and a
     zombie holds no port, file or shared memory that a restart would need.
     """
-    states = _member_states(group)
-    if states is None:
+    table = _process_table()
+    if table is None:
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        return alive
+    return [pid for pid in pids if pid in table and table[pid][1] != "Z"]
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
         try:
-            os.killpg(group, 0)
+            os.kill(pid, signum)
         except ProcessLookupError:
-            return False
-        return True
-    return any(state != "Z" for state in states)
+            pass
 
 
 def _unprivileged_account() -> pwd.struct_passwd:
@@ -159,12 +181,17 @@ class PostgresServer:
         self.data_dir = self.base_dir / "data"
         self.log_path = self.base_dir / "postgres.log"
         self._process: subprocess.Popen[bytes] | None = None
+        # Kills the server's process group and removes the directory should this process die
+        # unseen (SIGKILL).
+        self._watchdog = Watchdog()
+        self._watchdog.remove_on_death(self.base_dir)
         try:
             if self._run_as is not None:
                 os.chown(self.base_dir, self._run_as.pw_uid, self._run_as.pw_gid)
             self._initdb()
         except BaseException:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+            self._watchdog.close()
             raise
 
     # -- properties ------------------------------------------------------------------
@@ -247,10 +274,12 @@ class PostgresServer:
                 start_new_session=True,
                 **self._popen_options(),  # type: ignore[arg-type]
             )
+        self._watchdog.watch_family(self._process.pid)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 code = self._process.returncode
+                self._watchdog.forget(self._process.pid)
                 self._process = None
                 raise PostgresServerError(f"postgres exited with code {code} during startup:\n{self.log_tail()}")
             if self._ready():
@@ -275,6 +304,7 @@ class PostgresServer:
         process = self._process
         if process is None:
             return
+        family = _family(process.pid)
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
             try:
@@ -282,35 +312,33 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.kill()
                 return
-        self._wait_for_group(process.pid)
+        self._wait_gone(family)
+        self._watchdog.forget(process.pid)
         self._process = None
 
     def kill(self) -> None:
         """A crash: SIGKILL to the postmaster and to its backends at once, nothing flushed or closed.
 
         The backends alone would notice the postmaster's death and exit, but a
-        restart must not depend on when: they go together, as in a power cut,
-        and kill() returns once none is left.
+        restart must not depend on when (a backend still attached to the old
+        shared memory makes the new postmaster refuse to start): they go
+        together, as in a power cut, and kill() returns once none is left.
         """
         process = self._process
         if process is None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        family = _family(process.pid)  # before the postmaster dies and its children are orphaned
+        _signal_all(family, signal.SIGKILL)
         process.wait()
-        self._wait_for_group(process.pid)
+        self._wait_gone(family)
+        self._watchdog.forget(process.pid)
         self._process = None
 
     @staticmethod
-    def _wait_for_group(group: int, timeout: float = 30.0) -> None:
+    def _wait_gone(family: list[int], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
-        while _live_members(group) and time.monotonic() < deadline:
-            try:
-                os.killpg(group, signal.SIGKILL)  # orphaned backends of a postmaster that is gone
-            except ProcessLookupError:
-                return
+        while (living := _living(family)) and time.monotonic() < deadline:
+            _signal_all(living, signal.SIGKILL)  # orphaned backends of a postmaster that is gone
             time.sleep(0.02)
 
     def wait(self) -> int:
@@ -330,6 +358,7 @@ class PostgresServer:
             self.stop()
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
+            self._watchdog.close()
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -388,21 +417,38 @@ class PostgresFaults:
         pid = self.server.pid
         if pid is None:
             raise PostgresServerError("pause: postgres is not running")
-        os.killpg(pid, signal.SIGSTOP)
-        return f"postmaster pid {pid} and its backends (SIGSTOP)"
+        os.kill(pid, signal.SIGSTOP)  # first, so that it forks no backend the loop misses
+        deadline = time.monotonic() + self.recovery_timeout
+        while True:  # a signal is delivered when the process next runs: wait until all are stopped
+            family, table = _family(pid), _process_table()
+            running = [p for p in family if table is not None and table.get(p, (0, "T"))[1] not in ("T", "Z")]
+            if table is None:
+                _signal_all(family, signal.SIGSTOP)
+            if not running:
+                return f"postmaster pid {pid} and its {len(family) - 1} backends and auxiliary processes (SIGSTOP)"
+            if time.monotonic() >= deadline:
+                raise PostgresServerError(f"pause: processes {running} of postgres (pid {pid}) did not stop "
+                                          f"within {self.recovery_timeout:g}s")
+            _signal_all(running, signal.SIGSTOP)
+            time.sleep(0.01)
 
     def _resume(self) -> None:
         pid = self.server.pid
         if pid is None or not self.server.running:
             raise PostgresServerError(f"resume: postgres exited while paused:\n{self.server.log_tail()}")
-        os.killpg(pid, signal.SIGCONT)
         deadline = time.monotonic() + self.recovery_timeout
-        while "T" in (_member_states(pid) or ()):  # a backend forked while the group was stopping
+        while True:
+            table = _process_table() or {}
+            stopped = [p for p in _family(pid) if table.get(p, (0, ""))[1] == "T"]
+            if not stopped and table:
+                return
+            _signal_all(stopped or [pid], signal.SIGCONT)
+            if not table:  # no /proc to look at: SIGCONT to the postmaster is all we can tell
+                return
             if time.monotonic() >= deadline:
                 raise PostgresServerError(f"postgres (pid {pid}) still has stopped processes "
                                           f"{self.recovery_timeout:g}s after SIGCONT:\n{self.server.log_tail()}")
-            os.killpg(pid, signal.SIGCONT)
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     def preconditions(self) -> list[str]:
         return []  # fsync and synchronous_commit are always on (PostgresServer.start)

@@ -36,6 +36,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from .errors import VersionConflictError
@@ -77,6 +78,7 @@ _QUOTE_CHARS = 120
 _TRANSCRIPT_LINES = 50
 _TRANSCRIPT_LINE_CHARS = 400
 _STDERR_TAIL = 20
+_EXIT_POLL = 0.2  # seconds between checks, while waiting for a line, that the child still runs
 
 
 class Rule(enum.Enum):
@@ -99,7 +101,7 @@ class StoreProcessError(RuntimeError):
 class _Violation(Exception):
     def __init__(self, rule: Rule, why: str) -> None:
         super().__init__(f'broke aether-store/1 rule "{rule.value}": {why}')
-        self.rule = rule
+        self.rule, self.why = rule, why
 
 
 def _env_number(name: str, default: float, kind: type = float) -> Any:
@@ -140,8 +142,11 @@ class _LineReader:
     line without a newline is returned at end of file; after it, None.
     """
 
-    def __init__(self, fd: int, max_bytes: int) -> None:
+    def __init__(self, fd: int, max_bytes: int, exited: Callable[[], bool]) -> None:
         self.fd, self.max_bytes = fd, max_bytes
+        # Whether the process that writes the pipe has exited: what it spawned may still hold the
+        # pipe open, and then no end of file would ever come.
+        self.exited = exited
         self.buffer = bytearray()
         self.start = self.scanned = 0  # consumed bytes, and bytes known to hold no newline
         self.eof = False
@@ -164,13 +169,24 @@ class _LineReader:
                 line, self.buffer = (bytes(self.buffer) or None), bytearray()
                 self.scanned = 0
                 return line
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
-                    raise TimeoutError
+            if not self._readable(deadline):
+                self.eof = True
+                continue
             chunk = os.read(self.fd, _READ_CHUNK)
             self.eof = not chunk
             self.buffer += chunk
+
+
+    def _readable(self, deadline: float | None) -> bool:
+        """Wait until the pipe can be read (True), or its writer has exited and nothing is left (False)."""
+        while True:
+            wait = _EXIT_POLL if deadline is None else min(_EXIT_POLL, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError
+            if select.select([self.fd], [], [], wait)[0]:
+                return True
+            if self.exited():
+                return bool(select.select([self.fd], [], [], 0)[0])
 
 
 _STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
@@ -206,9 +222,22 @@ def _decode(raw: bytes, where: str) -> Any:
         raise _Violation(Rule.NESTING, f"{where} nests arrays and objects deeper than {MAX_LINE_DEPTH} levels "
                                        f"(data may nest {MAX_NESTING_DEPTH}, the envelope 3); it begins: {_quote(raw)}")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+    except _Violation as violation:
+        raise _Violation(violation.rule, f"{where} holds {violation.why}; it begins: {_quote(raw)}") from None
     except (ValueError, RecursionError) as error:
         raise _Violation(Rule.JSON, f"{where} is not a JSON value ({error}); it begins: {_quote(raw)}") from None
+
+
+# An integer this long is beyond int64 and beyond float64 (what Go decodes other numbers into).
+_MAX_INTEGER_DIGITS = 310
+
+
+def _parse_int(text: str) -> int:
+    # Before Python's own limit on int conversion (4,300 digits), whose message speaks Python.
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise _Violation(Rule.INT64, f"an integer of {len(text.lstrip('-'))} digits, beyond int64 and float64")
+    return int(text)
 
 
 def _is_integer(value: Any) -> bool:
@@ -265,7 +294,7 @@ class StoreProcess:
             raise StoreProcessError(f"cannot start {self.name}: {error}") from None
         # stdout has no thread of its own: a caller whose answer is due reads it (one at a time,
         # under _read_lock) and hands the others theirs, so a call costs no thread hand-off.
-        self._stdout = _LineReader(self._process.stdout.fileno(), self.max_line_bytes)
+        self._stdout = _LineReader(self._process.stdout.fileno(), self.max_line_bytes, self._has_exited)
         self._stdout_lines = 0
         self._read_lock = threading.Lock()
         self._stderr_reader = threading.Thread(target=self._read_stderr, name="aether-process-store-stderr",
@@ -306,6 +335,9 @@ class StoreProcess:
                 return True
             time.sleep(0.02)
         return False
+
+    def _has_exited(self) -> bool:
+        return self._process.poll() is not None
 
     def _exit_code(self, wait: float) -> int | None:
         try:
@@ -361,19 +393,14 @@ class StoreProcess:
             waiting.wake.set()
 
     def _read_stderr(self) -> None:
-        """Keep the last stderr lines; a line that breaks a rule breaks the store, like one on stdout."""
-        reader = _LineReader(self._process.stderr.fileno(), self.max_line_bytes)
-        number = 0
+        """Keep the last stderr lines.  Stderr is for people, so bytes that are not UTF-8 (a log
+        in Latin-1, a C library's message in the locale's encoding) are kept escaped, never a
+        protocol error; only a line over the size limit breaks the store, to bound memory."""
+        reader = _LineReader(self._process.stderr.fileno(), self.max_line_bytes, self._has_exited)
         try:
             while (line := reader.next_line()) is not None:
-                number += 1
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError as error:
-                    raise _Violation(Rule.UTF8, f"stderr line {number} is not UTF-8 (byte 0x{line[error.start]:02x} "
-                                                f"at offset {error.start}); it begins: {_quote(line)}") from None
-                self._stderr_tail.append(_quote(text))
-        except (_Violation, _LineTooLong) as violation:
+                self._stderr_tail.append(_quote(line.decode("utf-8", errors="backslashreplace")))
+        except _LineTooLong as violation:
             self._fail(self._rule_broken(violation, "stderr"))
         except BaseException as error:  # a bug of the kit's, reported as one rather than lost
             self._fail(f"could not be read (kit-internal error on its stderr: {type(error).__name__}: {error})")

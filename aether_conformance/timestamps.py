@@ -138,10 +138,16 @@ def parse_go_time(text: str) -> Timestamp:
 
 
 def format_go_time(value: datetime) -> str:
-    """Format like Go's ``time.Time.MarshalJSON`` (``RFC3339Nano``)."""
+    """Format like Go's ``time.Time.MarshalJSON`` (``RFC3339Nano``).
+
+    An offset with seconds (a zone's local mean time, +00:19:32) has no RFC 3339 form: Go cuts it
+    to +00:19 and so moves the instant; here the same instant is written in UTC instead.
+    """
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must be timezone-aware (Go's time.Time always has a location)")
     nanos = value.microsecond * 1000 + (value.nanosecond if isinstance(value, Timestamp) else 0)
+    if value.utcoffset() % timedelta(minutes=1):
+        value = value.astimezone(timezone.utc)  # keeps the microsecond; nanos were taken above
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     if value.year < 1000:  # strftime does not zero-pad years below 1000 on every platform
         text = f"{value.year:04d}" + text[text.index("-"):]

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -42,6 +43,21 @@ class Conflicting:
 
     def get_latest_version(self, actor_id):
         return True
+
+
+class Int64:
+    """An integer type of a database driver or numpy: not an int, but one by __index__."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __index__(self):
+        return self.value
+
+
+class IntegerTypes(Conflicting):
+    def get_latest_version(self, actor_id):
+        return {"index": Int64(2**63 - 1), "float": 3.0, "decimal": Decimal(3)}[actor_id]
 
 
 class AsyncStore:
@@ -126,6 +142,31 @@ def test_a_hanging_call_times_out_and_the_store_is_then_treated_as_hung():
         handle.get_latest_version("a")
 
 
+class ReadsHang:
+    def save_event(self, event):
+        pass
+
+    def get_latest_version(self, actor_id):
+        return 0
+
+    def get_events(self, actor_id, from_version):
+        threading.Event().wait()
+
+
+def test_a_method_that_always_hangs_is_treated_as_hung_though_others_answer():
+    # Otherwise each test that reads would wait out the timeout: hundreds of timeouts in a run.
+    driver = StoreDriver("tests.test_driver:ReadsHang", timeout=0.2)
+    handle = driver.new_handle()
+    for _ in range(driver.hung_limit):
+        assert handle.get_latest_version("a") == 0  # answers, between the reads that hang
+        with pytest.raises(StoreTimeout, match="within 0.2s"):
+            handle.get_events("a", 0)
+    with pytest.raises(StoreTimeout, match=r"not attempted: the last 3 get_events calls never returned .* "
+                                           r"get_events is treated as hung"):
+        handle.get_events("a", 0)
+    assert handle.get_latest_version("a") == 0
+
+
 def test_wrong_types_and_stray_exceptions_are_reported():
     handle = StoreDriver("tests.test_driver:Hanging", timeout=1).new_handle()
     with pytest.raises(StoreWrongType, match=r'returned "not a list" \(str\); expected a list of events'):
@@ -133,6 +174,35 @@ def test_wrong_types_and_stray_exceptions_are_reported():
     with pytest.raises(StoreRaised, match="raised builtins.KeyError") as raised:
         handle.get_latest_version("a")
     assert isinstance(raised.value.original, KeyError)
+
+
+class ReadsAsSequences:
+    """get_events answers as a tuple, a generator, or (for an unknown actor) a dict."""
+
+    def __init__(self):
+        self.events = [EVENT]
+
+    def save_event(self, event):
+        pass
+
+    def get_events(self, actor_id, from_version):
+        if actor_id == "tuple":
+            return tuple(self.events)
+        if actor_id == "generator":
+            return (event for event in self.events)
+        return {1: EVENT}
+
+    def get_latest_version(self, actor_id):
+        return 1
+
+
+def test_a_tuple_or_an_iterator_of_events_is_read_in_full_but_a_mapping_is_not():
+    handle = StoreDriver("tests.test_driver:ReadsAsSequences", timeout=1).new_handle()
+    assert handle.get_events("tuple", 0) == [EVENT] and handle.get_events("generator", 0) == [EVENT]
+    # ES-READ-005 mutates the store's own objects: a generator's are read once and kept.
+    assert handle.get_events_as_returned("generator", 0)[0] is handle.raw.events[0]
+    with pytest.raises(StoreWrongType, match=r"\(dict\); expected a list of events"):
+        handle.get_events("mapping", 0)
 
 
 def test_conflicts_pass_through_and_items_are_checked():
@@ -144,6 +214,15 @@ def test_conflicts_pass_through_and_items_are_checked():
         handle.get_events("a", 0)
     with pytest.raises(StoreWrongType, match=r"returned true \(bool\); expected an int"):
         handle.get_latest_version("a")
+
+
+def test_a_version_may_be_any_integer_type_but_not_a_float_or_decimal():
+    handle = StoreDriver("tests.test_driver:IntegerTypes", timeout=1).new_handle()
+    latest = handle.get_latest_version("index")
+    assert latest == 2**63 - 1 and type(latest) is int
+    for kind in ("float", "decimal"):
+        with pytest.raises(StoreWrongType, match=r"expected an int"):
+            handle.get_latest_version(kind)
 
 
 def test_async_factories_and_handles_run_on_the_drivers_loop():

@@ -562,14 +562,21 @@ def test_timestamp_text_round_trip_property(stamp):
     assert format_go_time(parse_go_time(text)) == text
 
 
-def test_offsets_with_seconds_are_refused_rather_than_silently_rounded():
-    from datetime import datetime, timedelta, timezone
+def test_offsets_with_seconds_are_accepted_and_written_as_the_same_instant_in_utc():
+    from zoneinfo import ZoneInfo
 
     from aether_conformance import Event
 
-    odd = timezone(timedelta(hours=1, seconds=30))
-    with pytest.raises(ValueError, match=r"Event\.timestamp: UTC offset must be whole minutes"):
-        Event(id="e", event_type="t", actor_id="a", version=1, data=None, timestamp=datetime(2024, 1, 1, tzinfo=odd))
+    # Go's time.Time holds the tz database's local mean time (Amsterdam before 1937: +00:19:32);
+    # a store reading timestamps back in that zone returns it.  RFC 3339 offsets are whole minutes,
+    # so the wire form keeps the instant (in UTC) rather than cutting the offset as Go does.
+    saved = Timestamp.from_datetime(datetime(1900, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc), 789)
+    local = Timestamp.from_datetime(saved.astimezone(ZoneInfo("Europe/Amsterdam")), 789)
+    assert local.utcoffset().seconds == 19 * 60 + 32
+    event = Event(id="e", event_type="t", actor_id="a", version=1, data=None, timestamp=local)
+    assert event.to_dict()["timestamp"] == "1900-01-01T12:00:00.123456789Z"
+    assert Event.from_dict(event.to_dict()) == event and event.timestamp == saved
+    assert format_go_time(local) == format_go_time(saved)
 
 
 def test_json_equal_compares_numbers_as_go_float64s():

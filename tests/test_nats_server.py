@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import time
 
 import pytest
 
@@ -41,11 +42,13 @@ def refuses(port: int) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running (a zombie no init has reaped yet counts as gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
 
 
 def test_start_serves_jetstream_on_loopback_only_and_stop_ends_the_process():
@@ -161,3 +164,27 @@ def test_module_main_prints_the_url_and_stops_the_server_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_launcher_killed_outright_leaves_no_server_and_no_directory_behind():
+    script = (
+        "import time\n"
+        "from aether_conformance.nats_server import NatsServer\n"
+        "server = NatsServer().start()\n"
+        "print(server.pid, server._run_dir, server.store_dir, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, *directories = launcher.stdout.readline().split()
+        assert pid_alive(int(pid)) and all(os.path.isdir(d) for d in directories)
+        launcher.kill()  # SIGKILL: no atexit, no finally
+        launcher.wait(30)
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while pid_alive(int(pid)) or any(os.path.exists(d) for d in directories):
+            assert time.monotonic() < deadline, f"the watchdog left pid {pid} or {directories} behind"
+            time.sleep(0.1)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()

@@ -51,8 +51,10 @@ def test_kill_and_restart_keep_committed_data_port_and_directory():
             conn.execute("CREATE TABLE kept (n int)")
             conn.execute("INSERT INTO kept VALUES (1)")
         first_pid, port, data_dir = server.pid, server.port, server.data_dir
+        family = postgres_server._family(first_pid)
+        assert len(family) > 1  # the postmaster and its auxiliary processes and backends
         server.kill()
-        assert not server.running and not postgres_server._live_members(first_pid)
+        assert not server.running and not postgres_server._living(family)
         server.start()  # crash recovery on the same data directory
         assert server.pid != first_pid and (server.port, server.data_dir) == (port, data_dir)
         with psycopg.connect(server.dsn) as conn:
@@ -60,9 +62,9 @@ def test_kill_and_restart_keep_committed_data_port_and_directory():
         server.restart()
         with psycopg.connect(server.dsn) as conn:
             assert conn.execute("SELECT count(*) FROM kept").fetchone()[0] == 1
-        base, pid = server.base_dir, server.pid
+        base, family = server.base_dir, postgres_server._family(server.pid)
     assert not base.exists(), "close() must remove the cluster"
-    assert not postgres_server._live_members(pid), "close() must stop every server process"
+    assert not postgres_server._living(family), "close() must stop every server process"
 
 
 def test_a_failed_start_removes_the_directory(monkeypatch):
@@ -149,3 +151,56 @@ def test_binaries_the_server_account_cannot_reach_are_named(tmp_path):
     hidden.chmod(0o700)
     with pytest.raises(PostgresServerError, match=r"initdb cannot be executed by nobody.*chmod o\+x"):
         PostgresServer(bin_dir=hidden / "bin")
+
+
+def _running(pid: int) -> bool:
+    """Running (a zombie no init has reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_launcher_killed_outright_leaves_no_server_and_no_directory_behind():
+    script = (
+        "import time\n"
+        "from aether_conformance.postgres_server import PostgresServer\n"
+        "server = PostgresServer().start()\n"
+        "print(server.pid, server.base_dir, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, directory = launcher.stdout.readline().split()
+        backends = postgres_server._family(int(pid))
+        assert _running(int(pid)) and len(backends) > 1 and Path(directory).is_dir()
+        launcher.kill()  # SIGKILL: no atexit, no finally
+        launcher.wait(30)
+        deadline = time.monotonic() + 60  # bounds a hang only
+        while any(_running(p) for p in backends) or Path(directory).exists():
+            assert time.monotonic() < deadline, f"the watchdog left {backends} or {directory} behind"
+            time.sleep(0.1)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+
+
+def test_the_faults_crash_or_freeze_the_postmaster_and_every_backend():
+    with PostgresServer() as server, psycopg.connect(server.dsn, autocommit=True) as conn:
+        faults = {kind.name: kind for kind in postgres_server.PostgresFaults(server, recovery_timeout=60).fault_kinds()}
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        family = postgres_server._family(server.pid)
+        assert backend in family
+        target = faults["pause"].inject()
+        assert target.startswith(f"postmaster pid {server.pid} and its")
+        table = postgres_server._process_table()
+        assert {table[pid][1] for pid in family} == {"T"}, "every process of the server is stopped"
+        faults["pause"].recover()
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # the same backend serves again
+        faults["kill"].inject()
+        assert not postgres_server._living(family)
+        faults["kill"].recover()
+        with psycopg.connect(server.dsn) as again:
+            assert again.execute("SELECT 1").fetchone() == (1,)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,11 +115,12 @@ def test_a_child_that_exits_before_greeting_is_a_usage_error_with_its_code_and_s
 # mode, the rule its line breaks, what of the line the message quotes, extra environment
 BROKEN_LINES = [
     ("invalid-utf8", "utf-8", '"note": "caf\\xe9', {}),
-    ("invalid-utf8-stderr", "utf-8", "stderr line 1 is not UTF-8", {}),
     ("long-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("endless-line", "line-size", '"result": "xxxxxxxx', {"AETHER_STORE_MAX_LINE_BYTES": str(1 << 20)}),
     ("deep-nesting", "nesting", '"result": [[[[', {}),
     ("big-int", "int64", '"result": 9223372036854775808', {}),
+    # Beyond Python's own int conversion limit, whose error message speaks Python.
+    ("huge-int", "int64", "an integer of 5000 digits, beyond int64", {}),
     ("bool-id", "id", '{"id": true, "result": null}', {}),
     ("result-and-error", "result-or-error", '"result": 1, "error": {"kind": "internal"', {}),
     ("conflict-without-conflict", "error-schema", '"error": {"kind": "version_conflict"}', {}),
@@ -136,6 +138,20 @@ def test_a_protocol_violation_breaks_the_store_at_once_with_the_rule_and_the_lin
         assert f'broke aether-store/1 rule "{rule}"' in message and quoted in message, message
         assert "did not return within" not in message  # failed at once, not by timeout
     assert "Traceback" not in output.split("FAILURES")[0]  # no reader thread died noisily
+
+
+def test_a_log_line_on_stderr_that_is_not_utf8_is_kept_escaped_and_breaks_nothing():
+    """Stderr is for people: a child logging Latin-1 is a correct store, not a broken one."""
+    process = StoreProcess([sys.executable, "-m", "tests.children.misbehave", "invalid-utf8-stderr"])
+    try:
+        for actor in ("a", "b", "c"):
+            assert process.call("get_latest_version", {"actorId": actor}) == 0
+        deadline = time.monotonic() + 60  # the stderr reader is a thread of its own
+        while "caf\\xe9 not found" not in process._stderr_note():
+            assert time.monotonic() < deadline, process._stderr_note()
+            time.sleep(0.05)
+    finally:
+        process.close()
 
 
 def test_every_call_after_a_violation_fails_at_once_with_the_same_message():
@@ -167,6 +183,19 @@ def test_nothing_the_child_spawned_outlives_the_run(tmp_path):
     assert code == 0 and report["conformant"], output[-3000:]  # it serves correctly: a whole run
     child, grandchild = _pids(pid_file)
     assert _is_gone(child) and _is_gone(grandchild)
+
+
+def test_a_child_that_exits_is_seen_to_exit_though_an_orphan_holds_its_stdout(tmp_path):
+    # No end of file ever comes on stdout: what the child left behind keeps it open.
+    pid_file = tmp_path / "pids"
+    completed = _run_cli(tmp_path, "--timeout", "30", "--", "--maxfail=2",
+                         env={"AETHER_STORE_COMMAND": f"{MISBEHAVE} orphan-holds-stdout --pid-file {pid_file}",
+                              "AETHER_STORE_SHUTDOWN_GRACE": "0.5"})
+    report = json.loads((tmp_path / "artifacts" / "report.json").read_text())
+    messages = _failure_messages(report)
+    assert completed.returncode == 1 and messages, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert all("exited with code 9" in message for message in messages), messages
+    assert all(_is_gone(pid) for pid in _pids(pid_file))
 
 
 def test_multiprocess_starts_a_copy_per_writer_process_which_must_share_the_data(tmp_path):

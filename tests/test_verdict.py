@@ -140,6 +140,27 @@ def test_a_sync_factory_that_hangs_is_one_line_and_exit_2():
     assert completed.returncode == 2 and len(lines) == 1 and "did not return within 1s" in lines[0], completed.stderr
 
 
+# Store modules whose import or factory does to its process what no caller survives in-process.
+_LOADING_ATTACKS = {
+    "import_sys_exit": "import sys\nsys.exit(0)\n",
+    "import_os_exit": "import os\nos._exit(0)\n",
+    "factory_os_exit": "import os\ndef make():\n    os._exit(0)\n",
+    "factory_segfault": "import ctypes\ndef make():\n    ctypes.string_at(0)\n",
+}
+
+
+@pytest.mark.parametrize("attack, message", [
+    ("import_sys_exit", "raised SystemExit: 0"), ("import_os_exit", "exited with code 0"),
+    ("factory_os_exit", "exited with code 0"), ("factory_segfault", "killed by SIGSEGV"),
+])
+def test_a_store_that_ends_its_process_while_loading_is_one_line_and_exit_2(tmp_path, attack, message):
+    # Loaded in the CLI's own process, each of these ended the CLI with no report (the exits with status 0).
+    (tmp_path / f"{attack}.py").write_text(_LOADING_ATTACKS[attack] + "def make():\n    pass\n" * attack.startswith("import"))
+    completed = _cli("run", f"{attack}:make", "--artifacts", str(tmp_path / "artifacts"), cwd=tmp_path, timeout=120)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1 and message in lines[0], completed.stderr
+
+
 def test_nats_server_without_a_binary_is_one_line_and_exit_2(tmp_path):
     # A virtual environment without nats-server, seeing the kit's packages: no binary anywhere.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
@@ -203,3 +224,44 @@ def test_called_in_process_the_cli_stops_only_what_its_run_started(monkeypatch):
     finally:
         before.kill()
         before.wait()
+
+
+def test_a_second_signal_as_the_suite_ends_keeps_what_the_suite_found(monkeypatch, tmp_path):
+    # A CI runner that cancels a job signals the CLI and its process group alike: the first signal
+    # stops pytest, the second can land after the suite wrote its report.  That report, failures
+    # included, must survive, marked interrupted, not be replaced by an empty one.
+    from aether_conformance import cli
+    from aether_conformance.report import CaseOutcome, build_report, summarise, write_json_report
+
+    artifacts = tmp_path / "artifacts"
+
+    def suite_then_second_signal(args, artifacts_dir, extra_outputs):
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
+        args.suite_started = True
+        failed = CaseOutcome(nodeid="suite/test_save.py::test_x", requirements=["ES-SAVE-002"], outcome="failed",
+                             messages=["ES-SAVE-002: saved version 3 over 3; expected VersionConflictError"])
+        write_json_report(build_report(args.store, args.profile, frozenset(), summarise([failed]), expected_tests=2,
+                                       tests_ran=1), artifacts_dir / "report.json")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_certify", suite_then_second_signal)
+    monkeypatch.setattr(cli, "check_store", lambda spec, timeout: None)
+    assert cli.main(["run", "reference_store.memory:shared_store", "--artifacts", str(artifacts)]) == 2
+    report = _report(artifacts)
+    assert not report["complete"] and not report["conformant"] and "interrupted" in report["incompleteReason"]
+    assert _outcome(report, "ES-SAVE-002")["outcome"] == "failed" and report["tests"]["ran"] == 1
+
+
+def test_a_store_that_kills_every_worker_at_once_is_still_not_conformant(tmp_path):
+    # No worker lives to say what it collected, so no test counts as run; the deaths are failures found.
+    (tmp_path / "dies_at_once.py").write_text(
+        "import os\nfrom tests.zoo.base import CorrectStore, ShareState\n"
+        "class DiesAtOnce(CorrectStore):\n    def save_event(self, event):\n        os._exit(3)\n"
+        "def make():\n    return DiesAtOnce(ShareState())\n")
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "dies_at_once:make", "--profile", "quick", "--artifacts", str(artifacts),
+                     "--", "-k", "test_first_event_at_version_1_is_accepted", "--max-worker-restart", "0",
+                     cwd=tmp_path, timeout=300)
+    report = _report(artifacts)
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert not report["conformant"] and any("exited with code 3" in m for m in _outcome(report, "ES-SAVE-001")["messages"])

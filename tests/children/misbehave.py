@@ -10,6 +10,8 @@ Modes that never get as far as serving: ``silent`` (never greets, ignores
 SIGTERM), ``exit-early`` (a few stderr lines, then exit code 7),
 ``flood-stderr`` (2.4 MiB of stderr before greeting, then never reads stdin).
 ``grandchild`` spawns a long sleep in its process group and serves correctly.
+``orphan-holds-stdout`` answers nothing: at its first request it spawns a long sleep in a
+session of its own that inherits its stdout and stderr, and exits with code 9.
 The others answer their trigger request with one bad line: see ``BAD_LINES``.
 """
 
@@ -45,6 +47,8 @@ def _bad_line(mode: str, request: dict) -> bytes | None:
         return b'{"id": %d, "error": {"kind": "version_conflict"}}\n' % rid
     if mode == "big-int" and request["method"] == "get_latest_version":
         return b'{"id": %d, "result": %d}\n' % (rid, BEYOND_INT64)
+    if mode == "huge-int" and request["method"] == "get_latest_version":
+        return b'{"id": %d, "result": %s}\n' % (rid, b"9" * 5000)
     if mode == "long-line":  # 2 MiB, over the 1 MiB limit the test sets, but it ends
         return b'{"id": %d, "result": "' % rid + b"x" * (2 << 20) + b'"}\n'
     return None
@@ -88,6 +92,12 @@ def main() -> None:
     store = InMemoryEventStore()
     for line in sys.stdin.buffer:
         request = json.loads(line)
+        if mode == "orphan-holds-stdout":
+            orphan = subprocess.Popen(["sleep", "600"], start_new_session=True)
+            if arguments.pid_file:
+                with open(arguments.pid_file, "a") as pid_file:
+                    pid_file.write(f"{orphan.pid}\n")
+            os._exit(9)
         if mode == "invalid-utf8-stderr":
             sys.stderr.buffer.write(b"warning: caf\xe9 not found\n")
             sys.stderr.buffer.flush()

@@ -1816,6 +1816,28 @@ class UtcNormalisedTimestamps(TimestampColumn):
         return stamp.astimezone(timezone.utc)
 
 
+class ReadsAsGenerator(CorrectStore):
+    """Control: get_events answers with a generator over the events it selected (a cursor read
+    lazily), never a list."""
+
+    def get_events(self, actor_id, from_version):
+        with self.shared.lock:
+            selected = self.select(actor_id, from_version)
+        return (event for event in selected)
+
+
+class NamedZoneTimestamps(TimestampColumn):
+    """Control: timestamps come back in a named zone (a timestamptz read with the session's TimeZone
+    set to Europe/Amsterdam, as psycopg returns it), nanoseconds kept.  Before 1937 that zone's
+    offset has seconds (+00:19:32, local mean time); the instant is intact, so only the SHOULD
+    ES-READ-004 (keep the offset) is given up."""
+
+    ZONE = ZoneInfo("Europe/Amsterdam")
+
+    def store_time(self, stamp):
+        return stamp.astimezone(self.ZONE)
+
+
 class RefusesSnapshotsAhead(CorrectStore):
     """Control: refuses a snapshot above the actor's latest event version with ValueError (SS-SNAP-005)."""
 
@@ -2091,6 +2113,8 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "avro_int_state": (AvroIntState, ShareState),
     "overflow_handles_private": (OverflowHandlesPrivate, ShareState),
     # controls
+    "reads_as_generator": (ReadsAsGenerator, ShareState),
+    "named_zone_timestamps": (NamedZoneTimestamps, ShareState),
     "refuses_empty_and_long_actor_ids": (RefusesEmptyAndLongActorIds, ShareState),
     "refuses_beyond_floor_limits": (RefusesBeyondFloorLimits, ShareState),
     "returns_str_subclasses": (ReturnsStrSubclasses, ShareState),
@@ -2221,6 +2245,8 @@ SUBTLE: dict[str, str | None] = {
     "avro_int_state": "SS-SNAP-003",
     "overflow_handles_private": "ES-HANDLE-001",
     # controls
+    "reads_as_generator": None,
+    "named_zone_timestamps": None,
     "refuses_empty_and_long_actor_ids": None,
     "refuses_beyond_floor_limits": None,
     "returns_str_subclasses": None,
