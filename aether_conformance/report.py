@@ -97,6 +97,8 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
     own: dict[str, list[str]] = {req_id: [] for req_id in results}
     passed: dict[str, int] = dict.fromkeys(results, 0)
     capability_skips: dict[str, str] = {}
+    # Requirements a failed test cites besides the ones its failure names: R -> those named.
+    failed_beside: dict[str, list[str]] = {req_id: [] for req_id in results}
     # (test, message, the requirement it names): failures of a precondition of another requirement
     preconditions: list[tuple[CaseOutcome, str, list[str]]] = []
     seen = set()
@@ -124,6 +126,8 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
                     for req_id in about or test.requirements:
                         own[req_id].append(message)
                         _first_failure(results[req_id], test)
+                    for req_id in test.requirements:
+                        failed_beside[req_id].extend(b for b in about if b != req_id and b not in failed_beside[req_id])
                 else:
                     preconditions.append((test, message, cited))
     # A test of R that stopped on a precondition naming B (a save R needed was refused, say) is
@@ -159,6 +163,12 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
             result.outcome = "passed"
         elif req_id in capability_skips:
             result.reason = capability_skips[req_id]
+        elif failed_beside[req_id]:
+            # Its only tests failed on another requirement they cite (a MAY's test on the MUST an
+            # accepting store broke): not verified, and not a failure of its own.
+            result.outcome, result.blocked_by = "blocked", failed_beside[req_id]
+            result.reason = (f"blocked by {', '.join(result.blocked_by)}: its tests failed on that "
+                             "requirement before they could show this one")
         else:
             result.reason = "no test of this requirement ran (deselected or not collected)"
     return list(results.values())

@@ -265,3 +265,18 @@ def test_a_store_that_kills_every_worker_at_once_is_still_not_conformant(tmp_pat
     report = _report(artifacts)
     assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
     assert not report["conformant"] and any("exited with code 3" in m for m in _outcome(report, "ES-SAVE-001")["messages"])
+
+
+def test_a_test_that_fails_on_one_of_the_requirements_it_cites_blocks_the_others_it_alone_covers():
+    """A MAY's test (ES-ID-002) also cites the MUST an accepting store breaks (ES-READ-003): the
+    failure is the MUST's; the MAY is blocked by it, neither failed nor 'no test ran'."""
+    from aether_conformance.report import CaseOutcome, summarise
+
+    may_test = CaseOutcome(nodeid="suite/test_refusals.py::test_empty_id", requirements=["ES-ID-002", "ES-READ-003"],
+                           outcome="failed", messages=["ES-READ-003: accepted, but reads back changed"])
+    round_trip = CaseOutcome(nodeid="suite/test_read.py::test_round_trip", requirements=["ES-READ-003"],
+                             outcome="passed", messages=[])
+    outcomes = {r.requirement.id: r for r in summarise([may_test, round_trip])}
+    assert outcomes["ES-READ-003"].outcome == "failed"
+    assert outcomes["ES-ID-002"].outcome == "blocked" and outcomes["ES-ID-002"].blocked_by == ["ES-READ-003"]
+    assert not outcomes["ES-ID-002"].messages

@@ -1,8 +1,11 @@
 """What a store MAY refuse (ES-ACTOR-003, ES-ID-001, ES-ID-002, ES-LIMIT-001), and how (ES-REFUSE-001).
 
 Each test offers one input a MAY requirement lets a store refuse.  A store that
-accepts it must then behave as for any other input (the MAY requirement's own
-ID); a store that refuses it must do so with ValueError and store nothing
+accepts it must then behave as for any other input, and where it does not, the
+failure is charged to the MUST it breaks (an accepted event that reads back
+changed is ES-READ-003), never to the MAY, which cannot decide conformance: a
+MAY allows a clean refusal and nothing else.  A store that refuses it must do
+so with ValueError and store nothing
 (ES-REFUSE-001, a MUST: a TypeError, or a save that stored the event and then
 raised, is not a refusal but a bug).  The form of every refusal is checked in
 one place, the last test here, which offers each refusable input in turn.
@@ -77,7 +80,7 @@ def _long_actor(fresh_actor, length):
     return "y" * (length - len(fresh)) + fresh
 
 
-@pytest.mark.requirement("ES-ACTOR-003")
+@pytest.mark.requirement("ES-ACTOR-003", "ES-READ-003", "ES-LATEST-002")
 @pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
 def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_actor, kind):
     # The empty id is shared by every run against a long-lived store: write above what is there.
@@ -88,12 +91,17 @@ def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_ac
     if not _accepted(store, event, what):
         return
     got = store.get_events(actor, start + 1)
-    if [e.id for e in got] != [event.id] or store.get_latest_version(actor) != start + 1:
-        violated("ES-ACTOR-003", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}")
+    if [e.id for e in got] != [event.id]:
+        violated("ES-READ-003", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]} "
+                                "(ES-ACTOR-003 allows a clean refusal, not an accepted id that works otherwise)")
+    latest = store.get_latest_version(actor)
+    if latest != start + 1:
+        violated("ES-LATEST-002", f"{what}; it was accepted but the latest version is {latest} "
+                                  "(ES-ACTOR-003 allows a clean refusal, not an accepted id that works otherwise)")
     save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
 
 
-@pytest.mark.requirement("ES-ID-001")
+@pytest.mark.requirement("ES-ID-001", "ES-READ-003")
 def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
     actor = fresh_actor()
     first = new_event(actor, 1)
@@ -104,11 +112,11 @@ def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
         return
     got = store.get_events(actor, 0)
     if len(got) != 2 or diff_event(first, got[0]) or diff_event(again, got[1]):
-        violated("ES-ID-001", f"{what}; it was accepted but the stream reads back as "
+        violated("ES-READ-003", f"{what}; it was accepted (ES-ID-001 allows only a clean refusal) but the stream reads back as "
                               f"{[(e.id, e.version, e.data) for e in got]}")
 
 
-@pytest.mark.requirement("ES-ID-002")
+@pytest.mark.requirement("ES-ID-002", "ES-READ-003")
 def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
     actor = fresh_actor()
     event = new_event(actor, 1, id="")
@@ -117,11 +125,11 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
         return
     got = store.get_events(actor, 0)
     if len(got) != 1 or diff_event(event, got[0]):
-        violated("ES-ID-002", f"{what}; it was accepted but reads back as {[(e.id, e.version) for e in got]}: "
+        violated("ES-READ-003", f"{what}; it was accepted (ES-ID-002 allows only a clean refusal) but reads back as {[(e.id, e.version) for e in got]}: "
                               "an accepted empty id must be kept exactly")
 
 
-@pytest.mark.requirement("ES-LIMIT-001")
+@pytest.mark.requirement("ES-LIMIT-001", "ES-READ-003")
 @pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor",
                                   "nesting-four-times-the-floor", "nesting-at-the-model-maximum"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
@@ -141,7 +149,8 @@ def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor
     got = store.get_events(actor, 0)
     if len(got) != 1 or diff_event(event, got[0]):
         problems = diff_event(event, got[0]) if len(got) == 1 else [f"{len(got)} events read"]
-        violated("ES-LIMIT-001", f"{what}; it was accepted but came back changed: " + "; ".join(p[:200] for p in problems))
+        violated("ES-READ-003", f"{what}; it was accepted (ES-LIMIT-001 allows only a clean refusal) but came back "
+                                "changed: " + "; ".join(p[:200] for p in problems))
 
 
 def _refusable_inputs(store, fresh_actor):
@@ -189,7 +198,7 @@ def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind
     _cleanly_refused_or_accepted(store, event, f"saved version {event.version} to {q(event.actor_id[:80])} ({kind})")
 
 
-@pytest.mark.requirement("ES-LIMIT-001", REFUSE)
+@pytest.mark.requirement("ES-LIMIT-001", "SS-SNAP-003", REFUSE)
 @pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "nesting-four-times-the-floor"])
 def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store, fresh_actor, kind):
     actor = fresh_actor()
@@ -214,4 +223,5 @@ def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store,
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or diff_snapshot(bigger, got):
         problems = diff_snapshot(bigger, got) if got is not None else ["get_latest_snapshot returned None"]
-        violated("ES-LIMIT-001", f"{what}; it was accepted but came back changed: " + "; ".join(p[:200] for p in problems))
+        violated("SS-SNAP-003", f"{what}; it was accepted (ES-LIMIT-001 allows only a clean refusal) but came back "
+                                "changed: " + "; ".join(p[:200] for p in problems))

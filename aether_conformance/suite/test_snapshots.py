@@ -136,10 +136,10 @@ def test_snapshots_are_per_actor_and_apart_from_events(snapshot_store, fresh_act
         violated("SS-SNAP-004", f"saving a snapshot of {q(first)} gave {q(second)} events")
 
 
-@pytest.mark.requirement("SS-SNAP-005")
+@pytest.mark.requirement("SS-SNAP-005", "SS-SNAP-002", "SS-SNAP-004")
 def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store, fresh_actor):
     actor = fresh_actor()
-    save_ok("SS-SNAP-005", snapshot_store, new_event(actor, 1))
+    save_ok("SS-SNAP-002", snapshot_store, new_event(actor, 1))
     snapshot_store.save_snapshot(new_snapshot(actor, 1))
     ahead = new_snapshot(actor, 9, state={"ahead": True})
     try:
@@ -148,7 +148,8 @@ def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store,
         return
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or diff_snapshot(ahead, got):
-        violated("SS-SNAP-005", f"a snapshot at version 9 of {q(actor)} was accepted, but get_latest_snapshot returned {got!r}")
+        violated("SS-SNAP-002", f"a snapshot at version 9 of {q(actor)} was accepted (SS-SNAP-005 allows only a clean "
+                                f"refusal), but get_latest_snapshot returned {got!r}")
     _events_untouched_by_snapshot(snapshot_store, actor, [1], "at version 9, ahead of its latest event 1")
 
 
