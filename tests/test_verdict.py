@@ -67,6 +67,21 @@ def test_a_store_that_kills_its_process_fails_the_requirement_being_tested(tmp_p
     assert json.loads((artifacts / "badge.json").read_text())["color"] != "brightgreen"
 
 
+@pytest.mark.parametrize("how, expected", [("exit0", "exited with status 0"), ("sigkill", "killed by SIGKILL")])
+def test_without_xdist_a_store_that_ends_the_run_s_process_still_fails_the_running_test(tmp_path, how, expected):
+    """-p no:xdist (and a fault run) puts the suite in the CLI's process: the supervisor outlives it."""
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.hostile_stores:process_killer", "--profile", "quick", "--artifacts", str(artifacts),
+                     *CONFLICT_TESTS, "-p", "no:xdist", env={"HOSTILE_HOW": how})
+    report = _report(artifacts)
+    entry = _outcome(report, "ES-SAVE-002")
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
+    assert entry["outcome"] == "failed" and any(expected in m and "test_versions_at_or_below_latest_conflict" in m
+                                                for m in entry["messages"]), entry
+    assert not report["complete"] and not report["conformant"] and not (artifacts / "running.json").exists()
+    assert json.loads((artifacts / "badge.json").read_text())["color"] != "brightgreen"
+
+
 def test_a_partial_run_is_never_conformant(tmp_path):
     artifacts = tmp_path / "artifacts"
     completed = _cli("run", "reference_store.memory:shared_store", "--profile", "quick", "--artifacts", str(artifacts),
