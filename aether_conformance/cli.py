@@ -589,7 +589,7 @@ def _report_ended_run(args: argparse.Namespace, artifacts: Path, code: int) -> i
     """The report of a run whose process the store ended: the running test failed, nothing certified."""
     from .report import CaseOutcome, build_report, summarise
 
-    how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     try:
         running = json.loads((artifacts / RUNNING_FILE).read_text(encoding="utf-8"))
         (artifacts / RUNNING_FILE).unlink()
@@ -601,7 +601,7 @@ def _report_ended_run(args: argparse.Namespace, artifacts: Path, code: int) -> i
         ids, test = running["requirements"], running["nodeid"]
         outcomes.append(CaseOutcome(nodeid=test, requirements=ids, outcome="failed", messages=[
             f"{', '.join(ids)}: the store ended the test process while {test.rpartition('::')[2]} was running: "
-            f"it {how}; a store must never exit, crash or kill its caller"]))
+            f"the process {how}; a store must never exit, crash or kill its caller"]))
         reason += f", during {test}"
     report = build_report(args.store, args.profile, frozenset(args.capability), summarise(outcomes),
                           incomplete_reason=reason)
