@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from .driver import StoreLoadError, ensure_import_path
 from .html_report import render_html
 from .preflight import check_store
 from .profiles import PROFILES
-from .report import badge, markdown_summary, verdict
+from .report import IN_PROGRESS, RUNNING_FILE, badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
@@ -511,9 +512,110 @@ def _write_outputs(report: dict, artifacts: Path, extra_outputs: dict[str, Path]
     return summary
 
 
+# Set in the environment of the CLI process a supervisor started (see _supervise).
+SUPERVISED_ENV = "AETHER_CONFORMANCE_SUPERVISED"
+
+
+def _suite_runs_here(args: argparse.Namespace) -> bool:
+    """Whether the suite would run in this process rather than on an xdist worker: a fault run
+    (its provider lives here) or a run with xdist turned off (``-p no:xdist``, ``-n 0``)."""
+    extra = args.pytest_args
+    off = "no:xdist" in extra or "-n0" in extra or "--numprocesses=0" in extra or any(
+        flag in ("-n", "--numprocesses") and value == "0" for flag, value in zip(extra, extra[1:]))
+    fault_run = bool(args.faults) and (args.nats_cluster is not None or args.postgres_server)
+    return off or (fault_run and not _uses_xdist(extra))
+
+
+def _supervise(argv: list[str], args: argparse.Namespace) -> int:
+    """Run the CLI in a child process and judge how it ended.
+
+    Where the suite runs in the CLI's own process, a store that ends the process (os._exit(0), a
+    segfault, a signal) would end the CLI with whatever status it chose, without a report.  The
+    supervisor outlives it: a child that ended while the report on disk still says the run is in
+    progress failed the test that was running (artifacts/running.json names it), exit 1.
+    """
+    started = time.time() - 1  # file times may be coarser than this clock
+    # The child's temporary files go in here, removed below whatever ended the child.
+    scratch = tempfile.mkdtemp(prefix="aether-conformance-supervised-")
+    child = subprocess.Popen([sys.executable, "-m", "aether_conformance.cli", *argv],
+                             env={**os.environ, SUPERVISED_ENV: "1", "TMPDIR": scratch})
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)  # the child writes its incomplete report and exits 2
+
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _no_process_left_behind():
+            code = child.wait()
+            _let_watchdogs_finish()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        shutil.rmtree(scratch, ignore_errors=True)
+    artifacts = Path(args.artifacts).expanduser().absolute()
+    report_path = artifacts / "report.json"
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        written = report_path.stat().st_mtime >= started
+    except (OSError, ValueError):
+        report, written = None, False
+    if written and report.get("incompleteReason") != IN_PROGRESS and code >= 0:
+        return code  # the child finished: its report and exit status stand
+    if not written and code in (EXIT_NOT_CONFORMANT, EXIT_USAGE):
+        return code  # it stopped before the suite started (a usage error, said on stderr)
+    return _report_ended_run(args, artifacts, code)
+
+
+def _let_watchdogs_finish(timeout: float = 30.0) -> None:
+    """A launcher's watchdog orphaned by a dead child is cleaning up (servers, directories): let it
+    finish before what is left is stopped; the timeout only bounds a hang."""
+    from .watchdog import WATCHDOG_MARK
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        watching = []
+        for pid in _descendants(os.getpid()):
+            try:
+                if WATCHDOG_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    watching.append(pid)
+            except OSError:
+                continue
+        if not watching:
+            return
+        time.sleep(0.05)
+
+
+def _report_ended_run(args: argparse.Namespace, artifacts: Path, code: int) -> int:
+    """The report of a run whose process the store ended: the running test failed, nothing certified."""
+    from .report import CaseOutcome, build_report, summarise
+
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    try:
+        running = json.loads((artifacts / RUNNING_FILE).read_text(encoding="utf-8"))
+        (artifacts / RUNNING_FILE).unlink()
+    except (OSError, ValueError):
+        running = None
+    reason = f"the run's process {how} before the run finished"
+    outcomes = []
+    if running and running.get("requirements"):
+        ids, test = running["requirements"], running["nodeid"]
+        outcomes.append(CaseOutcome(nodeid=test, requirements=ids, outcome="failed", messages=[
+            f"{', '.join(ids)}: the store ended the test process while {test.rpartition('::')[2]} was running: "
+            f"the process {how}; a store must never exit, crash or kill its caller"]))
+        reason += f", during {test}"
+    report = build_report(args.store, args.profile, frozenset(args.capability), summarise(outcomes),
+                          incomplete_reason=reason)
+    extra_outputs = {name: Path(getattr(args, name)).expanduser().absolute()
+                     for name in ("json_report", "junitxml", "badge") if getattr(args, name)}
+    _write_outputs(report, artifacts, extra_outputs)
+    print(markdown_summary(report, compact=True))
+    print(f"aether-conformance: {reason}; nothing is certified", file=sys.stderr)
+    return EXIT_NOT_CONFORMANT
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
+    full_argv, extra = list(argv), []
     if "--" in argv:  # everything after -- belongs to pytest, whatever it looks like
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
@@ -522,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(markdown_table())
         return EXIT_CONFORMANT
     args.pytest_args = list(args.pytest_args) + extra
+    if _suite_runs_here(args) and not os.environ.get(SUPERVISED_ENV):
+        return _supervise(full_argv, args)
     try:
         return run(args)
     except UsageError as error:

@@ -27,6 +27,7 @@ it.  An incomplete run is never conformant.
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import random
@@ -35,6 +36,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +46,8 @@ from .driver import DrivenHandle, StoreDriver, StoreLoadError, StoreMisbehaviour
 from .faults import FAULT_RUN_KEY
 from .profiles import PROFILES, Profile
 from .report import (
+    IN_PROGRESS,
+    RUNNING_FILE,
     CaseOutcome,
     RequirementOutcome,
     build_report,
@@ -405,8 +409,14 @@ class ConformanceReporter:
         if run.json_report and run.store and not self.on_worker:
             # Until the run ends, the report on disk says it is incomplete: a run that dies
             # half-way leaves that behind, never a stale verdict from an earlier run.
-            write_json_report(self._report(incomplete_reason="the run is in progress or died before finishing"),
-                              run.json_report)
+            write_json_report(self._report(incomplete_reason=IN_PROGRESS), run.json_report)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        ids = (self.run.expected or {}).get(nodeid)
+        if ids and self.run.artifacts and not self.on_worker:
+            path = Path(self.run.artifacts) / RUNNING_FILE
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"nodeid": nodeid, "requirements": ids}), encoding="utf-8")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -451,6 +461,8 @@ class ConformanceReporter:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         run = self.run
+        if run.artifacts and not self.on_worker:
+            (Path(run.artifacts) / RUNNING_FILE).unlink(missing_ok=True)
         if self.on_worker:
             # xdist workers send their reports to the controller, which decides; it also needs
             # what the store said it is.

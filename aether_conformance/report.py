@@ -22,6 +22,12 @@ from typing import Any
 
 from .requirements import REQUIREMENTS, SPEC_VERSION, Level, Requirement
 
+# What the report on disk says until the run ends: a run that dies half-way leaves it behind.
+IN_PROGRESS = "the run is in progress or died before finishing"
+# In the artifacts directory while a test runs: its node id and requirements, so that whoever
+# outlives a process the store ended (the CLI's supervisor) can say which test it was.
+RUNNING_FILE = "running.json"
+
 __all__ = [
     "CaseOutcome",
     "RequirementOutcome",

@@ -15,7 +15,11 @@ import os
 import subprocess
 import sys
 
-__all__ = ["Watchdog"]
+__all__ = ["Watchdog", "WATCHDOG_MARK"]
+
+# The watchdog's argument: how a supervisor that outlives a launcher recognises the watchdogs it
+# must let finish their cleanup before it stops what is left (see cli._supervise).
+WATCHDOG_MARK = "aether-conformance-watchdog"
 
 # Reads "pid N" / "family N" / "gone N" / "dir PATH" lines; a "closed" line means the launcher
 # cleaned up.  End of input without it means the launcher died: kill what it left (a family is a
@@ -61,7 +65,7 @@ class Watchdog:
 
     def __init__(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _WATCHDOG], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            [sys.executable, "-c", _WATCHDOG, WATCHDOG_MARK], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         )
 

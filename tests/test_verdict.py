@@ -51,20 +51,23 @@ CONFLICT_TESTS = ["--", "-k", "test_versions_at_or_below_latest_conflict or test
 
 
 @pytest.mark.parametrize(
-    "how, expected",
-    [("exit0", "exited with code 0"), ("exit3", "exited with code 3"), ("sigkill", "killed by SIGKILL"),
-     ("segfault", "killed by SIGSEGV")],
+    "how, expected, where",
+    [("exit0", "exited with code 0", "worker"), ("exit3", "exited with code 3", "worker"),
+     ("sigkill", "killed by SIGKILL", "worker"), ("segfault", "killed by SIGSEGV", "worker"),
+     # -p no:xdist (as a fault run) puts the suite in the CLI's process: its supervisor outlives it.
+     ("exit0", "exited with code 0", "cli"), ("sigkill", "killed by SIGKILL", "cli")],
 )
-def test_a_store_that_kills_its_process_fails_the_requirement_being_tested(tmp_path, how, expected):
+def test_a_store_that_kills_its_process_fails_the_requirement_being_tested(tmp_path, how, expected, where):
     artifacts = tmp_path / "artifacts"
     completed = _cli("run", "tests.hostile_stores:process_killer", "--profile", "quick", "--artifacts", str(artifacts),
-                     *CONFLICT_TESTS, env={"HOSTILE_HOW": how})
+                     *CONFLICT_TESTS, *(["-p", "no:xdist"] if where == "cli" else []), env={"HOSTILE_HOW": how})
     report = _report(artifacts)
     entry = _outcome(report, "ES-SAVE-002")
     assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr
     assert entry["outcome"] == "failed" and any(expected in m for m in entry["messages"]), entry
     assert not report["conformant"] and _outcome(report, "ES-SAVE-001")["outcome"] != "failed"
     assert json.loads((artifacts / "badge.json").read_text())["color"] != "brightgreen"
+    assert not (artifacts / "running.json").exists()
 
 
 def test_a_partial_run_is_never_conformant(tmp_path):
