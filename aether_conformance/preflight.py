@@ -25,6 +25,8 @@ __all__ = ["IMPORT_GRACE", "check_store"]
 # Importing the store's module has no per-call timeout of its own; this bounds a hung import.
 IMPORT_GRACE = 60.0
 _MAX_MESSAGE = 4000
+# Says that PYTHONSAFEPATH was set by check_store, not by the user.
+_SAFEPATH_MARK = "AETHER_CONFORMANCE_PREFLIGHT_SAFEPATH"
 
 
 def check_store(spec: str, timeout: float) -> None:
@@ -35,8 +37,9 @@ def check_store(spec: str, timeout: float) -> None:
             [sys.executable, "-m", "aether_conformance.preflight", spec, repr(timeout), str(write_fd),
              json.dumps(sys.path)],
             stdin=subprocess.DEVNULL, pass_fds=(write_fd,), start_new_session=True,
-            # The working directory must not shadow the kit's dependencies (the child gets the CLI's sys.path).
-            env={**os.environ, "PYTHONSAFEPATH": "1"},
+            # The working directory must not shadow the kit's dependencies (the child gets the CLI's
+            # sys.path); the child drops the setting again once started (see _main).
+            env={**os.environ, "PYTHONSAFEPATH": "1", _SAFEPATH_MARK: "1"},
         )
     finally:
         os.close(write_fd)
@@ -95,6 +98,10 @@ def _ending(status: int) -> str:
 
 def _main(spec: str, timeout: str, fd: str, path: str) -> None:
     sys.path[:] = json.loads(path)
+    if os.environ.pop(_SAFEPATH_MARK, None):
+        # It guarded this process's start only: the store's own child processes (a process store's
+        # `python -m mystore`) run as they would anywhere, the working directory importable.
+        os.environ.pop("PYTHONSAFEPATH", None)
     try:
         driver = StoreDriver(spec, timeout=float(timeout))
         driver.new_handle()

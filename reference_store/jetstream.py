@@ -105,6 +105,7 @@ IN_FLIGHT_CONFLICT = 10164  # JSStreamWrongLastSequenceConstantErr: the cluster 
 _LAST_SEQUENCE_CHANGED = (WRONG_LAST_SEQUENCE, IN_FLIGHT_CONFLICT)
 FENCE_TTL = "60s"
 STREAM_IN_USE = 10058  # JSStreamNameExistErr: same name, different configuration
+NO_SUITABLE_PEERS = 10005  # JSClusterNoPeersErr: a peer the meta leader counts offline for now
 # Direct-get batches: how many messages, and at most how many bytes, per request.
 # The byte bound keeps a batch far below the subscription's pending-bytes limit.
 BATCH_MESSAGES = 1024
@@ -394,18 +395,27 @@ class JetStreamStore:
                 **fences,
             ),
         )
+        deadline = self._deadline()
         for config in configs:
             # Creating a stream with an identical configuration succeeds, so
             # concurrent first uses all get the same stream.
-            try:
-                info = await js.add_stream(config)
-            except nats.js.errors.APIError as error:
-                if error.err_code == STREAM_IN_USE:
-                    raise RuntimeError(
-                        f"stream {config.name} exists on {self.url} with a configuration this store "
-                        f"did not create ({error.description}); use another namespace"
-                    ) from error
-                raise
+            attempt = 0
+            while True:
+                try:
+                    info = await js.add_stream(config)
+                    break
+                except nats.js.errors.APIError as error:
+                    if error.err_code == STREAM_IN_USE:
+                        raise RuntimeError(
+                            f"stream {config.name} exists on {self.url} with a configuration this store "
+                            f"did not create ({error.description}); use another namespace"
+                        ) from error
+                    if error.err_code != NO_SUITABLE_PEERS:
+                        raise
+                    # A busy cluster's meta leader can miss a peer's heartbeat for a moment;
+                    # placement succeeds once it counts the peer again, within the deadline.
+                    attempt += 1
+                    await self._pause(deadline, attempt, error)
             _check_replicas(config.name, self.replicas, info)
 
     async def close(self) -> None:

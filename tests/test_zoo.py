@@ -84,7 +84,10 @@ def test_every_requirement_has_a_specimen_that_breaks_it():
 
     assert all(callable(getattr(cluster_specimens, name)) for name in CLUSTER_SPECIMENS)
     broken = (set(SPECIMENS.values()) | set(CLUSTER_SPECIMENS.values())) - {None}
-    assert not {r.id for r in REQUIREMENTS} - broken, "requirements no zoo specimen breaks"
+    # A MAY cannot be broken: it allows a clean refusal, and a store that accepts the input and
+    # then mishandles it breaks a MUST (replaces_empty_event_id is ES-READ-003's, for example).
+    breakable = {r.id for r in REQUIREMENTS if r.level is not Level.MAY}
+    assert not breakable - broken, "requirements no zoo specimen breaks"
 
 
 # Subtle specimens the suite does not flag yet, and why.  Measured, not guessed: each was run
