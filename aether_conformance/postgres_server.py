@@ -113,14 +113,22 @@ def _process_table() -> dict[int, tuple[int, str]] | None:
     return table
 
 
-def _family(postmaster: int) -> list[int]:
-    """The postmaster and its children (backends and auxiliary processes).
+def _family_states(postmaster: int) -> dict[int, str] | None:
+    """The state of the postmaster and of each of its children (backends and auxiliary
+    processes), from one look at /proc; None without /proc.
 
     Not a process group: PostgreSQL makes every child the leader of a session
     of its own (setsid), so the postmaster's group holds the postmaster alone.
     """
-    table = _process_table() or {}
-    return [postmaster, *(pid for pid, (parent, _) in table.items() if parent == postmaster)]
+    table = _process_table()
+    if table is None:
+        return None
+    return {pid: state for pid, (parent, state) in table.items() if postmaster in (pid, parent)}
+
+
+def _family(postmaster: int) -> list[int]:
+    """The postmaster and its children (see :func:`_family_states`)."""
+    return [postmaster, *(pid for pid in _family_states(postmaster) or () if pid != postmaster)]
 
 
 def _living(pids: list[int]) -> list[int]:
@@ -420,12 +428,12 @@ class PostgresFaults:
         os.kill(pid, signal.SIGSTOP)  # first, so that it forks no backend the loop misses
         deadline = time.monotonic() + self.recovery_timeout
         while True:  # a signal is delivered when the process next runs: wait until all are stopped
-            family, table = _family(pid), _process_table()
-            running = [p for p in family if table is not None and table.get(p, (0, "T"))[1] not in ("T", "Z")]
-            if table is None:
-                _signal_all(family, signal.SIGSTOP)
+            states = _family_states(pid)
+            if states is None:  # no /proc to look at: the postmaster's SIGSTOP is all we can tell
+                return f"postmaster pid {pid} (SIGSTOP)"
+            running = [p for p, state in states.items() if state not in ("T", "Z")]
             if not running:
-                return f"postmaster pid {pid} and its {len(family) - 1} backends and auxiliary processes (SIGSTOP)"
+                return f"postmaster pid {pid} and its {len(states) - 1} backends and auxiliary processes (SIGSTOP)"
             if time.monotonic() >= deadline:
                 raise PostgresServerError(f"pause: processes {running} of postgres (pid {pid}) did not stop "
                                           f"within {self.recovery_timeout:g}s")
@@ -438,13 +446,14 @@ class PostgresFaults:
             raise PostgresServerError(f"resume: postgres exited while paused:\n{self.server.log_tail()}")
         deadline = time.monotonic() + self.recovery_timeout
         while True:
-            table = _process_table() or {}
-            stopped = [p for p in _family(pid) if table.get(p, (0, ""))[1] == "T"]
-            if not stopped and table:
+            states = _family_states(pid)
+            if states is None:  # no /proc to look at: SIGCONT to the postmaster is all we can tell
+                os.kill(pid, signal.SIGCONT)
                 return
-            _signal_all(stopped or [pid], signal.SIGCONT)
-            if not table:  # no /proc to look at: SIGCONT to the postmaster is all we can tell
+            stopped = [p for p, state in states.items() if state == "T"]
+            if not stopped:
                 return
+            _signal_all(stopped, signal.SIGCONT)
             if time.monotonic() >= deadline:
                 raise PostgresServerError(f"postgres (pid {pid}) still has stopped processes "
                                           f"{self.recovery_timeout:g}s after SIGCONT:\n{self.server.log_tail()}")

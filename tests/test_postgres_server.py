@@ -153,15 +153,6 @@ def test_binaries_the_server_account_cannot_reach_are_named(tmp_path):
         PostgresServer(bin_dir=hidden / "bin")
 
 
-def _running(pid: int) -> bool:
-    """Running (a zombie no init has reaped yet counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_a_launcher_killed_outright_leaves_no_server_and_no_directory_behind():
     script = (
         "import time\n"
@@ -174,11 +165,11 @@ def test_a_launcher_killed_outright_leaves_no_server_and_no_directory_behind():
     try:
         pid, directory = launcher.stdout.readline().split()
         backends = postgres_server._family(int(pid))
-        assert _running(int(pid)) and len(backends) > 1 and Path(directory).is_dir()
+        assert postgres_server._living([int(pid)]) and len(backends) > 1 and Path(directory).is_dir()
         launcher.kill()  # SIGKILL: no atexit, no finally
         launcher.wait(30)
         deadline = time.monotonic() + 60  # bounds a hang only
-        while any(_running(p) for p in backends) or Path(directory).exists():
+        while postgres_server._living(backends) or Path(directory).exists():
             assert time.monotonic() < deadline, f"the watchdog left {backends} or {directory} behind"
             time.sleep(0.1)
     finally:
