@@ -537,8 +537,10 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     started = time.time() - 1  # file times may be coarser than this clock
     # The child's temporary files go in here, removed below whatever ended the child.
     scratch = tempfile.mkdtemp(prefix="aether-conformance-supervised-")
+    # Its own process group: a Ctrl-C at the terminal reaches the child once, forwarded below,
+    # not twice (a second interrupt would cut short the report it is writing).
     child = subprocess.Popen([sys.executable, "-m", "aether_conformance.cli", *argv],
-                             env={**os.environ, SUPERVISED_ENV: "1", "TMPDIR": scratch})
+                             env={**os.environ, SUPERVISED_ENV: "1", "TMPDIR": scratch}, process_group=0)
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)  # the child writes its incomplete report and exits 2
