@@ -91,15 +91,17 @@ def test_stopping_at_the_first_failure_reports_the_failure_and_the_gap(tmp_path)
     assert _outcome(report, "ES-SAVE-002")["outcome"] == "failed"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_an_interrupted_run_is_incomplete_and_stops_everything_it_started(tmp_path, sig):
+@pytest.mark.parametrize("sig, where", [(signal.SIGTERM, "worker"), (signal.SIGINT, "worker"),
+                                        # Ctrl-C at a terminal: to the whole group of a supervised run
+                                        (signal.SIGINT, "cli")])
+def test_an_interrupted_run_is_incomplete_and_stops_everything_it_started(tmp_path, sig, where):
     artifacts, pids = tmp_path / "artifacts", tmp_path / "pids"
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "aether_conformance.cli", "run", "tests.hostile_stores:slow_with_grandchild",
-         "--profile", "quick", "--artifacts", str(artifacts)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+         "--profile", "quick", "--artifacts", str(artifacts), *(["--", "-p", "no:xdist"] if where == "cli" else [])],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HOSTILE_PIDS": str(pids), "TMPDIR": str(scratch)},
     )
     deadline = time.monotonic() + 300
@@ -108,7 +110,10 @@ def test_an_interrupted_run_is_incomplete_and_stops_everything_it_started(tmp_pa
         assert process.poll() is None, process.stdout.read()
         time.sleep(0.2)
     time.sleep(1)  # well inside the run: the store answers one call every 0.3 s
-    process.send_signal(sig)
+    if where == "cli":
+        os.killpg(process.pid, sig)
+    else:
+        process.send_signal(sig)
     output, _ = process.communicate(timeout=120)
     report = _report(artifacts)
     assert process.returncode == 2, output[-3000:]
