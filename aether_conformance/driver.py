@@ -125,6 +125,21 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+class _Call:
+    """A store call as its error messages show it (``save_event(event {...})``), worded only when
+    a message needs it: wording every call cost a fifth of the driver's time per call."""
+
+    __slots__ = ("method", "args", "_text")
+
+    def __init__(self, method: str, args: tuple) -> None:
+        self.method, self.args, self._text = method, args, None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = f"{self.method}({', '.join(_describe(a) for a in self.args)})"
+        return self._text
+
+
 def _json(value: Any) -> str:
     try:
         return json.dumps(value, ensure_ascii=False, default=repr).encode("utf-8", "backslashreplace").decode("utf-8")
@@ -137,21 +152,28 @@ class CallLog:
     in their Go JSON form).  A failed test's log becomes a reproduction script (replay.py)."""
 
     def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
+        self._calls: list[tuple[int, str, tuple]] = []
         self._before_examples: int | None = None
 
     def new_example(self) -> None:
         """A property test starts an example: forget the previous example's calls (keeping the test's
         setup), so that a failure's log holds the failing example alone, the one hypothesis runs last."""
         if self._before_examples is None:
-            self._before_examples = len(self.calls)
+            self._before_examples = len(self._calls)
         else:
-            del self.calls[self._before_examples:]
+            del self._calls[self._before_examples:]
 
     def record(self, handle: int, method: str, args: tuple) -> None:
-        wired = [{"record": type(a).__name__, **a.to_dict()} if isinstance(a, (Event, ActorSnapshot)) else a
-                 for a in args]
-        self.calls.append({"handle": handle, "method": method, "args": wired})  # list.append is atomic
+        self._calls.append((handle, method, args))  # list.append is atomic
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        # Wired only when a reproduction is written: the records are frozen, and their data was
+        # never copied, so nothing is lost by not converting every call of every passing test.
+        return [{"handle": handle, "method": method,
+                 "args": [{"record": type(a).__name__, **a.to_dict()} if isinstance(a, (Event, ActorSnapshot)) else a
+                          for a in args]}
+                for handle, method, args in self._calls]
 
 
 # The log of the test that is running in this process, set by the plugin; None when nothing logs.
@@ -195,14 +217,16 @@ class _ThreadRunner:
             return _Worker()
 
     def run(self, fn: Callable, args: tuple, timeout: float) -> tuple[bool, Any]:
-        worker, done, slot = self._take(), threading.Event(), []
+        # A bare lock, held until the worker delivers: half the cost of an Event per call.
+        worker, finished, slot = self._take(), threading.Lock(), []
+        finished.acquire()
 
         def deliver(result: tuple[bool, Any]) -> None:
             slot.append(result)
-            done.set()
+            finished.release()
 
         worker.jobs.put((fn, args, deliver))
-        if not done.wait(timeout):
+        if not finished.acquire(timeout=timeout):
             raise TimeoutError
         self._idle.put(worker)
         return slot[0]
@@ -230,10 +254,10 @@ class StoreDriver:
         # often in a row is treated as hung: later calls fail at once instead of each waiting out
         # the timeout.  Any call that returns resets it, so a store that stalls through a fault
         # (a paused leader) and recovers is not written off.
-        self.hung_calls: list[str] = []
+        self.hung_calls: list[_Call] = []
         # The same per method: a store whose get_events always hangs, while its other methods
         # answer, would otherwise cost one timeout per test, for hundreds of tests.
-        self.hung_by_method: dict[str, list[str]] = {}
+        self.hung_by_method: dict[str, list[_Call]] = {}
         self.hung_limit = 3
 
     # -- event loop for awaitable results -------------------------------------------------
@@ -347,7 +371,7 @@ class DrivenHandle:
     # -- calls ------------------------------------------------------------------------
     def _call(self, method: str, args: tuple, materialise: Callable[[str, Any], Any]) -> Any:
         """Call ``method``, await an awaitable result, and materialise it, all within the timeout."""
-        call = f"{method}({', '.join(_describe(a) for a in args)})"
+        call = _Call(method, args)
         if call_log is not None:
             call_log.record(self.number, method, args)
         fn = getattr(self.raw, method)
@@ -408,7 +432,7 @@ def _text(error: BaseException) -> str:
         return f"<{type(error).__name__} whose str() failed>"
 
 
-def _materialised_sync(call: str, fn: Callable, args: tuple, materialise: Callable, driver: StoreDriver) -> Any:
+def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Callable, driver: StoreDriver) -> Any:
     """Runs on a worker thread: the call, awaiting an awaitable result on the loop, materialising."""
     result = fn(*args)
     if inspect.isawaitable(result):
@@ -420,15 +444,15 @@ def _materialised_sync(call: str, fn: Callable, args: tuple, materialise: Callab
     return materialise(call, result)
 
 
-async def _materialised_async(call: str, fn: Callable, args: tuple, materialise: Callable) -> Any:
+async def _materialised_async(call: _Call, fn: Callable, args: tuple, materialise: Callable) -> Any:
     return materialise(call, await fn(*args))
 
 
-def _nothing(call: str, value: Any) -> None:
+def _nothing(call: _Call, value: Any) -> None:
     return None  # what a save returns is ignored, as the seed's error-only signature implies
 
 
-def _version(call: str, value: Any) -> int:
+def _version(call: _Call, value: Any) -> int:
     """An int, or an integer type that says it is one (``__index__``: numpy's int64, a driver's
     own); not a bool, float or Decimal, whose value might not be whole."""
     if not isinstance(value, bool):
@@ -439,7 +463,7 @@ def _version(call: str, value: Any) -> int:
     raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
 
 
-def _store_events(call: str, value: Any) -> list[Any]:
+def _store_events(call: _Call, value: Any) -> list[Any]:
     """What get_events returned, as a list of the store's own items.  A tuple, another sequence or
     an iterator (a generator, a cursor) is read in full: only the events in it are specified."""
     if isinstance(value, list):
@@ -449,7 +473,7 @@ def _store_events(call: str, value: Any) -> list[Any]:
     return list(value)
 
 
-def _events(call: str, value: Any) -> list[Event]:
+def _events(call: _Call, value: Any) -> list[Event]:
     value = _store_events(call, value)
     events = []
     for position, item in enumerate(value):
@@ -475,13 +499,13 @@ def _events(call: str, value: Any) -> list[Event]:
     return events
 
 
-def _events_as_returned(call: str, value: Any) -> list[Event]:
+def _events_as_returned(call: _Call, value: Any) -> list[Event]:
     value = _store_events(call, value)  # read once: an iterator cannot be read again
     _events(call, value)  # the same checks; the copies are dropped
     return value
 
 
-def _snapshot(call: str, value: Any) -> ActorSnapshot | None:
+def _snapshot(call: _Call, value: Any) -> ActorSnapshot | None:
     if value is None:
         return None
     if not isinstance(value, ActorSnapshot):
@@ -491,7 +515,7 @@ def _snapshot(call: str, value: Any) -> ActorSnapshot | None:
     return _rebuilt(call, "the snapshot", value)
 
 
-def _rebuilt(call: str, where: str, record: Event | ActorSnapshot) -> Any:
+def _rebuilt(call: _Call, where: str, record: Event | ActorSnapshot) -> Any:
     """A copy of ``record`` made of plain values, so that nothing lazy or subclassed reaches a test."""
     try:
         if isinstance(record, Event):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ..model import INT64_MIN, Timestamp, json_equal
-from .support import diff_event, new_event, q, save_ok, versions, violated
+from .support import ROUND_TRIP_CASES, diff_event, new_event, q, save_ok, versions, violated
 
 GAPPED = [1, 2, 4, 7, 8, 15]
 
@@ -80,30 +80,6 @@ def test_reading_past_the_latest_is_empty(store, fresh_actor, from_version):
             f"saved versions {GAPPED} to actor {q(actor)}; get_events(from_version={from_version}) returned "
             f"versions {versions(got)}; expected []",
         )
-
-
-ROUND_TRIP_CASES = {
-    "null-data": {"data": None},
-    "empty-data": {"data": {}},
-    "nested-data": {"data": {"a": {"b": [1, 2.5, -3, True, False, None, {"c": "d"}]}, "e": [], "f": {}}},
-    "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b"}},
-    "numbers": {"data": {"int": 2**53 - 1, "neg": -(2**53 - 1), "float": 0.1, "tiny": 5e-324, "big": 1.7976931348623157e308}},
-    "bools-are-not-numbers": {"data": {"t": True, "f": False, "one": 1, "zero": 0}},
-    # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in
-    # search indexes), and members whose value is null (serialisers that omit them).
-    "special-keys": {"data": {"$type": "Order", "a.b": 1, "_id": "x", "": "empty key", "none": None,
-                              "nested": {"$ref": "r", "x.y": [None], "": {}, "_rev": None}}},
-    # Keys differing only in case (a case-insensitive dictionary keeps one of them).
-    "keys-differing-in-case": {"data": {"Key": 1, "key": 2, "KEY": 3, "nested": {"Id": "a", "id": "b"}}},
-    "command-id": {"command_id": "cmd-42"},
-    "no-command-id": {"command_id": ""},
-    # Not the empty event id: every run would reuse it, and ES-ID-001 lets a store refuse reused ids.
-    "empty-event-type": {"event_type": ""},
-    "microseconds": {"timestamp": datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=timezone.utc)},
-    "offset": {"timestamp": datetime(2024, 6, 1, 9, 0, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))},
-    "negative-offset": {"timestamp": datetime(1999, 12, 31, 23, 0, 0, 500000, tzinfo=timezone(timedelta(hours=-8)))},
-    "go-zero-time": {"timestamp": datetime(1, 1, 1, tzinfo=timezone.utc)},
-}
 
 
 @pytest.mark.requirement("ES-READ-003")
