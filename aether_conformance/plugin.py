@@ -61,6 +61,7 @@ from .replay import write_reproduction
 from .requirements import CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
+PRESUPPOSES_KEY = "aether_presupposes"
 MESSAGES_KEY = "aether_messages"
 STATISTICS_KEY = "aether_statistics"  # tests record the load they put on the store under this key
 
@@ -126,6 +127,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop("PYTHONSAFEPATH", None)  # set by the CLI for starting xdist workers only
     config.addinivalue_line(
         "markers", "requirement(*ids): the catalog requirement(s) this conformance test checks"
+    )
+    config.addinivalue_line(
+        "markers", "presupposes(*ids): requirements this test's verdict rests on; when the store's own tests "
+                   "of one failed, this test's failure is reported as blocked by it"
     )
     store, source = config.getoption("aether_store"), "--aether-store"
     if not store:
@@ -226,9 +231,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: _suite_rank(item) if _requirement_ids(item) else -1)  # stable
     for item in conformance_items:
         ids = _requirement_ids(item)
-        for req_id in ids:
+        presupposed = [req_id for mark in item.iter_markers("presupposes") for req_id in mark.args]
+        for req_id in ids + presupposed:
             requirement(req_id)  # an unknown id is a bug in the suite: fail collection loudly
         item.user_properties.append((REQUIREMENTS_KEY, ids))
+        if presupposed:
+            item.user_properties.append((PRESUPPOSES_KEY, presupposed))
         declared = [requirement(i).capability for i in ids if requirement(i).capability not in (None, "snapshots")]
         missing = sorted({cap for cap in declared if cap not in run.capabilities})
         if missing:
@@ -445,7 +453,8 @@ class ConformanceReporter:
         if report.skipped and isinstance(report.longrepr, tuple):
             messages = [report.longrepr[2].removeprefix("Skipped: ")]
         self.run.outcomes.append(CaseOutcome(nodeid=report.nodeid, requirements=ids, outcome=outcome, messages=messages,
-                                             reproduction=properties.get(REPRODUCTION_KEY)))
+                                             reproduction=properties.get(REPRODUCTION_KEY),
+                                             presupposes=properties.get(PRESUPPOSES_KEY, [])))
 
     def _report(self, incomplete_reason: str | None = None) -> dict[str, Any]:
         run = self.run

@@ -66,6 +66,9 @@ class CaseOutcome:
     outcome: str  # passed | failed | skipped
     messages: list[str]
     reproduction: str | None = None  # the script that replays a failed test's store calls
+    # Requirements the test's verdict rests on (its ``presupposes`` mark): a concurrency test's
+    # history means nothing once sequential saves are known broken.
+    presupposes: list[str] = field(default_factory=list)
 
     @property
     def skipped_for_capability(self) -> bool:
@@ -97,7 +100,9 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
     by* B, and the failure counts against B.  A requirement passes only when every one of its
     tests ran and passed, or was skipped because the store lacks a capability; a test skipped
     for any other reason fails it, and one that did not run at all (``expected`` but without an
-    outcome: deselected, stopped by -x, lost with a crashed worker) leaves it unverified.
+    outcome: deselected, stopped by -x, lost with a crashed worker) leaves it unverified.  A failed
+    test that presupposes requirements (its ``presupposes`` mark) is blocked by those of them whose
+    own tests failed: a race cannot be told from a broken sequential rule, so only the rule counts.
     """
     results = {req.id: RequirementOutcome(req) for req in REQUIREMENTS}
     own: dict[str, list[str]] = {req_id: [] for req_id in results}
@@ -108,6 +113,46 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
     # (test, message, the requirement it names): failures of a precondition of another requirement
     preconditions: list[tuple[CaseOutcome, str, list[str]]] = []
     seen = set()
+
+    def charge(test: CaseOutcome) -> None:
+        for message in test.messages or [f"{test.nodeid} failed"]:
+            cited = [req_id for req_id in cited_ids(message) if req_id in results]
+            about = [req_id for req_id in cited if req_id in test.requirements]
+            if about or not cited:
+                for req_id in about or test.requirements:
+                    own[req_id].append(message)
+                    _first_failure(results[req_id], test)
+                for req_id in test.requirements:
+                    failed_beside[req_id].extend(b for b in about if b != req_id and b not in failed_beside[req_id])
+            else:
+                preconditions.append((test, message, cited))
+
+    def block(test: CaseOutcome, roots: list[str]) -> None:
+        for req_id in test.requirements:
+            results[req_id].blocked_by.extend(b for b in roots if b not in results[req_id].blocked_by)
+
+    def settle_preconditions() -> None:
+        # A test of R that stopped on a precondition naming B (a save R needed was refused, say) is
+        # blocked by B when B's own tests found B broken: one bug, one failed requirement.  When B's
+        # own tests all passed, the failure is particular to what R's test did, so it is R's.
+        while preconditions:
+            test, message, cited = preconditions.pop(0)
+            roots = [req_id for req_id in cited if own[req_id]]
+            if roots:
+                for req_id in roots:
+                    if message not in own[req_id]:
+                        own[req_id].append(message)
+                        _first_failure(results[req_id], test)
+                block(test, roots)
+            else:
+                for req_id in test.requirements:
+                    # Named first, so that the message says which requirement it counts against.
+                    own[req_id].append(f"{req_id}: {message}")
+                    _first_failure(results[req_id], test)
+
+    # Failed tests that presuppose other requirements are judged once those are: blocked by any
+    # that failed, charged as usual when all held.
+    presupposing: list[CaseOutcome] = []
     for test in outcomes:
         seen.add(test.nodeid)
         for req_id in test.requirements:
@@ -124,35 +169,27 @@ def summarise(outcomes: list[CaseOutcome], expected: dict[str, list[str]] | None
             for req_id in test.requirements:
                 own[req_id].append(f"{req_id}: {test.nodeid} was skipped ({reason}); only a missing capability "
                                    "may keep a conformance test from running")
+        elif test.presupposes:
+            presupposing.append(test)
         else:
-            for message in test.messages or [f"{test.nodeid} failed"]:
-                cited = [req_id for req_id in cited_ids(message) if req_id in results]
-                about = [req_id for req_id in cited if req_id in test.requirements]
-                if about or not cited:
-                    for req_id in about or test.requirements:
-                        own[req_id].append(message)
-                        _first_failure(results[req_id], test)
-                    for req_id in test.requirements:
-                        failed_beside[req_id].extend(b for b in about if b != req_id and b not in failed_beside[req_id])
-                else:
-                    preconditions.append((test, message, cited))
-    # A test of R that stopped on a precondition naming B (a save R needed was refused, say) is
-    # blocked by B when B's own tests found B broken: one bug, one failed requirement.  When B's
-    # own tests all passed, the failure is particular to what R's test did, so it is R's.
-    for test, message, cited in preconditions:
-        roots = [req_id for req_id in cited if own[req_id]]
-        if roots:
-            for req_id in roots:
-                if message not in own[req_id]:
-                    own[req_id].append(message)
-                    _first_failure(results[req_id], test)
-            for req_id in test.requirements:
-                results[req_id].blocked_by.extend(b for b in roots if b not in results[req_id].blocked_by)
-        else:
-            for req_id in test.requirements:
-                # Named first, so that the message says which requirement it counts against.
-                own[req_id].append(f"{req_id}: {message}")
-                _first_failure(results[req_id], test)
+            charge(test)
+    settle_preconditions()
+    while presupposing:
+        blocked = [(test, roots) for test in presupposing
+                   if (roots := [req_id for req_id in test.presupposes if own[req_id]])]
+        if blocked:
+            for test, roots in blocked:
+                block(test, roots)
+                presupposing.remove(test)
+            continue
+        # None is blocked yet: charge the tests that presuppose nothing another waiting test checks
+        # (the concurrent snapshot test waits for the concurrency tests of saves), then look again.
+        ready = [test for test in presupposing
+                 if not any(set(test.presupposes) & set(other.requirements) for other in presupposing if other is not test)]
+        for test in ready or list(presupposing):
+            charge(test)
+            presupposing.remove(test)
+        settle_preconditions()
     for test_id, req_ids in (expected or {}).items():
         if test_id not in seen:
             for req_id in req_ids:

@@ -288,3 +288,48 @@ def test_a_test_that_fails_on_one_of_the_requirements_it_cites_blocks_the_others
     assert outcomes["ES-READ-003"].outcome == "failed"
     assert outcomes["ES-ID-002"].outcome == "blocked" and outcomes["ES-ID-002"].blocked_by == ["ES-READ-003"]
     assert not outcomes["ES-ID-002"].messages
+
+
+def _failed(nodeid: str, requirements: list[str], message: str, presupposes: tuple[str, ...] = ()):
+    from aether_conformance.report import CaseOutcome
+
+    return CaseOutcome(nodeid=nodeid, requirements=requirements, outcome="failed", messages=[message],
+                       presupposes=list(presupposes))
+
+
+def test_a_failed_test_is_blocked_by_a_failed_requirement_it_presupposes():
+    """A store that accepts an equal version also lets two racing writers both win: the race is the
+    same bug, so the report fails ES-SAVE-002 alone and ES-CONC-001 is blocked by it, whatever
+    order the outcomes arrive in (xdist sends them as workers finish)."""
+    from aether_conformance.report import summarise
+
+    sequential = _failed("suite/test_save.py::test_equal", ["ES-SAVE-002"], "ES-SAVE-002: accepted version 3 at latest 3")
+    race = _failed("suite/test_concurrency.py::test_race", ["ES-CONC-001"], "ES-CONC-001: two writers won version 4",
+                   presupposes=("ES-SAVE-001", "ES-SAVE-002"))
+    snapshots = _failed("suite/test_concurrency.py::test_snapshots", ["SS-SNAP-002", "ES-CONC-001"],
+                        "SS-SNAP-002: snapshot 7 lost to 5", presupposes=("ES-SAVE-002", "ES-CONC-001"))
+    for order in ([sequential, race, snapshots], [snapshots, race, sequential]):
+        outcomes = {r.requirement.id: r for r in summarise(order)}
+        assert outcomes["ES-SAVE-002"].outcome == "failed"
+        assert outcomes["ES-CONC-001"].outcome == "blocked" and outcomes["ES-CONC-001"].blocked_by == ["ES-SAVE-002"]
+        assert outcomes["SS-SNAP-002"].outcome == "blocked"
+        assert not outcomes["ES-CONC-001"].messages
+
+
+def test_a_failed_test_whose_presuppositions_held_is_charged_and_blocks_the_tests_that_wait_on_it():
+    """Only a racy store: the race is ES-CONC-001's, and the concurrent snapshot test, which
+    presupposes ES-CONC-001, is blocked by it rather than failing SS-SNAP-002 too."""
+    from aether_conformance.report import CaseOutcome, summarise
+
+    passed = CaseOutcome(nodeid="suite/test_save.py::test_equal", requirements=["ES-SAVE-002"], outcome="passed",
+                         messages=[])
+    race = _failed("suite/test_concurrency.py::test_race", ["ES-CONC-001"], "ES-CONC-001: two writers won version 4",
+                   presupposes=("ES-SAVE-002",))
+    snapshots = _failed("suite/test_concurrency.py::test_snapshots", ["SS-SNAP-002"], "SS-SNAP-002: snapshot 7 lost",
+                        presupposes=("ES-SAVE-002", "ES-CONC-001"))
+    for order in ([snapshots, race, passed], [passed, race, snapshots]):
+        outcomes = {r.requirement.id: r for r in summarise(order)}
+        assert outcomes["ES-SAVE-002"].outcome == "passed"
+        assert outcomes["ES-CONC-001"].outcome == "failed"
+        assert outcomes["ES-CONC-001"].messages == ["ES-CONC-001: two writers won version 4"]
+        assert outcomes["SS-SNAP-002"].outcome == "blocked" and outcomes["SS-SNAP-002"].blocked_by == ["ES-CONC-001"]

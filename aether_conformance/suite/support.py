@@ -34,9 +34,16 @@ __all__ = [
     "summary",
     "versions",
     "ROUND_TRIP_CASES",
+    "SEQUENTIAL_RULES",
     "Planted",
     "plant_revisit_actors",
 ]
+
+# What a concurrency test's history check relies on (its ``presupposes`` mark): that saves, reads,
+# latest versions and conflicts behave when calls do not overlap.  A store that breaks one of these
+# breaks it under concurrency too, and is reported once, under the rule it breaks.
+SEQUENTIAL_RULES = ("ES-SAVE-001", "ES-SAVE-002", "ES-SAVE-003", "ES-ERR-001", "ES-READ-001", "ES-READ-002",
+                    "ES-READ-003", "ES-LATEST-001", "ES-LATEST-002", "ES-ACTOR-001")
 
 BASE_TIME = Timestamp.parse("2024-03-01T12:00:00.123456789Z")
 

@@ -26,7 +26,7 @@ from ..plugin import STATISTICS_KEY, run_key
 from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
 from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
 from ..writers import draw_plan, run_writer_process, run_writers, stored_events
-from .support import new_event, new_snapshot, q, save_ok, violated
+from .support import SEQUENTIAL_RULES, new_event, new_snapshot, q, save_ok, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -102,6 +102,7 @@ def _seed() -> int:
     return random.SystemRandom().randrange(2**32)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES)
 @pytest.mark.requirement("ES-CONC-001")
 def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, request):
     profile = aether_profile
@@ -112,6 +113,7 @@ def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, re
     _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
 @pytest.mark.requirement("ES-CONC-001")
 def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, request):
     profile = aether_profile
@@ -123,6 +125,7 @@ def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, a
     _verdict("ES-CONC-001", store, plan, recorder, request, how)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001", "ES-CONC-001")
 @pytest.mark.requirement("ES-CONC-002")
 def test_concurrent_writer_processes(store, fresh_actor, aether_profile, request):
     profile = aether_profile
@@ -166,6 +169,7 @@ def test_concurrent_writer_processes(store, fresh_actor, aether_profile, request
     _verdict("ES-CONC-002", store, plan, recorder, request, how)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
 @pytest.mark.requirement("ES-CONC-001")
 def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor, aether_profile, request):
     # Writers spread over three actors or piled on one, some skipping versions, while readers read
@@ -182,6 +186,7 @@ def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor
     _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-CONC-001", "SS-SNAP-001")
 @pytest.mark.requirement("SS-SNAP-002", "ES-CONC-001")
 def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_actor, aether_profile, request):
     # Every acknowledged save is followed by a snapshot at its version, from writers racing on two
@@ -200,6 +205,7 @@ def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_acto
 CHURNED_HANDLES = 16
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES)
 @pytest.mark.requirement("ES-HANDLE-001", "ES-CONC-001")
 def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_profile, request):
     # While writers race, new handles come and go (made from the factory in a driver of their own,
@@ -258,6 +264,7 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
     _verdict("ES-CONC-001" if not writers_alone.ok else "ES-HANDLE-001", store, plan, recorder, request, how)
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "SS-SNAP-001")
 @pytest.mark.requirement("SS-SNAP-002")
 def test_racing_snapshot_saves_on_one_actor_keep_the_highest(snapshot_store, aether_driver, fresh_actor,
                                                                aether_profile):

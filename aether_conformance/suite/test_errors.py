@@ -36,6 +36,7 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
 
 
 @pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 @pytest.mark.parametrize(
     "label", ["plain", 'quote"and\\slash', "it's 'single'", "tab\tnew\nline", "ünïcödé-🦀", "nul\x00bell\x07",
               "nbsp\u00a0sep\u2028"],
@@ -55,6 +56,7 @@ def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
 
 
 @pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 @pytest.mark.parametrize("kind", sorted(QUOTE_ESCAPE_CLASSES))
 def test_conflict_error_text_escapes_like_go(store, fresh_actor, kind):
     # One class of Go's %q escapes per case, in the middle of the id (a store's own quoting, or
@@ -73,6 +75,7 @@ def test_conflict_error_text_escapes_like_go(store, fresh_actor, kind):
 
 
 @pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 @pytest.mark.parametrize(
     "history, attempt", [([], 0), ([], -1), ([1, 2, 3], -4), ([2], INT64_MIN)], ids=lambda v: str(v).replace(" ", ""),
 )
@@ -89,6 +92,7 @@ def test_conflict_error_text_for_new_actors_and_negative_versions(store, fresh_a
 
 
 @pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 def test_conflict_error_text_for_the_longest_id(store, fresh_actor):
     # 256 characters (the longest id every store accepts) at int64 versions: a text cut at 255
     # characters (a VARCHAR(255) or SIGNAL MESSAGE_TEXT on the way) loses its end.

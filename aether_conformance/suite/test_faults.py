@@ -33,7 +33,7 @@ from ..errors import VersionConflictError
 from ..model import Event
 from ..plugin import STATISTICS_KEY, run_key
 from ..writers import content_digest, draw_plan, run_writers, stored_events
-from .support import violated
+from .support import SEQUENTIAL_RULES, violated
 
 ROUNDS_PER_PHASE = 12
 MAX_HANDLES = 3
@@ -153,6 +153,7 @@ def _run(store, aether_driver, aether_faults, fresh_actor, aether_profile) -> di
             "final_phase_ops": recorder.operations()[last_phase_start:]}
 
 
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001", "ES-CONC-001")
 @pytest.mark.requirement("ES-FAULT-001")
 def test_saves_survive_injected_faults(store, aether_driver, aether_faults, fresh_actor, aether_profile,
                                        tmp_path_factory, record_property, request):

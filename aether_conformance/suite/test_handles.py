@@ -23,6 +23,7 @@ def test_a_write_through_one_handle_is_read_through_another(store, other_store, 
         )
 
 
+@pytest.mark.presupposes("ES-ERR-001")  # it reads the conflict's current_version
 @pytest.mark.requirement("ES-HANDLE-001")
 def test_conflicts_are_checked_against_other_handles_writes(store, other_store, fresh_actor):
     actor = fresh_actor()

@@ -173,6 +173,13 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                 got = handles[handle].get_events(actor_id, from_version)
             want = [e for e in expected if e.version >= from_version]
             if versions(got) != versions(want):
+                other = handles[1 - handle]
+                with blame("ES-READ-001"):
+                    through_other = other.get_events(actor_id, from_version)
+                if versions(through_other) == versions(want):  # one handle sees what the other does not
+                    violated("ES-HANDLE-001", f"get_events({q(actor_id)}, {from_version}) through {handles[handle].name} "
+                                              f"returned versions {versions(got)}, through {other.name} "
+                                              f"{versions(through_other)}; expected {versions(want)}")
                 violated("ES-READ-001", f"get_events({q(actor_id)}, {from_version}) through {handles[handle].name} "
                                         f"returned versions {versions(got)}; expected {versions(want)}")
             for saved, read in zip(want, got):
@@ -191,6 +198,12 @@ def test_store_behaves_like_the_model(store, other_store, fresh_actor, aether_pr
                 with blame(req):
                     got = handle.get_latest_version(actor_id)
                 if got != want:
+                    other = handles[1 - number % 2]
+                    with blame(req):
+                        through_other = other.get_latest_version(actor_id)
+                    if through_other == want:  # one handle sees what the other does not
+                        violated("ES-HANDLE-001", f"get_latest_version({q(actor_id)}) through {handle.name} returned "
+                                                  f"{got}, through {other.name} {through_other}; expected {want}")
                     violated(req, f"get_latest_version({q(actor_id)}) through {handle.name} returned {got}; "
                                   f"expected {want} (saved versions {versions(self.model[actor_id])})")
 
