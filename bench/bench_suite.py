@@ -1,13 +1,14 @@
 """How long certification takes, how much load it applies, and how fast it flags a broken store.
 
-    python bench/bench_suite.py [--profiles quick default] [--skip-zoo]
+    python bench/bench_suite.py [--profiles quick default] [--skip-zoo] [--skip-output]
 
 Every figure comes from the real CLI in a fresh process, as a user runs it.
 The baseline, measured in the same run, is the suite's fixed cost: starting
 pytest and collecting the suite (``--collect-only``) against the same store.
 Targets (issue 3): the default profile on the in-memory store in <= 15 s with
 >= 5,000 contended writes and >= 200 state-machine examples; a median of
-<= 3 s to flag a zoo store with ``-x``.
+<= 3 s to flag a zoo store with ``-x``.  Issue 11: a single-bug store prints at most 60 lines
+by default and fails one requirement (each textbook zoo store, run in full, quick profile).
 """
 
 from __future__ import annotations
@@ -64,10 +65,27 @@ def flag_time(name: str, scratch: Path) -> tuple[float, bool]:
     return seconds, flagged
 
 
+def output_size(name: str, scratch: Path) -> tuple[int, list[str]]:
+    """Lines a user sees from a full run (no -x) on a zoo store, and the requirements it failed."""
+    report = scratch / f"out-{name}.json"
+    extra, env = [], {}
+    if name == "nonatomic_sqlite":
+        extra, env = ["--capability", "multiprocess"], {"AETHER_SQLITE_PATH": str(scratch / f"out-{name}.sqlite3")}
+    if name == "hangs_on_unknown_actor":
+        extra = ["--timeout", "1"]
+    completed = subprocess.run(CLI + [f"tests.zoo.specimens:{name}", "--profile", "quick", "--json-report", str(report),
+                                      "--artifacts", str(scratch / f"artifacts-{name}"), *extra],
+                               cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+    lines = len((completed.stdout + completed.stderr).splitlines())
+    failed = [r["id"] for r in json.loads(report.read_text())["requirements"] if r["outcome"] == "failed"]
+    return lines, failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=["quick", "default"])
     parser.add_argument("--skip-zoo", action="store_true")
+    parser.add_argument("--skip-output", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -99,6 +117,20 @@ def main() -> int:
             print(f"zoo (-x, quick): median {median:.2f} s ({median / baseline:.1f}x baseline), max {max(times):.2f} s "
                   f"over {len(times)} stores; target median <= 3 s: {'PASS' if median <= 3 else 'MISS'}")
             misses += median > 3
+        if not args.skip_output:
+            print()
+            sizes, exact = [], 0
+            for name, broken in sorted(SPECIMENS.items()):
+                if broken is None:
+                    continue
+                lines, failed = output_size(name, scratch)
+                sizes.append(lines)
+                exact += failed == [broken]
+                print(f"  output {name:<34} {lines:4d} lines  failed {', '.join(failed) or 'nothing'}"
+                      f"{'' if failed == [broken] else f'  (breaks {broken})'}")
+            print(f"single-bug output (full quick run): {exact} of {len(sizes)} stores fail exactly their requirement; "
+                  f"lines: median {statistics.median(sizes):.0f}, max {max(sizes)}; "
+                  f"target <= 60 lines: {sum(n <= 60 for n in sizes)} of {len(sizes)}")
     return 1 if misses else 0
 
 

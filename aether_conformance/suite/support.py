@@ -33,6 +33,7 @@ __all__ = [
     "diff_snapshot",
     "summary",
     "versions",
+    "read_back",
     "ROUND_TRIP_CASES",
     "SEQUENTIAL_RULES",
     "Planted",
@@ -194,6 +195,17 @@ def _diff(expected: Any, got: Any, exact: tuple[str, ...], json_field: str) -> l
     if not _same_instant_to_microsecond(expected.timestamp, got.timestamp):
         problems.append(f"timestamp: saved {expected.timestamp.isoformat()}, read {got.timestamp.isoformat()}")
     return problems
+
+
+def read_back(store: DrivenHandle, actor_id: str, from_version: int, expected: list[int], context: str = "") -> list[Event]:
+    """get_events, whose versions a test of something else (content, ids) needs to be ``expected``.
+    When they are not, the failure names ES-READ-001: a store that reads the wrong events is
+    reported there, and the test's own requirement as blocked by it."""
+    got = store.get_events(actor_id, from_version)
+    if versions(got) != expected:
+        violated("ES-READ-001", f"saved versions {expected} to {q(actor_id)}{context}; get_events({q(actor_id)}, "
+                                f"{from_version}) returned versions {versions(got)}")
+    return got
 
 
 def diff_event(expected: Event, got: Event) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..model import INT64_MAX, INT64_MIN, Timestamp
-from .support import diff_event, new_event, q, save_conflict, save_ok, versions, violated
+from .support import diff_event, new_event, q, read_back, save_conflict, save_ok, versions, violated
 
 
 
@@ -72,6 +72,9 @@ def test_rejected_save_leaves_no_trace(store, fresh_actor, attempt):
     # (ON DUPLICATE KEY UPDATE, then 'two rows affected' read as a conflict) shows in the content.
     rejected = new_event(actor, attempt, event_type="RejectedChange", command_id="cmd-rejected",
                          data={"rejected": True}, timestamp=Timestamp.parse("2001-02-03T04:05:06.7Z"))
+    # Compared with what the store read back before the rejection: a store that changes content on
+    # the way in (ES-READ-003) still leaves no trace if the rejected save changes nothing.
+    saved = read_back(store, actor, INT64_MIN, [1, 2, 3])
     save_conflict("ES-SAVE-003", store, rejected, latest=3)
     events = store.get_events(actor, INT64_MIN)
     if [e.id for e in events] != [e.id for e in saved]:
