@@ -503,7 +503,11 @@ class ConformanceReporter:
                 )
             return
         terminalreporter.section("aether-conformance")
+        blocked: dict[str, list[str]] = {}  # root(s) -> the requirements they block, one line each
         for outcome in run.requirement_outcomes or ():
+            if outcome.outcome == "blocked":
+                blocked.setdefault(", ".join(outcome.blocked_by), []).append(
+                    f"{outcome.requirement.id} ({outcome.requirement.level.value})")
             if outcome.outcome == "failed":
                 first = outcome.messages[0].splitlines()[0] if outcome.messages else ""
                 if len(first) > 400:
@@ -516,11 +520,8 @@ class ConformanceReporter:
                 if outcome.failed_test:
                     name = outcome.failed_test.rpartition("::")[2].partition("[")[0]
                     terminalreporter.write_line(f"    re-run:    aether-conformance run {run.store} -- -k {name}")
-            elif outcome.outcome == "blocked":
-                terminalreporter.write_line(
-                    f"BLOCKED {outcome.requirement.id} ({outcome.requirement.level.value}) by "
-                    f"{', '.join(outcome.blocked_by)}", yellow=True,
-                )
+        for roots, requirements in blocked.items():
+            terminalreporter.write_line(f"BLOCKED by {roots}: {', '.join(requirements)}", yellow=True)
         report = run.report
         counts = report["summary"]
         state = verdict(report)

@@ -68,11 +68,25 @@ def assert_verdict(name: str, broken: str | None, code: int, report: dict, outpu
     assert f"| {broken} " in output  # the Markdown table names it
 
 
+# Single-bug stores whose bug shows under no other rule: each must fail its requirement alone (the
+# tests that stop on it are blocked by it) and print at most 60 lines (issue 11).  The others break
+# their rule in a way other rules see too (a store that hangs on unknown actors hangs every test
+# that starts with one); bench/bench_suite.py prints the figures for all of them.
+REPORTED_ALONE = {
+    "off_by_one", "uniqueness_only", "swapped_error_fields", "python_quoted_error_text", "unordered_reads",
+    "null_data_becomes_empty", "snapshot_last_written", "upserts_by_event_id", "check_then_write_race",
+}
+
+
 @pytest.mark.parametrize("name", sorted(SPECIMENS))
 def test_specimen_is_flagged_for_its_requirement(name, tmp_path):
     extra, env = _options(name, tmp_path)
     code, report, output = certify(f"tests.zoo.specimens:{name}", tmp_path, *extra, env=env)
     assert_verdict(name, SPECIMENS[name], code, report, output)
+    if name in REPORTED_ALONE:
+        failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
+        assert failed == [SPECIMENS[name]], f"{name} is one bug, reported as {failed}:\n{output[-3000:]}"
+        assert len(output.splitlines()) <= 60, f"{name}: {len(output.splitlines())} lines of output:\n{output}"
 
 
 # Specimens that need a NATS cluster and injected faults live beside their tests.

@@ -173,6 +173,7 @@ def _check_pair_apart(store, one, two, kind):
     _check_stream(store, one, two, one_events, kind)
 
 
+@pytest.mark.presupposes("ES-ACTOR-002")  # the same ids, kept apart for events first
 @pytest.mark.requirement("SS-SNAP-004")
 @pytest.mark.parametrize("kind", sorted(COLLIDING_ACTOR_IDS))
 def test_colliding_ids_keep_their_own_snapshots(snapshot_store, fresh_actor, kind):
@@ -231,6 +232,7 @@ def test_ids_that_look_typed_stay_exact_strings(store, kind):
         _check_pair_apart(store, one, two, f"{kind} spelling")
 
 
+@pytest.mark.presupposes("ES-ACTOR-002")  # the same ids, kept apart for events first
 @pytest.mark.requirement("SS-SNAP-004")
 @pytest.mark.parametrize("kind", sorted(TYPED_LOOKING_IDS))
 def test_ids_that_look_typed_keep_their_own_snapshots(snapshot_store, kind):
