@@ -129,15 +129,20 @@ class _Call:
     """A store call as its error messages show it (``save_event(event {...})``), worded only when
     a message needs it: wording every call cost a fifth of the driver's time per call."""
 
-    __slots__ = ("method", "args", "_text")
+    __slots__ = ("method", "args", "_text", "requirements")
 
     def __init__(self, method: str, args: tuple) -> None:
         self.method, self.args, self._text = method, args, None
+        self.requirements = running_requirements  # what the test making the call checks
 
     def __str__(self) -> str:
         if self._text is None:
             self._text = f"{self.method}({', '.join(_describe(a) for a in self.args)})"
         return self._text
+
+
+def _charged_to(first_hang: _Call) -> str:
+    return f"{', '.join(first_hang.requirements)}: " if first_hang.requirements else ""
 
 
 def _json(value: Any) -> str:
@@ -178,6 +183,9 @@ class CallLog:
 
 # The log of the test that is running in this process, set by the plugin; None when nothing logs.
 call_log: CallLog | None = None
+# The requirements of the test that is running in this process, set by the plugin: a store that
+# hangs is charged once, to the test it first hung in, and later calls it cannot answer cite that.
+running_requirements: tuple[str, ...] = ()
 
 
 class _Worker:
@@ -381,8 +389,8 @@ class DrivenHandle:
         for calls, what, treated in ((hung, "calls", "the store is"), (method_hung, f"{method} calls", f"{method} is")):
             if len(calls) >= driver.hung_limit:
                 raise StoreTimeout(
-                    f"{call} not attempted: the last {len(calls)} {what} never returned (first: {calls[0]}), "
-                    f"so {treated} treated as hung"
+                    f"{_charged_to(calls[0])}{call} not attempted: the last {len(calls)} {what} never returned "
+                    f"(first: {calls[0]}), so {treated} treated as hung"
                 )
         try:
             if inspect.iscoroutinefunction(fn):
@@ -390,9 +398,12 @@ class DrivenHandle:
             else:
                 ok, value = driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver), driver.timeout)
         except TimeoutError:
+            # A call of a method that has hung since it last answered is the same hang again: it
+            # names the requirement it was first seen under.
+            again = _charged_to(method_hung[0]) if method_hung else ""
             hung.append(call)
             method_hung.append(call)
-            raise StoreTimeout(f"{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
+            raise StoreTimeout(f"{again}{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
         hung.clear()
         method_hung.clear()
         if ok:
@@ -460,7 +471,10 @@ def _version(call: _Call, value: Any) -> int:
             return operator.index(value)
         except TypeError:
             pass
-    raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected an int")
+    # Charged to the rule that says what the answer is, wherever the test that met it: None is a
+    # store's answer for an actor it has no row for (ES-LATEST-001), anything else a wrong latest.
+    rule = "ES-LATEST-001" if value is None else "ES-LATEST-002"
+    raise StoreWrongType(f"{rule}: {call} returned {_describe(value)} ({type(value).__name__}); expected an int")
 
 
 def _store_events(call: _Call, value: Any) -> list[Any]:
@@ -469,7 +483,8 @@ def _store_events(call: _Call, value: Any) -> list[Any]:
     if isinstance(value, list):
         return value
     if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, (Sequence, Iterator)):
-        raise StoreWrongType(f"{call} returned {_describe(value)} ({type(value).__name__}); expected a list of events")
+        raise StoreWrongType(f"ES-READ-002: {call} returned {_describe(value)} ({type(value).__name__}); "
+                             "expected a list of events")
     return list(value)
 
 

@@ -167,6 +167,27 @@ def test_a_method_that_always_hangs_is_treated_as_hung_though_others_answer():
     assert handle.get_latest_version("a") == 0
 
 
+def test_a_hang_is_charged_to_the_requirement_it_was_first_seen_under(monkeypatch):
+    # One hang, one requirement: later reads of a method that has not answered since name the
+    # requirement of the test it first hung in, so the report blocks their own tests by it.
+    import aether_conformance.driver as driver_module
+
+    driver = StoreDriver("tests.test_driver:ReadsHang", timeout=0.2)
+    handle = driver.new_handle()
+    monkeypatch.setattr(driver_module, "running_requirements", ("ES-READ-002",))
+    with pytest.raises(StoreTimeout) as first:
+        handle.get_events("a", 0)
+    assert str(first.value).startswith("get_events(")  # the test that ran it names its own requirement
+    monkeypatch.setattr(driver_module, "running_requirements", ("ES-READ-003",))
+    for _ in range(driver.hung_limit - 1):
+        with pytest.raises(StoreTimeout, match=r"^ES-READ-002: get_events\(.* within 0\.2s"):
+            handle.get_events("a", 0)
+    with pytest.raises(StoreTimeout, match=r"^ES-READ-002: get_events\(.* not attempted"):
+        handle.get_events("a", 0)
+    with pytest.raises(StoreTimeout, match=r"^ES-READ-002: get_latest_version\(.* the store is treated as hung"):
+        handle.get_latest_version("a")
+
+
 def test_wrong_types_and_stray_exceptions_are_reported():
     handle = StoreDriver("tests.test_driver:Hanging", timeout=1).new_handle()
     with pytest.raises(StoreWrongType, match=r'returned "not a list" \(str\); expected a list of events'):

@@ -882,3 +882,40 @@ def test_check_then_write_histories_fail_exactly_when_a_race_was_lost(data):
         assert {"duplicate-winner", "lost-ack"} <= set(rules(result))
     else:
         assert result.ok, result.explain()
+
+
+class AtTheTopOfInt64:
+    """Says every actor is at version 2^63-1 (a counter shared with an actor the boundary tests
+    filled), and refuses every save."""
+
+    def save_event(self, event):
+        from aether_conformance import VersionConflictError
+
+        raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version,
+                                   current_version=2**63 - 1)
+
+    def get_events(self, actor_id, from_version):
+        return []
+
+    def get_latest_version(self, actor_id):
+        return 2**63 - 1
+
+
+def test_writers_facing_a_latest_at_the_top_of_int64_record_it_instead_of_crashing():
+    # Writers add 1 to the latest they read; above 2^63-1 there is no event to build.  They sit the
+    # round out, no thread dies, and the checker flags the latest no save produced.
+    from aether_conformance.driver import StoreDriver
+    from aether_conformance.writers import draw_plan, run_writers, stored_events
+
+    handle = StoreDriver("tests.test_history:AtTheTopOfInt64", timeout=5).new_handle()
+    plan = draw_plan("top", "run", writers=3, rounds=5, seed=1)
+    recorder = HistoryRecorder()
+    died = []
+    previous_hook, threading.excepthook = threading.excepthook, died.append
+    try:
+        run_writers([handle], plan, recorder, call_timeout=5)
+    finally:
+        threading.excepthook = previous_hook
+    assert not died, died
+    result = check_history(recorder.operations(), {"top": stored_events(handle.get_events("top", 0))})
+    assert not result.ok and "9223372036854775807" in result.explain()
