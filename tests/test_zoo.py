@@ -108,10 +108,6 @@ def test_every_requirement_has_a_specimen_that_breaks_it():
 # through the CLI (0 catches in 3 quick runs each); the specimen's own flaw is checked in
 # tests/test_zoo_subtle_triggers.py.
 SUBTLE_NOT_CAUGHT: dict[str, str] = {
-    "pool_slot_stale_cache":
-        "caught in every run since dropped handles are collected, but under the requirement of whichever "
-        "handle first reads through a slot the collector released: ES-HANDLE-001, ES-CONC-001 or "
-        "ES-LATEST-002, by garbage-collection timing; not yet attributed to ES-HANDLE-001 alone",
     "replica_lags_under_load":
         "its replica catches up whenever fewer than two calls are in flight, and the in-memory specimen's "
         "calls almost never overlap under the GIL, so even a get_events issued at once after a latest read "
