@@ -25,7 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -380,6 +383,10 @@ def _read_events(handle: DrivenHandle, actor: str, start: int, required: int, la
     return top
 
 
+# Seconds between the GIL hand-overs while writers race (sys.setswitchinterval).
+RACE_SWITCH_INTERVAL = 20e-6
+
+
 def run_writers(
     handles: list[DrivenHandle],
     plan: WriterPlan,
@@ -414,13 +421,40 @@ def run_writers(
         )
         for k in range(plan.readers)
     ]
-    for thread in threads:
-        thread.start()
-    # Every call is bounded by call_timeout and every barrier wait by barrier_timeout.
-    deadline = plan.rounds * 3 * (call_timeout + 1) + barrier_timeout
-    for thread in threads:
-        thread.join(deadline)
+    with racing():
+        for thread in threads:
+            thread.start()
+        # Every call is bounded by call_timeout and every barrier wait by barrier_timeout.
+        deadline = plan.rounds * 3 * (call_timeout + 1) + barrier_timeout
+        for thread in threads:
+            thread.join(deadline)
     return log
+
+
+_racing_lock = threading.Lock()
+_racing_runs = 0
+_switch_interval_before = 0.0
+
+
+@contextmanager
+def racing() -> Iterator[None]:
+    """Python hands the GIL over every 5 ms by default, longer than a whole call of an in-process
+    store: racing calls would then almost never be inside the store at the same time.  Handing it
+    over every 20 µs interleaves them inside their calls, which widens every race window.  Runs of
+    writers may overlap (a fault run's watchers): the last one out restores the interval."""
+    global _racing_runs, _switch_interval_before
+    with _racing_lock:
+        if _racing_runs == 0:
+            _switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(RACE_SWITCH_INTERVAL)
+        _racing_runs += 1
+    try:
+        yield
+    finally:
+        with _racing_lock:
+            _racing_runs -= 1
+            if _racing_runs == 0:
+                sys.setswitchinterval(_switch_interval_before)
 
 
 def run_writer_process(

@@ -919,3 +919,19 @@ def test_writers_facing_a_latest_at_the_top_of_int64_record_it_instead_of_crashi
     assert not died, died
     result = check_history(recorder.operations(), {"top": stored_events(handle.get_events("top", 0))})
     assert not result.ok and "9223372036854775807" in result.explain()
+
+
+def test_racing_writers_interleave_finely_and_the_last_out_restores_the_switch_interval():
+    import sys
+
+    from aether_conformance.writers import RACE_SWITCH_INTERVAL, racing
+
+    before = sys.getswitchinterval()
+    first, second = racing(), racing()
+    first.__enter__()
+    assert sys.getswitchinterval() == pytest.approx(RACE_SWITCH_INTERVAL)
+    second.__enter__()  # a fault run's watchers race beside its writers
+    first.__exit__(None, None, None)
+    assert sys.getswitchinterval() == pytest.approx(RACE_SWITCH_INTERVAL)  # the other run is still racing
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before

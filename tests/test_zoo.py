@@ -104,17 +104,6 @@ def test_every_requirement_has_a_specimen_that_breaks_it():
     assert not breakable - broken, "requirements no zoo specimen breaks"
 
 
-# Subtle specimens the suite does not flag yet, and why.  Measured, not guessed: each was run
-# through the CLI (0 catches in 3 quick runs each); the specimen's own flaw is checked in
-# tests/test_zoo_subtle_triggers.py.
-SUBTLE_NOT_CAUGHT: dict[str, str] = {
-    "replica_lags_under_load":
-        "its replica catches up whenever fewer than two calls are in flight, and the in-memory specimen's "
-        "calls almost never overlap under the GIL, so even a get_events issued at once after a latest read "
-        "finds the replica current (README, Known gaps)",
-}
-
-
 # Read windows beyond the quick profile's long stream (1,050 events): the default profile's stream
 # (10,050) passes a 10,000-result window, the thorough one's (100,050) a 65,536-row one.  Only the
 # long-stream test runs, at the profile that reaches the window (a partial run: never conformant).
@@ -124,12 +113,7 @@ SUBTLE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _subtle_params() -> list:
-    return [pytest.param(name, marks=pytest.mark.skip(reason=f"not caught yet: {SUBTLE_NOT_CAUGHT[name]}"))
-            if name in SUBTLE_NOT_CAUGHT else name for name in sorted(SUBTLE)]
-
-
-@pytest.mark.parametrize("name", _subtle_params())
+@pytest.mark.parametrize("name", sorted(SUBTLE))
 def test_subtle_specimen_is_flagged_for_its_requirement(name, tmp_path):
     """The subtle zoo (tests/zoo/subtle.py): one MUST broken just outside everyday inputs, or a control."""
     extra, env = list(SUBTLE_RUN_OPTIONS.get(name, ())), {}

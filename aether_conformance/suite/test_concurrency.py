@@ -25,7 +25,7 @@ from ..html_report import history_artifact
 from ..plugin import STATISTICS_KEY, run_key
 from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
 from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
-from ..writers import draw_plan, run_writer_process, run_writers, stored_events
+from ..writers import draw_plan, racing, run_writer_process, run_writers, stored_events
 from .support import SEQUENTIAL_RULES, new_event, new_snapshot, q, save_ok, violated
 
 
@@ -303,10 +303,11 @@ def test_racing_snapshot_saves_on_one_actor_keep_the_highest(snapshot_store, aet
                     return
 
     threads = [threading.Thread(target=write, args=(w,), name=f"snapshot-writer-{w}") for w in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with racing():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     doing = f"{writers} writers saving snapshots of one actor at once, {rounds} rounds (plan seed {seed})"
     if failures:
         violated("SS-SNAP-002", f"{doing}: {failures[0]}" + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
