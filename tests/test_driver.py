@@ -393,3 +393,18 @@ def test_a_store_that_recovers_from_a_stall_is_not_written_off():
         with pytest.raises(StoreTimeout):
             handle.get_latest_version("a")
     assert handle.get_latest_version("a") == 4 and driver.hung_calls == []
+
+
+def test_a_hang_first_seen_in_a_test_of_several_requirements_names_none_of_them(monkeypatch):
+    # Such a test charges the hang to the requirement it was exercising, which the driver cannot
+    # know: naming all of them would make a later test of one of them look like its own failure.
+    import aether_conformance.driver as driver_module
+
+    driver = StoreDriver("tests.test_driver:ReadsHang", timeout=0.2)
+    handle = driver.new_handle()
+    monkeypatch.setattr(driver_module, "running_requirements", ("ES-READ-001", "ES-READ-003"))
+    with pytest.raises(StoreTimeout):
+        handle.get_events("a", 0)
+    monkeypatch.setattr(driver_module, "running_requirements", ("ES-READ-003",))
+    with pytest.raises(StoreTimeout, match=r"^get_events\(.* within 0\.2s"):
+        handle.get_events("a", 0)
