@@ -260,8 +260,8 @@ def _suite_rank(item: pytest.Item) -> int:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
     # Every store call of a conformance test is logged, setup included, for its reproduction script.
-    driver_module.call_log = driver_module.CallLog() if _requirement_ids(item) else None
     driver_module.running_requirements = tuple(_requirement_ids(item))
+    driver_module.call_log = driver_module.CallLog() if driver_module.running_requirements else None
     return (yield)
 
 

@@ -38,7 +38,8 @@ from .errors import VersionConflictError
 from .history import ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall, StoredEvent
 from .model import INT64_MAX, ActorSnapshot, Event
 
-__all__ = ["WriterPlan", "RunLog", "draw_plan", "run_writers", "run_writer_process", "content_digest", "stored_events"]
+__all__ = ["WriterPlan", "RunLog", "draw_plan", "racing", "run_writers", "run_writer_process", "content_digest",
+           "stored_events"]
 
 # A writer that stops hearing from its peers (one of them hung in the store) gives up after this.
 _BARRIER_TIMEOUT_FLOOR = 30.0

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.zoo.specimens import SPECIMENS  # noqa: E402
+from tests.zoo.specimens import SPECIMENS, run_options  # noqa: E402
 
 CLI = [sys.executable, "-m", "aether_conformance.cli", "run"]
 
@@ -53,11 +53,7 @@ def certify(profile: str, scratch: Path) -> tuple[float, dict]:
 
 def flag_time(name: str, scratch: Path) -> tuple[float, bool]:
     report = scratch / f"zoo-{name}.json"
-    extra, env = [], {}
-    if name == "nonatomic_sqlite":
-        extra, env = ["--capability", "multiprocess"], {"AETHER_SQLITE_PATH": str(scratch / f"{name}.sqlite3")}
-    if name == "hangs_on_unknown_actor":
-        extra = ["--timeout", "1"]
+    extra, env = run_options(name, scratch)
     seconds, _ = timed(CLI + [f"tests.zoo.specimens:{name}", "--profile", "quick", "--json-report", str(report),
                               *extra, "--", "-x"], env)
     data = json.loads(report.read_text())
@@ -68,11 +64,7 @@ def flag_time(name: str, scratch: Path) -> tuple[float, bool]:
 def output_size(name: str, scratch: Path) -> tuple[int, list[str]]:
     """Lines a user sees from a full run (no -x) on a zoo store, and the requirements it failed."""
     report = scratch / f"out-{name}.json"
-    extra, env = [], {}
-    if name == "nonatomic_sqlite":
-        extra, env = ["--capability", "multiprocess"], {"AETHER_SQLITE_PATH": str(scratch / f"out-{name}.sqlite3")}
-    if name == "hangs_on_unknown_actor":
-        extra = ["--timeout", "1"]
+    extra, env = run_options(name, scratch)
     completed = subprocess.run(CLI + [f"tests.zoo.specimens:{name}", "--profile", "quick", "--json-report", str(report),
                                       "--artifacts", str(scratch / f"artifacts-{name}"), *extra],
                                cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})

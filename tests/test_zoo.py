@@ -17,7 +17,7 @@ import pytest
 
 from aether_conformance.requirements import REQUIREMENTS, Level
 from aether_conformance.schemas import validate
-from tests.zoo.specimens import SPECIMENS
+from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +32,6 @@ def certify(store: str, tmp_path: Path, *extra: str, env: dict[str, str] | None 
     output = completed.stdout + completed.stderr
     assert report_path.exists(), f"no report written; output:\n{output[-3000:]}"
     return completed.returncode, json.loads(report_path.read_text()), output
-
-
-def _options(name: str, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
-    if name == "nonatomic_sqlite":
-        return ["--capability", "multiprocess"], {"AETHER_SQLITE_PATH": str(tmp_path / "naive.sqlite3")}
-    if name == "hangs_on_unknown_actor":
-        return ["--timeout", "1"], {}
-    return [], {}
 
 
 def assert_verdict(name: str, broken: str | None, code: int, report: dict, output: str,
@@ -80,7 +72,7 @@ REPORTED_ALONE = {
 
 @pytest.mark.parametrize("name", sorted(SPECIMENS))
 def test_specimen_is_flagged_for_its_requirement(name, tmp_path):
-    extra, env = _options(name, tmp_path)
+    extra, env = run_options(name, tmp_path)
     code, report, output = certify(f"tests.zoo.specimens:{name}", tmp_path, *extra, env=env)
     assert_verdict(name, SPECIMENS[name], code, report, output)
     if name in REPORTED_ALONE:

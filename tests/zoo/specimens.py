@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
 
@@ -500,6 +501,15 @@ SPECIMENS: dict[str, str | None] = {
     "snapshot_null_state_becomes_empty": "SS-SNAP-003",
     "snapshots_not_per_actor": "SS-SNAP-004",
     "runtime_error_for_snapshot_ahead": "ES-REFUSE-001",
-    # needs --capability multiprocess and $AETHER_SQLITE_PATH (see tests/test_zoo.py)
+    # needs --capability multiprocess and $AETHER_SQLITE_PATH (run_options)
     "nonatomic_sqlite": "ES-CONC-002",
 }
+
+
+def run_options(name: str, scratch: Path) -> tuple[list[str], dict[str, str]]:
+    """The CLI arguments and environment a specimen is certified with (its database file in ``scratch``)."""
+    if name == "nonatomic_sqlite":
+        return ["--capability", "multiprocess"], {"AETHER_SQLITE_PATH": str(scratch / f"{name}.sqlite3")}
+    if name == "hangs_on_unknown_actor":
+        return ["--timeout", "1"], {}  # every hang waits out the timeout
+    return [], {}
