@@ -240,6 +240,15 @@ class ClusterNode:
         assert self._process is not None
         self._process.send_signal(signum)
 
+    def wait_stopped(self) -> None:
+        """Block until a SIGSTOP has stopped every thread of the node: delivery is asynchronous."""
+        assert self._process is not None
+        # SIGSTOP cannot be caught, so the node either stops or dies: this cannot hang.
+        # WNOWAIT leaves the state for Popen to collect.
+        info = os.waitid(os.P_PID, self._process.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+        if info.si_code != os.CLD_STOPPED:
+            raise NatsClusterError(f"node {self.name} died instead of stopping (log: {self.log_path})")
+
     def kill(self) -> None:
         process, self._process = self._process, None
         self.paused = False
@@ -507,6 +516,7 @@ class NatsCluster:
         """SIGSTOP the node: its sockets stay open but it answers nothing."""
         node = self.node(which)
         node.signal(signal.SIGSTOP)
+        node.wait_stopped()
         node.paused = True
         return node
 
