@@ -11,9 +11,10 @@ Only the standard library's ``sqlite3``.  What makes it correct:
   :class:`VersionConflictError`, never an ``IntegrityError``.
 * **Writers wait rather than fail.**  WAL mode lets readers run beside the one
   writer; ``busy_timeout`` (30 s by default) makes a writer queue for the lock.
-  A ``SQLITE_BUSY``/``SQLITE_LOCKED`` that SQLite returns without waiting (it
-  does, e.g. while another connection recovers the WAL after a crash) rolls the
-  attempt back and retries it until the same deadline.
+  No retry loop of our own: SQLite skips its busy handler only where waiting
+  could deadlock, which ``BEGIN IMMEDIATE`` in WAL mode rules out (it waits
+  out a WAL recovery after a crash too), so a retry would run only once the
+  same timeout had passed.
 * **A rejected or failed save stores nothing**: every write is one
   transaction, rolled back on any exception.
 * **Durable acknowledgement**: ``synchronous=FULL``, so a save that returned
@@ -43,7 +44,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -61,8 +61,6 @@ PATH_ENV = "AETHER_SQLITE_PATH"
 DEFAULT_FILE_NAME = "store.sqlite3"
 DEFAULT_BUSY_TIMEOUT = 30.0
 
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 _SQLITE_CONSTRAINT_PRIMARYKEY = 1555
 
 _SCHEMA = (
@@ -153,14 +151,6 @@ def _check_actor_id(actor_id: object) -> None:
         raise TypeError(f"actor_id: must be a str, got {type(actor_id).__name__}")
 
 
-def _is_busy(error: BaseException) -> bool:
-    return (
-        isinstance(error, sqlite3.OperationalError)
-        and getattr(error, "sqlite_errorcode", None) is not None
-        and error.sqlite_errorcode & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    )
-
-
 # --- the store --------------------------------------------------------------------------
 
 
@@ -227,42 +217,24 @@ class SQLiteEventStore:
                 self._connections.add(conn)
         return conn.raw
 
-    def _retry_busy(self, attempt: Callable[[sqlite3.Connection], _T]) -> _T:
-        conn = self._connection()
-        deadline = time.monotonic() + self._busy_timeout
-        delay = 0.001
-        while True:
-            try:
-                return attempt(conn)
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-
     def _write(self, body: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``body`` in its own ``BEGIN IMMEDIATE`` transaction; roll back on any exception."""
 
-        def attempt(conn: sqlite3.Connection) -> _T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = body(conn)
-                conn.execute("COMMIT")
-                return result
-            except BaseException:
-                # SQLite has already rolled back after some errors (e.g. a full disk).
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-        return self._retry_busy(attempt)
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            # SQLite has already rolled back after some errors (e.g. a full disk).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _create_schema(self) -> None:
-        def set_wal(conn: sqlite3.Connection) -> str:
-            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-
         # Persistent in the file; outside a transaction, because SQLite refuses it inside one.
-        mode = self._retry_busy(set_wal)
+        mode = self._connection().execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise RuntimeError(f"{self._path}: could not switch to WAL journal mode (SQLite reports {mode!r})")
 
@@ -325,12 +297,12 @@ class SQLiteEventStore:
             return []
         # SQLite cannot bind ints outside int64; no version is below INT64_MIN anyway.
         start = max(from_version, INT64_MIN)
-        rows = self._retry_busy(lambda conn: conn.execute(_SELECT_EVENTS, (actor_id, start)).fetchall())
+        rows = self._connection().execute(_SELECT_EVENTS, (actor_id, start)).fetchall()
         return [_event_from_row(row) for row in rows]
 
     def get_latest_version(self, actor_id: str) -> int:
         _check_actor_id(actor_id)
-        return self._retry_busy(lambda conn: conn.execute(_LATEST, (actor_id,)).fetchone()[0])
+        return self._connection().execute(_LATEST, (actor_id,)).fetchone()[0]
 
     # -- snapshots --
 
@@ -348,7 +320,7 @@ class SQLiteEventStore:
 
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         _check_actor_id(actor_id)
-        row = self._retry_busy(lambda conn: conn.execute(_SELECT_SNAPSHOT, (actor_id,)).fetchone())
+        row = self._connection().execute(_SELECT_SNAPSHOT, (actor_id,)).fetchone()
         if row is None:
             return None
         actor, version, state, stamp = row
