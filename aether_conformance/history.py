@@ -28,14 +28,18 @@ Contract with the recorder's user (the suite):
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import timezone
 from operator import attrgetter
 from typing import Any
 
 from .errors import go_quote
+from .model import Event
 
 __all__ = [
     "OK",
@@ -49,6 +53,8 @@ __all__ = [
     "PendingOperation",
     "HistoryRecorder",
     "StoredEvent",
+    "content_digest",
+    "stored_events",
     "Violation",
     "CheckResult",
     "check_history",
@@ -260,6 +266,38 @@ class StoredEvent:
     version: int
     event_id: str
     digest: str
+    # The event itself, when known: a read during the run that returned an equal object needs no digest.
+    event: Event | None = field(default=None, compare=False, repr=False)
+
+
+def content_digest(event: Event) -> str:
+    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond).
+
+    Equal for contents that :func:`~aether_conformance.model.json_equal` finds equal: numbers
+    are digested as the float64 Go holds (a store written in Go returns 3.0 for 3), and
+    true stays apart from 1.
+    """
+    stamp = event.timestamp.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, _as_go_holds(event.data), stamp]
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=12).hexdigest()
+
+
+def _as_go_holds(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        try:
+            return ["number", float(value) + 0.0]  # + 0.0: -0.0 and 0 are equal numbers
+        except OverflowError:  # beyond float64: json_equal compares such ints exactly
+            return ["int", str(value)]
+    if isinstance(value, dict):
+        return {key: _as_go_holds(item) for key, item in value.items()}
+    return [_as_go_holds(item) for item in value]
+
+
+def stored_events(events: Sequence[Event]) -> list[StoredEvent]:
+    """The final read of a stream, as the checkers take it."""
+    return [StoredEvent(version=e.version, event_id=e.id, digest=content_digest(e), event=e) for e in events]
 
 
 @dataclass
@@ -840,6 +878,8 @@ class EventsRead:
     events: tuple[tuple[int, str], ...]  # (version, event id) in the order returned
     invoke_ns: int
     complete_ns: int
+    # The events themselves, when recorded: their content is checked against the final read.
+    contents: tuple[Event, ...] = field(default=(), compare=False, repr=False)
 
 
 def check_event_reads(reads: Iterable[EventsRead], final_streams: Mapping[str, Sequence[StoredEvent]]) -> list[Violation]:
@@ -854,17 +894,36 @@ def check_event_reads(reads: Iterable[EventsRead], final_streams: Mapping[str, S
     a read's from_version and its highest version that the read did not
     return (a save that landed below a version already visible: the trap of a
     primary key on (actor, version) with ``SELECT max`` at READ COMMITTED).
+    A read also returns its events in ascending order of version, none below
+    its from_version, and each with the content the final read gives it (a
+    store that writes an event's header and payload separately shows a torn
+    event to a read between the two).
     """
     violations: list[Violation] = []
-    finals: dict[str, tuple[list[tuple[int, str]], set[tuple[int, str]]]] = {}
+    finals: dict[str, tuple[list[tuple[int, str]], dict[tuple[int, str], StoredEvent]]] = {}
     for read in reads:
         if read.actor_id not in finals:
-            stream = [(e.version, e.event_id) for e in final_streams.get(read.actor_id, ())]
-            finals[read.actor_id] = (stream, set(stream))
+            stored = final_streams.get(read.actor_id, ())
+            finals[read.actor_id] = ([(e.version, e.event_id) for e in stored], {(e.version, e.event_id): e for e in stored})
         stream, present = finals[read.actor_id]
         quoted = go_quote(read.actor_id)
         got = [version for version, _ in read.events]
         said = f"{read.reader} get_events({quoted}, {read.from_version}) returned versions {_span(got)}"
+        if any(later <= earlier for earlier, later in zip(got, got[1:])):
+            violations.append(Violation(
+                "read-out-of-order", read.actor_id,
+                f"{said}: not in strictly ascending order of version.", []))
+        if got and min(got) < read.from_version:
+            violations.append(Violation(
+                "read-below-from", read.actor_id,
+                f"{said}, including version {min(got)}, below the from_version asked for.", []))
+        torn = next((event for event in read.contents if _differs(event, present.get((event.version, event.id)))), None)
+        if torn is not None:
+            violations.append(Violation(
+                "read-torn", read.actor_id,
+                f"{said}, in which event {torn.id} at version {torn.version} had other content than the final read "
+                f"gives it ({_fields_apart(torn, present[(torn.version, torn.id)])}). An atomic store shows an event "
+                f"whole or not at all.", []))
         if 0 < read.required and read.from_version <= read.required and read.required not in got:
             violations.append(Violation(
                 "read-lost-latest", read.actor_id,
@@ -890,6 +949,24 @@ def check_event_reads(reads: Iterable[EventsRead], final_streams: Mapping[str, S
                     f"the latest version, so a save of {version} landed after {top} was visible (or the read "
                     f"skipped an event).", []))
     return violations
+
+
+def _differs(event: Event, stored: StoredEvent | None) -> bool:
+    if stored is None:
+        return False  # not in the final read: "read-vanished" says so
+    if stored.event is not None and event == stored.event:
+        return False
+    return content_digest(event) != stored.digest
+
+
+def _fields_apart(event: Event, stored: StoredEvent) -> str:
+    final = stored.event
+    if final is None:
+        return "its content digest differs"
+    names = [name for name in ("event_type", "command_id", "data", "timestamp")
+             if content_digest(replace(final, **{name: getattr(event, name)})) != stored.digest]
+    return "; ".join(f"{name} {getattr(event, name)!r} where the final read has {getattr(final, name)!r}"[:300]
+                     for name in names) or "its content digest differs"
 
 
 def _span(got: Sequence[int]) -> str:

@@ -22,8 +22,6 @@ or a latest version without its event, or go back in time).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import sys
 import threading
@@ -35,11 +33,11 @@ from typing import Any
 
 from .driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreTimeout, ensure_import_path
 from .errors import VersionConflictError
-from .history import ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall, StoredEvent
+from .history import (ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall,
+                      content_digest)
 from .model import INT64_MAX, ActorSnapshot, Event
 
-__all__ = ["WriterPlan", "RunLog", "draw_plan", "racing", "run_writers", "run_writer_process", "content_digest",
-           "stored_events"]
+__all__ = ["WriterPlan", "RunLog", "draw_plan", "racing", "run_writers", "run_writer_process"]
 
 # A writer that stops hearing from its peers (one of them hung in the store) gives up after this.
 _BARRIER_TIMEOUT_FLOOR = 30.0
@@ -125,35 +123,6 @@ class RunLog:
             (self.event_reads if isinstance(item, EventsRead) else self.snapshot_calls).append(item)
 
 
-def content_digest(event: Event) -> str:
-    """A digest of what ES-READ-003 requires to round-trip (timestamps to the microsecond).
-
-    Equal for contents that :func:`~aether_conformance.model.json_equal` finds equal: numbers
-    are digested as the float64 Go holds (a store written in Go returns 3.0 for 3), and
-    true stays apart from 1.
-    """
-    stamp = event.timestamp.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
-    body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, _as_go_holds(event.data), stamp]
-    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=12).hexdigest()
-
-
-def _as_go_holds(value: Any) -> Any:
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, (int, float)):
-        try:
-            return ["number", float(value) + 0.0]  # + 0.0: -0.0 and 0 are equal numbers
-        except OverflowError:  # beyond float64: json_equal compares such ints exactly
-            return ["int", str(value)]
-    if isinstance(value, dict):
-        return {key: _as_go_holds(item) for key, item in value.items()}
-    return [_as_go_holds(item) for item in value]
-
-
-def stored_events(events: list[Event]) -> list[StoredEvent]:
-    return [StoredEvent(version=e.version, event_id=e.id, digest=content_digest(e)) for e in events]
-
-
 def _event(plan: WriterPlan, actor: str, label: str, round_no: int, version: int) -> Event:
     return Event(
         id=f"{plan.run_id}-{label}-r{round_no}",
@@ -194,7 +163,8 @@ def _read_after_win(handle: DrivenHandle, actor: str, start: int, won: int, labe
         return False
     except StoreMisbehaviour:
         return True  # a failed read shows nothing
-    log.add(EventsRead(label, actor, start, won, tuple((e.version, e.id) for e in events), invoked, clock()))
+    log.add(EventsRead(label, actor, start, won, tuple((e.version, e.id) for e in events), invoked, clock(),
+                       tuple(events)))
     return True
 
 
@@ -373,7 +343,7 @@ def _read_events(handle: DrivenHandle, actor: str, start: int, required: int, la
     events = handle.get_events(actor, start)
     completed = clock()
     pairs = tuple((e.version, e.id) for e in events)
-    log.add(EventsRead(label, actor, start, required, pairs, invoked, completed))
+    log.add(EventsRead(label, actor, start, required, pairs, invoked, completed, tuple(events)))
     top = max((version for version, _ in pairs), default=0)
     if pairs or start == 0:
         # Recorded in the history too: the highest version read (0 for none from version 0) is the

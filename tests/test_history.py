@@ -28,12 +28,15 @@ from aether_conformance.history import (
     SAVE,
     UNKNOWN,
     CheckResult,
+    EventsRead,
     HistoryRecorder,
     Operation,
     StoredEvent,
+    check_event_reads,
     check_history,
     history_from_json,
     history_to_json,
+    stored_events,
     to_jepsen,
 )
 from reference_store.memory import InMemoryEventStore
@@ -905,7 +908,8 @@ def test_writers_facing_a_latest_at_the_top_of_int64_record_it_instead_of_crashi
     # Writers add 1 to the latest they read; above 2^63-1 there is no event to build.  They sit the
     # round out, no thread dies, and the checker flags the latest no save produced.
     from aether_conformance.driver import StoreDriver
-    from aether_conformance.writers import draw_plan, run_writers, stored_events
+    from aether_conformance.history import stored_events
+    from aether_conformance.writers import draw_plan, run_writers
 
     handle = StoreDriver("tests.test_history:AtTheTopOfInt64", timeout=5).new_handle()
     plan = draw_plan("top", "run", writers=3, rounds=5, seed=1)
@@ -935,3 +939,68 @@ def test_racing_writers_interleave_finely_and_the_last_out_restores_the_switch_i
     assert sys.getswitchinterval() == pytest.approx(RACE_SWITCH_INTERVAL)  # the other run is still racing
     second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
+
+
+# --- reads made during a run (check_event_reads) --------------------------------------------------
+
+STAMP = datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)
+
+
+def stream_event(version: int, **changes) -> Event:
+    fields = dict(id=f"e{version}", event_type="Appended", actor_id="a", version=version,
+                  data={"n": version, "half": version / 2}, timestamp=STAMP)
+    return Event(**{**fields, **changes})
+
+
+FINAL = {"a": stored_events([stream_event(v) for v in (1, 2, 3)])}
+
+
+def events_read(*events: Event, from_version: int = 1, required: int = 0) -> EventsRead:
+    return EventsRead("r0", "a", from_version, required, tuple((e.version, e.id) for e in events), 0, 1, events)
+
+
+def read_rules(*reads: EventsRead) -> list[str]:
+    return [v.rule for v in check_event_reads(reads, FINAL)]
+
+
+def test_reads_of_a_prefix_of_the_final_stream_are_valid():
+    assert read_rules(events_read(stream_event(1), stream_event(2)), events_read(stream_event(3), from_version=3)) == []
+
+
+def test_a_read_returning_an_event_torn_from_its_payload_is_reported():
+    torn = events_read(stream_event(1), stream_event(2, data=None))
+    (violation,) = check_event_reads([torn], FINAL)
+    assert violation.rule == "read-torn"
+    assert "event e2 at version 2" in violation.explanation and "data None" in violation.explanation
+
+
+@pytest.mark.parametrize("change", [dict(event_type="Other"), dict(command_id="c"),
+                                    dict(timestamp=datetime(2024, 1, 2, 3, 4, 6, tzinfo=timezone.utc))])
+def test_every_field_of_a_read_is_compared(change):
+    assert read_rules(events_read(stream_event(1, **change))) == ["read-torn"]
+
+
+def test_contents_are_compared_as_go_sees_json():
+    # What a Go store returns for {"n": 2}: a float64; and a read that copies the event is not torn.
+    assert read_rules(events_read(stream_event(2, data={"n": 2.0, "half": 1}), from_version=2)) == []
+    assert read_rules(events_read(stream_event(2, data={"n": True, "half": 1.0}), from_version=2)) == ["read-torn"]
+
+
+def test_a_read_out_of_order_is_reported():
+    assert read_rules(events_read(stream_event(2), stream_event(1))) == ["read-out-of-order"]
+
+
+def test_a_read_returning_a_version_below_its_from_version_is_reported():
+    assert read_rules(events_read(stream_event(1), stream_event(2), from_version=2)) == ["read-below-from"]
+
+
+def test_a_read_without_a_latest_the_reader_saw_is_reported():
+    assert read_rules(events_read(stream_event(1), required=2)) == ["read-lost-latest"]
+
+
+def test_a_read_of_an_event_the_final_read_lacks_is_reported():
+    assert read_rules(events_read(stream_event(3), stream_event(4), from_version=3)) == ["read-vanished"]
+
+
+def test_an_event_appearing_below_what_a_read_showed_is_reported():
+    assert read_rules(events_read(stream_event(1), stream_event(3))) == ["event-below-latest-appeared"]

@@ -39,7 +39,8 @@ from aether_conformance.html_report import MAX_DRAWN_OPERATIONS, history_artifac
 from aether_conformance.report import CaseOutcome, build_report, summarise
 from aether_conformance.requirements import REQUIREMENTS
 from aether_conformance.schemas import validate
-from aether_conformance.writers import draw_plan, run_writers, stored_events
+from aether_conformance.history import stored_events
+from aether_conformance.writers import draw_plan, run_writers
 
 HOSTILE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)> lone \ud800 nul \x00 end"
 CONC_TEST = "aether_conformance/suite/test_concurrency.py::test_concurrent_writers_on_one_handle"

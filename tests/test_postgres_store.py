@@ -28,7 +28,7 @@ import pytest
 from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError
 from aether_conformance.history import HistoryRecorder, Operation, check_history
 from aether_conformance.postgres_server import PostgresServer
-from aether_conformance.writers import content_digest, stored_events
+from aether_conformance.history import content_digest, stored_events
 from reference_store import postgres
 from reference_store.postgres import MAX_ACTOR_ID_BYTES, PostgresStore, SyncPostgresStore
 from tests.zoo.postgres_twins import TWINS, CheckThenInsertStore, PrimaryKeyMaxStore, certify_concurrency

@@ -24,8 +24,9 @@ import pytest
 from ..html_report import history_artifact
 from ..plugin import STATISTICS_KEY, run_key
 from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
-from ..history import OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json
-from ..writers import draw_plan, racing, run_writer_process, run_writers, stored_events
+from ..history import (OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
+                       stored_events)
+from ..writers import draw_plan, racing, run_writer_process, run_writers
 from .support import SEQUENTIAL_RULES, new_event, new_snapshot, q, save_ok, violated
 
 

@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 
 from ..faults import FAULT_RUN_KEY, FaultRecord, ScheduleRun, draw_schedule, run_schedule
-from ..history import ERROR, OK, SAVE, UNKNOWN, HistoryRecorder, Operation, check_history, history_to_json
+from ..history import (ERROR, OK, SAVE, UNKNOWN, HistoryRecorder, Operation, check_history, content_digest,
+                       history_to_json, stored_events)
 from ..driver import StoreMisbehaviour, StoreTimeout
 from ..errors import VersionConflictError
 from ..model import Event
 from ..plugin import STATISTICS_KEY, run_key
-from ..writers import content_digest, draw_plan, run_writers, stored_events
+from ..writers import draw_plan, run_writers
 from .support import SEQUENTIAL_RULES, violated
 
 ROUNDS_PER_PHASE = 12
