@@ -149,12 +149,17 @@ def check_json_value(where: str, value: Any, *, json_only: bool = False) -> None
                 stack.append((item, depth + 1, (link, key, item)))
 
 
+_FLOAT64_EXACT = 2**53
+
+
 def json_equal(left: Any, right: Any) -> bool:
     """Deep equality of JSON values as Go sees them.
 
     Stricter than ``==`` where Python is loose (``True == 1``), looser where
-    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0`` and
-    ``27922476728982610`` equals ``2.792247672898261e16`` (the same float64).
+    Go is: every JSON number is a float64 in Go, so ``1`` equals ``1.0``,
+    ``27922476728982610`` equals ``2.792247672898261e16`` (the same float64),
+    and ``2**53 + 1`` equals ``2**53`` (integers beyond 2^53 are compared as
+    the float64s they round to).
     """
     pairs = [(left, right)]
     while pairs:
@@ -172,7 +177,15 @@ def json_equal(left: Any, right: Any) -> bool:
                 except OverflowError:
                     return False
             elif left != right:
-                return False
+                # Integers beyond 2^53 need not round-trip exactly (a Go store holds them as float64):
+                # they must come back as the same float64.
+                if max(abs(left), abs(right)) <= _FLOAT64_EXACT:
+                    return False
+                try:
+                    if float(left) != float(right):
+                        return False
+                except OverflowError:
+                    return False
         elif isinstance(left, dict) and isinstance(right, dict):
             if left.keys() != right.keys():
                 return False

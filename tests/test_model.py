@@ -587,4 +587,10 @@ def test_json_equal_compares_numbers_as_go_float64s():
     assert json_equal(1.0, 1) and json_equal([0.5], [0.5])
     assert not json_equal(2.792247672898261e16, 27922476728982620)  # another float64
     assert not json_equal(1e308, 10**400)  # beyond float64: not the same number
-    assert json_equal(2**60, 2**60) and not json_equal(2**60, 2**60 + 1)  # ints stay exact
+    assert json_equal(2**53, 2**53) and not json_equal(2**53, 2**53 - 1)  # exact up to 2^53
+    # Beyond, an int may come back as the float64 it rounds to (what Go and JavaScript hold) ...
+    assert json_equal(2**53 + 1, 2**53) and json_equal(2**60 + 1, 2**60) and json_equal(-(2**63) - 1, -(2**63))
+    assert json_equal(10**30, 1e30) and json_equal(10**30, int(1e30))
+    # ... but not as another float64, as text, or beyond float64's range.
+    assert not json_equal(2**60, 2**60 + 2**9) and not json_equal(2**53 + 1, "9007199254740993")
+    assert not json_equal(10**400, 10**400 + 1)

@@ -39,7 +39,10 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
 @pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 @pytest.mark.parametrize(
     "label", ["plain", 'quote"and\\slash', "it's 'single'", "tab\tnew\nline", "ünïcödé-🦀", "nul\x00bell\x07",
-              "nbsp\u00a0sep\u2028"],
+              "nbsp\u00a0sep\u2028",
+              # Printable, so Go writes them raw: U+FFFD (only an invalid byte is \ufffd's escape) and a
+              # combining accent.
+              "replacement\ufffdchar", "e\u0301-accent"],
 )
 def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
     # The label itself in the id, always (fresh_actor may leave its label out).
