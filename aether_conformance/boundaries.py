@@ -75,12 +75,14 @@ class IdPair:
     catches: str
     # When set, the token is padded to this many characters, so both ids share exactly this prefix.
     shared_length: int | None = None
+    # The padding character: a multi-byte one makes the prefix long in bytes or UTF-16 units too.
+    pad: str = "p"
 
     def build(self, token: str) -> tuple[str, str]:
         if self.shared_length is not None:
             if len(token) + 1 > self.shared_length:
                 raise ValueError(f"IdPair {self.name}: token {token!r} is longer than the shared prefix")
-            token = (token + "-").ljust(self.shared_length, "p")
+            token = (token + "-").ljust(self.shared_length, self.pad)
         left, right = self.left.replace("{}", token), self.right.replace("{}", token)
         if left == right:  # a catalog bug, not a store's
             raise ValueError(f"IdPair {self.name}: both ids are {left!r}")
@@ -91,10 +93,12 @@ def _nfd(text: str) -> str:
     return unicodedata.normalize("NFD", text)
 
 
-def _shared_prefix(length: int) -> IdPair:
+def _shared_prefix(length: int, pad: str = "p", name: str = "") -> IdPair:
     # length + 1 characters: within the 256 every store must accept (ES-ACTOR-002).
-    return IdPair(f"shared-prefix-{length}", "{}L", "{}R",
-                  f"keys truncated to {length} characters (VARCHAR({length}), a hashed prefix)", length)
+    units = "" if pad == "p" else (f", padded with {pad!r} ({len(pad.encode())} UTF-8 bytes, "
+                                   f"{len(pad.encode('utf-16-le')) // 2} UTF-16 units each)")
+    return IdPair(name or f"shared-prefix-{length}", "{}L", "{}R",
+                  f"keys truncated to {length} characters{units} (VARCHAR, a hashed prefix)", length, pad)
 
 
 COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
@@ -103,6 +107,10 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         _shared_prefix(64),
         _shared_prefix(128),
         _shared_prefix(255),
+        # Characters, not bytes or UTF-16 units: a key cut at 255 bytes, or sliced at 256 by a
+        # JavaScript string index, joins these (each id is 201 characters).
+        _shared_prefix(200, "\U0001f980", "astral-prefix-200"),
+        _shared_prefix(200, "\u4e2d", "three-byte-prefix-200"),
         IdPair("after-nul", "{}-a\x00left", "{}-a\x00right", "C strings: the id ends at the NUL"),
         IdPair("trailing-nul", "{}-a", "{}-a\x00", "C strings, or NULs stripped"),
         IdPair("dot-vs-underscore", "{}-a.b", "{}-a_b", "NATS subjects or file names sanitised to '_'"),
@@ -143,6 +151,20 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("java-hashcode", "{}Aa", "{}BB", "a map keyed by Java's String.hashCode ('Aa' and 'BB' hash alike)"),
         IdPair("crc32", "{}plumless", "{}buckeroo", "an integer key computed as CRC-32 of the id (equal CRCs "
                                                     "stay equal after a common prefix)"),
+        # The same after a long prefix: keys that keep the id's head and hash only long ids.
+        IdPair("long-crc32", "{}plumless", "{}buckeroo", "long ids keyed as a prefix plus a CRC-32", 200),
+        IdPair("long-java-hashcode", "{}Aa", "{}BB", "long ids keyed as a prefix plus String.hashCode", 250),
+        # Separators and escapes other layers rewrite.
+        IdPair("tab-vs-space", "{}-a\tb", "{}-a b", "XML attribute normalisation (tab, CR, LF become spaces)"),
+        IdPair("newline-vs-space", "{}-a\nb", "{}-a b", "XML attribute normalisation, or line-based key files"),
+        IdPair("plus-vs-space", "{}-a+b", "{}-a b", "form decoding ('+' is a space in URL queries and Java's "
+                                                   "URLDecoder)"),
+        IdPair("backslash-vs-slash", "{}-a\\b", "{}-a/b", "file names on Windows, where '\\' is a separator"),
+        # Characters beyond the Basic Multilingual Plane: MySQL's utf8mb3 writes each as '?'.
+        IdPair("astral-vs-astral", "{}-acct-\U0001f980", "{}-acct-\U0001f389", "a 3-byte UTF-8 charset that "
+                                                                              "replaces 4-byte characters with '?'"),
+        IdPair("astral-vs-question-mark", "{}-acct-\U0001f980", "{}-acct-?", "a 3-byte UTF-8 charset that "
+                                                                             "replaces 4-byte characters with '?'"),
     )
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .support import diff_event, exact_id, new_event, q, read_back, save_conflict, save_ok, versions, violated
+from ..errors import VersionConflictError
+from .support import (diff_event, exact_id, highest_stored_version, new_event, q, read_back, save_conflict, save_ok,
+                      versions, violated)
 
 
 @pytest.mark.requirement("ES-ACTOR-001")
@@ -75,3 +77,31 @@ def test_any_id_is_accepted_and_kept_exactly(store, fresh_actor, kind):
     if store.get_latest_version(actor) != 1:
         violated("ES-ACTOR-002", f"saved version 1 to actor {q(actor)} ({kind}); latest is not 1")
     save_conflict("ES-ACTOR-002", store, new_event(actor, 1), latest=1)
+
+
+# Whole ids a file system reserves: a store keeping a file or directory per actor opens a device
+# (Windows' CON, NUL, COM1..., with or without an extension) or a directory ('.', '..', '~').
+RESERVED_FILE_NAMES = ("CON", "nul", "AUX", "PRN", "COM3", "LPT1", "nul.orders", "con.txt", ".", "..", "~")
+
+
+@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.parametrize("name", RESERVED_FILE_NAMES)
+def test_names_a_file_system_reserves_are_ordinary_ids(store, name):
+    # No token can be added to these ids, so every run writes the same actors: above what is there,
+    # once more if another run against the same store got there first.
+    for _ in range(5):
+        event = new_event(name, highest_stored_version(store, name) + 1)
+        try:
+            store.save_event(event)
+            break
+        except VersionConflictError:
+            continue
+    else:
+        violated("ES-ACTOR-002", f"five saves to actor {q(name)}, each above the highest version its events showed, "
+                                 "all conflicted")
+    latest = store.get_latest_version(name)
+    got = store.get_events(name, event.version)
+    if latest < event.version or not got or got[0].id != event.id or got[0].actor_id != name:
+        violated("ES-ACTOR-002", f"saved version {event.version} to actor {q(name)} (a name file systems reserve); "
+                                 f"latest is then {latest} and get_events({q(name)}, {event.version}) returned "
+                                 f"{[(e.id, e.actor_id, e.version) for e in got]}")

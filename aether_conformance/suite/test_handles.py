@@ -53,3 +53,12 @@ def test_snapshots_are_shared_between_handles(snapshot_store, other_store, fresh
     if got is None or got.version != 5:
         violated("ES-HANDLE-001", f"saved a snapshot at version 5 of {q(actor)} through {store.name}; "
                                   f"{other_store.name} read {got!r}")
+    # Now that the other handle holds version 5 (a per-client cache cleared only by its own saves
+    # keeps it), a higher one saved elsewhere must replace it there too.
+    save_ok("ES-HANDLE-001", store, new_event(actor, 6))
+    store.save_snapshot(new_snapshot(actor, 6))
+    got = other_store.get_latest_snapshot(actor)
+    if got is None or got.version != 6:
+        violated("ES-HANDLE-001", f"saved snapshots at versions 5 then 6 of {q(actor)} through {store.name}; "
+                                  f"{other_store.name}, which had read version 5, then read "
+                                  f"{'None' if got is None else f'version {got.version}'}")

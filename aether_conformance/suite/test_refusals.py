@@ -18,7 +18,8 @@ import pytest
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
 from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, MAX_NESTING_DEPTH, NESTING_DEPTH_FLOOR
-from .support import diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, violated
+from .support import (diff_event, diff_snapshot, highest_stored_version, new_event, new_snapshot, q, save_conflict,
+                      save_ok, violated)
 
 REFUSE = "ES-REFUSE-001"
 
@@ -59,14 +60,6 @@ def _cleanly_refused_or_accepted(store, event, what):
         violated(REFUSE, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
 
 
-def _highest_version(store, actor):
-    """Above everything the (shared, never fresh) actor holds, whatever its latest version claims."""
-    try:
-        return max([store.get_latest_version(actor), *(e.version for e in store.get_events(actor, 0))])
-    except StoreRaised:
-        return 0
-
-
 def _deep(depth):
     """Data nested ``depth`` levels deep (the data object itself the first)."""
     inner: object = "bottom"
@@ -85,7 +78,7 @@ def _long_actor(fresh_actor, length):
 def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_actor, kind):
     # The empty id is shared by every run against a long-lived store: write above what is there.
     actor = "" if kind == "empty" else _long_actor(fresh_actor, 257 if kind == "257-characters" else 4096)
-    start = _highest_version(store, actor)
+    start = highest_stored_version(store, actor)
     event = new_event(actor, start + 1)
     what = f"saved version {start + 1} to a {kind} actor id"
     if not _accepted(store, event, what):
@@ -114,6 +107,24 @@ def test_reused_event_ids_are_accepted_or_cleanly_refused(store, fresh_actor):
     if len(got) != 2 or diff_event(first, got[0]) or diff_event(again, got[1]):
         violated("ES-READ-003", f"{what}; it was accepted (ES-ID-001 allows only a clean refusal) but the stream reads back as "
                               f"{[(e.id, e.version, e.data) for e in got]}")
+
+
+@pytest.mark.requirement("ES-ID-001", "ES-READ-003")
+def test_an_event_id_reused_by_another_actor_is_accepted_or_cleanly_refused(store, fresh_actor):
+    # A table keyed by the event id alone (INSERT ... ON CONFLICT (id) DO NOTHING) acknowledges the
+    # second actor's event and keeps nothing of it.
+    actor, other = fresh_actor(), fresh_actor()
+    first = new_event(actor, 1)
+    save_ok("ES-ID-001", store, first)
+    again = new_event(other, 1, id=first.id, data={"other actor": True})
+    what = f"saved version 1 to {q(other)} reusing the event id {first.id!r} of version 1 of {q(actor)}"
+    if not _accepted(store, again, what):
+        return
+    for owner, expected in ((other, again), (actor, first)):
+        got = store.get_events(owner, 0)
+        if len(got) != 1 or diff_event(expected, got[0]):
+            violated("ES-READ-003", f"{what}; it was accepted (ES-ID-001 allows only a clean refusal) but "
+                                    f"{q(owner)} reads back as {[(e.id, e.actor_id, e.version, e.data) for e in got]}")
 
 
 @pytest.mark.requirement("ES-ID-002", "ES-READ-003")
@@ -158,7 +169,7 @@ def _refusable_inputs(store, fresh_actor):
     reused = new_event(fresh_actor(), 1)
     long = "f" * (4 * FIELD_LENGTH_FLOOR)
     return {
-        "empty-actor-id": ([], new_event("", _highest_version(store, "") + 1)),
+        "empty-actor-id": ([], new_event("", highest_stored_version(store, "") + 1)),
         "long-actor-id": ([], new_event(_long_actor(fresh_actor, 4096), 1)),
         "reused-event-id": ([reused], new_event(reused.actor_id, 2, id=reused.id)),
         "empty-event-id": ([], new_event(fresh_actor(), 1, id="")),

@@ -2,9 +2,12 @@
 
 A store that answers from a cache with a time-to-live, or whose keys expire
 (Redis EXPIRE, a KV bucket's max age, a replica that drops what it has not
-synchronised), passes every test that reads right after writing.  The planted
-actors are written by the ``revisit_plants`` fixture as the session's first
-conformance test starts, and checked here once everything else has run.
+synchronised), passes every test that reads right after writing.  So does one
+that keeps only so many actors in memory and brings an evicted one back wrong
+(an actor passivated out of an LRU and restored without its events).  The
+planted actors are written by the ``revisit_plants`` fixture as the session's
+first conformance test starts; here, once everything else has run and after
+many other actors have been touched, they are checked again.
 """
 
 from __future__ import annotations
@@ -30,12 +33,21 @@ def _age(planted) -> str:
     return f"{time.monotonic() - planted.at:.1f} s after they were written at the start of the run"
 
 
+def _touch_other_actors(read, fresh_actor, count: int) -> str:
+    """``read`` ``count`` actors nobody wrote: any actor cache fills with them."""
+    token = fresh_actor("")
+    for number in range(count):
+        read(f"{token}-{number}")  # what it answers is judged by the tests of unknown actors
+    return f"{count:,} other actors"
+
+
 @pytest.mark.requirement("ES-READ-003", "ES-LATEST-002", "ES-SAVE-002")
-def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_plants):
+def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_plants, fresh_actor, aether_profile):
     planted = revisit_plants
     if planted.problem:
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
-    age = _age(planted)
+    touched = _touch_other_actors(store.get_latest_version, fresh_actor, aether_profile.touched_actors)
+    age = f"{_age(planted)}, and {touched} touched since"
     for actor, saved in planted.events.items():
         latest = store.get_latest_version(actor)
         if latest != saved[-1].version:
@@ -54,13 +66,15 @@ def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_pla
 
 
 @pytest.mark.requirement("SS-SNAP-002")
-def test_snapshots_written_at_the_start_are_unchanged_at_the_end(snapshot_store, revisit_plants):
+def test_snapshots_written_at_the_start_are_unchanged_at_the_end(snapshot_store, revisit_plants, fresh_actor,
+                                                                 aether_profile):
     planted = revisit_plants
     if planted.problem:
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
+    touched = _touch_other_actors(snapshot_store.get_latest_snapshot, fresh_actor, aether_profile.touched_actors)
     for actor, snapshot in planted.snapshots.items():
         got = snapshot_store.get_latest_snapshot(actor)
         if got is None or diff_snapshot(snapshot, got):
             violated("SS-SNAP-002", f"a snapshot of {q(actor)} was saved at version {snapshot.version}; "
-                                    f"{_age(planted)}, get_latest_snapshot returns "
+                                    f"{_age(planted)}, and {touched} touched since, get_latest_snapshot returns "
                                     f"{'None' if got is None else f'version {got.version}'}")

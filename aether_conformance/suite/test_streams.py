@@ -97,36 +97,46 @@ def _where_it_differs(expected: list[int], got: list[int]) -> str:
     return f"; it goes on past version {expected[-1] if expected else None} with {got[len(expected)]}"
 
 
+# Events below the size floor that together pass what one page, batch or document holds:
+# DynamoDB pages a Query at 1 MB, NATS caps a fetch batch by bytes, and MongoDB keeps a document
+# (an actor's events embedded in one) under 16 MiB.
+ACTOR_TOTAL_BYTES = 17 * 1024 * 1024
+EVENT_BYTES = 480_000
+
+
 @pytest.mark.requirement("ES-READ-001")
-def test_events_totalling_over_a_mebibyte_are_read_whole(store, fresh_actor):
-    # Each event is below the size floor, together they pass 1 MiB: DynamoDB pages a Query at
-    # 1 MB and NATS caps a fetch batch by bytes, and a store that reads one page stops short.
+def test_events_totalling_over_sixteen_mebibytes_are_read_whole(store, fresh_actor):
     actor = fresh_actor()
-    saved = [new_event(actor, v, data=_blob_of(400_000, "x")) for v in (1, 2, 3, 4)]
-    for event in saved:
-        save_ok("ES-READ-001", store, event, context=" (events of 400 kB each)")
-    for from_version in (0, 2):
-        got = store.get_events(actor, from_version)
-        expected = [v for v in (1, 2, 3, 4) if v >= from_version]
-        if versions(got) != expected:
-            violated("ES-READ-001", f"saved 4 events of 400 kB each to {q(actor)}; get_events(from_version="
-                                    f"{from_version}) returned versions {versions(got)}, expected {expected}")
+    count = -(-ACTOR_TOTAL_BYTES // EVENT_BYTES)
+    every = list(range(1, count + 1))
+    for version in every:
+        save_ok("ES-READ-001", store, new_event(actor, version, data=_blob_of(EVENT_BYTES, "x")),
+                context=f" (event {version} of {count}, {EVENT_BYTES:,} bytes each: {ACTOR_TOTAL_BYTES:,} bytes in all)")
+    for from_version in (0, 2, count - 1):
+        got = versions(store.get_events(actor, from_version))
+        expected = [v for v in every if v >= from_version]
+        if got != expected:
+            violated("ES-READ-001", f"saved {count} events of {EVENT_BYTES:,} bytes each to {q(actor)}; get_events("
+                                    f"from_version={from_version}) returned {len(got)} events"
+                                    + _where_it_differs(expected, got))
 
 
 @pytest.mark.requirement("SS-SNAP-004")
 def test_a_snapshot_of_a_long_stream_changes_none_of_its_events(snapshot_store, fresh_actor):
-    # Stores that compact (truncate-before, max-age by count) once a stream is long enough and
-    # a snapshot covers it delete events a reader still asks for.  250 events: past compaction
-    # thresholds of 100 and 200, at a tenth of the long stream's cost.
+    # Stores that compact (truncate-before, max-age by count, "keep 1,000 behind the snapshot")
+    # once a stream is long enough and a snapshot covers it delete events a reader still asks
+    # for.  1,050 events, snapshots at 200 and at the end: past thresholds of 100, 200 and 1,000.
     actor = fresh_actor("snapshotted")
-    stream = list(range(1, 251))
+    stream = list(range(1, 1051))
     for version in stream:
         save_ok("SS-SNAP-004", snapshot_store, new_event(actor, version), context=f" (a stream of {len(stream)})")
-    snapshot_store.save_snapshot(new_snapshot(actor, 200))
-    got = versions(snapshot_store.get_events(actor, 0))
-    if got != stream or snapshot_store.get_latest_version(actor) != stream[-1]:
-        violated("SS-SNAP-004", f"saved {len(stream)} events to {q(actor)} and a snapshot at version 200; "
-                                f"get_events(0) then returned {len(got)} events" + _where_it_differs(stream, got))
+    for snapshot_version in (200, stream[-1]):
+        snapshot_store.save_snapshot(new_snapshot(actor, snapshot_version))
+        got = versions(snapshot_store.get_events(actor, 0))
+        if got != stream or snapshot_store.get_latest_version(actor) != stream[-1]:
+            violated("SS-SNAP-004", f"saved {len(stream)} events to {q(actor)} and a snapshot at version "
+                                    f"{snapshot_version}; get_events(0) then returned {len(got)} events"
+                                    + _where_it_differs(stream, got))
 
 
 FIELD_CHARACTERS = {"ascii": "a", "two-byte": "é", "three-byte": "€", "four-byte": "🦀"}
