@@ -18,6 +18,7 @@ import pytest
 from aether_conformance.requirements import REQUIREMENTS, Level
 from aether_conformance.schemas import validate
 from tests.zoo.specimens import SPECIMENS, run_options
+from tests.zoo.escapes import ESCAPES
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +115,18 @@ def test_subtle_specimen_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.subtle:{name}", tmp_path, *extra, env=env)
     # Controls give up nothing but SHOULDs (a timestamptz column loses the offset, ES-READ-004).
     assert_verdict(name, SUBTLE[name], code, report, output, control_may_miss_should=True)
+
+
+# The actor cache of actor_passivation_loses_version holds 10,000 actors: the default profile's
+# revisit touches more (the quick one's 1,050 do not); only the revisit runs.
+ESCAPE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "actor_passivation_loses_version": ("--profile", "default", "--", "-k",
+                                        "test_actors_written_at_the_start_are_unchanged_at_the_end"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_store_that_escaped_is_flagged_for_its_requirement(name, tmp_path):
+    """Stores an adversarial review wrote and the suite once certified (tests/zoo/escapes.py)."""
+    code, report, output = certify(f"tests.zoo.escapes:{name}", tmp_path, *ESCAPE_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, ESCAPES[name], code, report, output)
