@@ -17,7 +17,7 @@ __all__ = ["SPEC_VERSION", "Level", "Requirement", "REQUIREMENTS", "CAPABILITIES
 # The version of the specification this catalog is (semver; docs/spec.md keeps the changelog):
 # major when a store that conformed may no longer conform, minor when requirements are added
 # that no conforming store can fail (MAY, SHOULD, or behind a new capability), patch for wording.
-SPEC_VERSION = "3.0.0"
+SPEC_VERSION = "3.1.0"
 
 
 class Level(str, Enum):
@@ -151,7 +151,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "'>' included) is accepted and read back exactly; ids that differ in case, Unicode "
         "normalisation, surrounding whitespace, a suffix, or characters after the 64th, 128th or 255th "
         "or after a NUL are different actors, as are ids that a sanitiser of keys, subjects or paths "
-        "('.', '_', ' ', '/'), a prefix scan or an unescaped SQL LIKE pattern would take for one another.",
+        "('.', '_', ' ', '/'), a prefix scan, an unescaped SQL LIKE pattern, a hash of a long id or a "
+        "charset that cannot hold the characters would take for one another.",
         "The seed keys a Go map by the id string; stores that normalise, lowercase, trim or use ids as "
         "wildcard patterns merge or leak streams.",
     ),
