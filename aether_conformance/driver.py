@@ -25,6 +25,7 @@ exceptions (a store must never be able to skip or pass a test).
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib
 import inspect
 import json
@@ -33,11 +34,13 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .errors import VersionConflictError
 from .limits import RECURSION_LIMIT
+from .json_values import copy_json
 from .model import ActorSnapshot, Event, Timestamp
 
 __all__ = [
@@ -68,9 +71,42 @@ class StoreTimeout(StoreMisbehaviour):
 
 
 class StoreRaised(StoreMisbehaviour):
-    def __init__(self, message: str, original: BaseException) -> None:
+    """A store call raised something other than what the interface lets it raise.
+
+    ``original`` is the store's exception, for ``isinstance`` checks only: its text was read
+    within the call's timeout (``original_text``), since a store's ``__str__`` may hang.
+    """
+
+    def __init__(self, message: str, original: BaseException, original_text: str) -> None:
         super().__init__(message)
         self.original = original
+        self.original_text = original_text
+
+
+class StoreConflict(VersionConflictError):
+    """A store's VersionConflictError as the kit's own: its three fields as plain values and its text
+    as the store wrote it, all read within the call's timeout, so that no test touches the store's
+    object again (a field whose ``__eq__`` or a ``__str__`` that hangs would hang the run)."""
+
+    def __init__(self, *, actor_id: Any, attempted_version: Any, current_version: Any, text: str,
+                 raised_type: str) -> None:
+        # Not VersionConflictError.__init__: the fields may be of any type a store chose.
+        Exception.__init__(self, text)
+        self.actor_id, self.attempted_version, self.current_version = actor_id, attempted_version, current_version
+        self.text, self.raised_type = text, raised_type
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Opaque:
+    """Stands in for a value of a store's own type: equal only to itself, shown as it was described."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def __repr__(self) -> str:
+        return self.description
 
 
 class StoreWrongType(StoreMisbehaviour):
@@ -410,55 +446,117 @@ class DrivenHandle:
         method_hung.clear()
         if ok:
             return value
-        if isinstance(value, StoreMisbehaviour) or (isinstance(value, VersionConflictError) and method == "save_event"):
-            raise value
-        raise StoreRaised(
-            f"{call} raised {type(value).__module__}.{type(value).__qualname__}: {_text(value)}", value
-        ) from value
+        raise value  # settled within the timeout: a StoreMisbehaviour, or a StoreConflict of save_event
 
     # -- the store interface, checked ---------------------------------------------------
-    def save_event(self, event: Event) -> None:
-        self._call("save_event", (event,), _nothing)
+    def save_event(self, event: Event, *, hand_over: bool = False) -> None:
+        """Save a copy of ``event`` (the caller's own object with ``hand_over``: what ES-READ-005
+        then changes, to see whether the store kept a copy)."""
+        self._call("save_event", (event if hand_over else _handed(event),), _nothing)
 
     def get_events(self, actor_id: str, from_version: int) -> list[Event]:
         return self._call("get_events", (actor_id, from_version), _events)
 
-    def get_events_as_returned(self, actor_id: str, from_version: int) -> list[Event]:
-        """get_events, checked like any read, but the store's own Event objects rather than the
-        driver's plain copies: what ES-READ-005 changes to see whether the store shares them."""
-        return self._call("get_events", (actor_id, from_version), _events_as_returned)
+    def get_events_and_mutate(self, actor_id: str, from_version: int, mutate: Callable[[list[Any]], None]) -> int:
+        """get_events, checked like any read; then ``mutate`` changes the store's own Event objects
+        (what ES-READ-005 does to see whether the store shares them), within the same timed call,
+        since they are the store's and may hang.  Returns how many events the read returned."""
+
+        def materialise(call: _Call, value: Any) -> int:
+            returned = _store_events(call, value)  # read once: an iterator cannot be read again
+            _events(call, returned)  # the same checks; the copies are dropped
+            mutate(returned)
+            return len(returned)
+
+        return self._call("get_events", (actor_id, from_version), materialise)
 
     def get_latest_version(self, actor_id: str) -> int:
         return self._call("get_latest_version", (actor_id,), _version)
 
     def save_snapshot(self, snapshot: ActorSnapshot) -> None:
-        self._call("save_snapshot", (snapshot,), _nothing)
+        self._call("save_snapshot", (_handed(snapshot),), _nothing)
 
     def get_latest_snapshot(self, actor_id: str) -> ActorSnapshot | None:
         return self._call("get_latest_snapshot", (actor_id,), _snapshot)
 
 
+def _handed(record: Event | ActorSnapshot) -> Event | ActorSnapshot:
+    """The record a store is handed: a copy, so that a store that rewrites what it is given (strips
+    empty members in place, say) changes its copy, not the record the test compares with."""
+    handed = copy.copy(record)
+    field = "data" if isinstance(record, Event) else "state"
+    object.__setattr__(handed, field, copy_json(getattr(record, field)))
+    return handed
+
+
+# A store's text is kept whole up to here: a 50 MB message would otherwise fill every report.
+MAX_TEXT = 4_000
+
+
 def _text(error: BaseException) -> str:
     try:
-        return str(error).encode("utf-8", "backslashreplace").decode("utf-8")
+        text = str(error)
     except Exception:  # a store's exception whose __str__ itself fails
         return f"<{type(error).__name__} whose str() failed>"
+    if not isinstance(text, str):
+        return f"<{type(error).__name__} whose str() is not a str>"
+    text = str.__str__(text)
+    if len(text) > MAX_TEXT:
+        text = f"{text[:MAX_TEXT]}... ({len(text):,} characters in all)"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _field(error: BaseException, name: str) -> Any:
+    """A field of a store's conflict error as a plain value (or an opaque stand-in)."""
+    try:
+        value = getattr(error, name)
+    except Exception as problem:
+        return _Opaque(f"<no {name}: {type(problem).__name__}>")
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__index__(value)
+    if value is None or type(value) in (bool, float):
+        return value
+    return _Opaque(f"{_describe(value)} ({type(value).__name__})")
+
+
+def _kit_error(call: _Call, error: BaseException) -> BaseException:
+    """What a store call raised, turned into the kit's own exception while the call is still timed:
+    nothing a test does with it later runs the store's code."""
+    if isinstance(error, StoreMisbehaviour):
+        return error  # the kit's, from materialising
+    text = _text(error)
+    if isinstance(error, VersionConflictError) and call.method == "save_event":
+        settled: BaseException = StoreConflict(
+            actor_id=_field(error, "actor_id"), attempted_version=_field(error, "attempted_version"),
+            current_version=_field(error, "current_version"), text=text, raised_type=type(error).__qualname__)
+    else:
+        settled = StoreRaised(f"{call} raised {type(error).__module__}.{type(error).__qualname__}: {text}", error, text)
+    settled.__suppress_context__ = True  # a traceback printing the store's exception would call its __str__
+    return settled
 
 
 def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Callable, driver: StoreDriver) -> Any:
     """Runs on a worker thread: the call, awaiting an awaitable result on the loop, materialising."""
-    result = fn(*args)
-    if inspect.isawaitable(result):
-        # A method that is not ``async def`` but returns an awaitable (a decorated coroutine
-        # function): await it where async clients live.  The worker is already timed.
-        ok, result = driver.run_coroutine(_await(result), None)
-        if not ok:
-            raise result
-    return materialise(call, result)
+    try:
+        result = fn(*args)
+        if inspect.isawaitable(result):
+            # A method that is not ``async def`` but returns an awaitable (a decorated coroutine
+            # function): await it where async clients live.  The worker is already timed.
+            ok, result = driver.run_coroutine(_await(result), None)
+            if not ok:
+                raise result
+        return materialise(call, result)
+    except BaseException as error:  # SystemExit and pytest's outcomes too: a store decides nothing
+        raise _kit_error(call, error) from None
 
 
 async def _materialised_async(call: _Call, fn: Callable, args: tuple, materialise: Callable) -> Any:
-    return materialise(call, await fn(*args))
+    try:
+        return materialise(call, await fn(*args))
+    except BaseException as error:
+        raise _kit_error(call, error) from None
 
 
 def _nothing(call: _Call, value: Any) -> None:
@@ -516,12 +614,6 @@ def _events(call: _Call, value: Any) -> list[Event]:
     return events
 
 
-def _events_as_returned(call: _Call, value: Any) -> list[Event]:
-    value = _store_events(call, value)  # read once: an iterator cannot be read again
-    _events(call, value)  # the same checks; the copies are dropped
-    return value
-
-
 def _snapshot(call: _Call, value: Any) -> ActorSnapshot | None:
     if value is None:
         return None
@@ -559,9 +651,17 @@ def _plain_int(value: Any) -> Any:
 
 
 def _plain_time(value: Any) -> Any:
-    if isinstance(value, Timestamp) or type(value) is datetime or not isinstance(value, datetime):
-        return value  # immutable already, or not a datetime at all (the model then refuses it)
-    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=value.tzinfo, fold=value.fold)
+    if not isinstance(value, datetime):
+        return value  # the model refuses it
+    zone = value.tzinfo
+    if zone is not None and type(zone) not in (timezone, ZoneInfo):
+        # A store's own tzinfo: ask it for the offset now, within the call's timeout, and keep only that.
+        offset = value.utcoffset()
+        zone = None if offset is None else timezone(offset)
+    if zone is value.tzinfo and type(value) in (datetime, Timestamp):
+        return value  # immutable already
+    plain = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=zone, fold=value.fold)
+    return Timestamp.from_datetime(plain, value.nanosecond) if isinstance(value, Timestamp) else plain
 
 
 def _plain_json(value: Any) -> Any:

@@ -114,7 +114,7 @@ def replay(store: str, calls: list[dict[str, Any]], *, timeout: float = 10.0, ou
             except StoreRaised as error:
                 if isinstance(error.original, ValueError) and kind == "ok" and call["method"].startswith("save"):
                     # A refusal some MAY requirement allows; the model cannot know which: go on without it.
-                    print(f"{step:4}. {shown}: refused with ValueError ({error.original}); allowed only "
+                    print(f"{step:4}. {shown}: refused with ValueError ({error.original_text}); allowed only "
                           "where a MAY requirement says so", file=out)
                     continue
                 got, got_kind = error, "raised"

@@ -220,8 +220,9 @@ class ReadsAsSequences:
 def test_a_tuple_or_an_iterator_of_events_is_read_in_full_but_a_mapping_is_not():
     handle = StoreDriver("tests.test_driver:ReadsAsSequences", timeout=1).new_handle()
     assert handle.get_events("tuple", 0) == [EVENT] and handle.get_events("generator", 0) == [EVENT]
-    # ES-READ-005 mutates the store's own objects: a generator's are read once and kept.
-    assert handle.get_events_as_returned("generator", 0)[0] is handle.raw.events[0]
+    # ES-READ-005 mutates the store's own objects: a generator's are read once and handed over.
+    seen = []
+    assert handle.get_events_and_mutate("generator", 0, seen.extend) == 1 and seen[0] is handle.raw.events[0]
     with pytest.raises(StoreWrongType, match=r"\(dict\); expected a list of events"):
         handle.get_events("mapping", 0)
 

@@ -222,6 +222,13 @@ def check_snapshot_ttl_120s():
     return s.get_latest_snapshot("A") is None
 
 
+def check_drops_empty_in_place():
+    s = fresh("drops_empty_in_place")()
+    event = new_event("A", 1, data={"a": [], "b": 1})
+    s.save_event(event)
+    return event.data == {"b": 1} and s.get_events("A", 0)[0].data == {"b": 1}
+
+
 @pytest.mark.parametrize("name", sorted(stores.TRIGGERS))
 def test_store_misbehaves_at_its_trigger(name):
     assert globals()[f"check_{name}"]() is True

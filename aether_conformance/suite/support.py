@@ -191,7 +191,7 @@ def save_conflict(req_id: str, store: DrivenHandle, event: Event, latest: int) -
         violated(
             SAVE_REFUSED,
             f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
-            f"expected VersionConflictError, store raised {type(error.original).__name__}: {error.original}",
+            f"expected VersionConflictError, store raised {type(error.original).__name__}: {error.original_text}",
         )
     violated(
         SAVE_REFUSED,

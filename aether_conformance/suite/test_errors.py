@@ -31,7 +31,7 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
         violated(
             "ES-ERR-001",
             f"saved version {attempt} to actor {q(actor)} whose latest is {latest}; expected "
-            f"VersionConflictError with {expected}, store raised {type(error).__name__} with {got}",
+            f"VersionConflictError with {expected}, store raised {getattr(error, 'raised_type', type(error).__name__)} with {got}",
         )
 
 

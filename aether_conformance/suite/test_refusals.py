@@ -51,7 +51,7 @@ def _cleanly_refused_or_accepted(store, event, what):
     except StoreRaised as error:
         if not isinstance(error.original, ValueError):
             violated(REFUSE, f"{what}: the store refused it with {type(error.original).__name__}: "
-                             f"{error.original}; a refusal must be a ValueError")
+                             f"{error.original_text}; a refusal must be a ValueError")
         after = _stream(store, event.actor_id)
         if after != before:
             violated(REFUSE, f"{what}: refused with ValueError, yet the stream changed from {before} to {after}")
@@ -191,7 +191,7 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
         snapshot_store.save_snapshot(new_snapshot(actor, 9, state={"ahead": True}))
     except StoreRaised as error:
         if not isinstance(error.original, ValueError):
-            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original}; "
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; "
                              "a refusal must be a ValueError")
         got = snapshot_store.get_latest_snapshot(actor)
         if got is None or got.version != 1:
@@ -224,7 +224,7 @@ def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store,
         snapshot_store.save_snapshot(bigger)
     except StoreRaised as error:
         if not isinstance(error.original, ValueError):
-            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original}; "
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; "
                              "a refusal must be a ValueError")
         got = snapshot_store.get_latest_snapshot(actor)
         if got is None or diff_snapshot(first, got):

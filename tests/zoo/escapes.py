@@ -2,11 +2,13 @@
 
 Written by an adversarial review of the suite (2026-11-28): of 25 single-bug stores, each
 modelled on a bug a real backend (or its client) has and correct everywhere else, the
-default profile certified 23.  The suite now has a deterministic test for each class, and
-tests/test_zoo.py runs every store here through the real CLI.  ``ESCAPES`` maps each factory
-name to the requirement the suite reports it under; ``NOT_CAUGHT`` lists the two that no run
-of reasonable length can catch, and why.  tests/test_zoo_escape_triggers.py calls each
-store's trigger directly, so each is known to be broken independently of the suite.
+default profile certified 23.  A review of hostile stores added a 26th (``drops_empty_in_place``:
+the kit handed the store the very event a test compared with).  The suite now has a
+deterministic test for each class, and tests/test_zoo.py runs every store here through the
+real CLI.  ``ESCAPES`` maps each factory name to the requirement the suite reports it under;
+``NOT_CAUGHT`` lists the two that no run of reasonable length can catch, and why.
+tests/test_zoo_escape_triggers.py calls each store's trigger directly, so each is known to be
+broken independently of the suite.
 
 They reuse the zoo's CorrectStore (tests/zoo/base.py), which each overrides in one place.
 """
@@ -573,6 +575,31 @@ class TornPayloadReads(Counted):
                 for e in super().select(actor_id, from_version)]
 
 
+class DropsEmptyInPlace(CorrectStore):
+    """An omitempty encoder that drops empty lists and objects from data and state by rewriting the
+    caller's own dict before storing it.  Found by the review of hostile stores: the kit handed the
+    store the very event a test then compared the read with, so the change was invisible."""
+
+    @staticmethod
+    def drop_empty(value):
+        if isinstance(value, dict):
+            for key in [k for k, v in value.items() if v in ([], {})]:
+                del value[key]
+            for member in value.values():
+                DropsEmptyInPlace.drop_empty(member)
+        elif isinstance(value, list):
+            for member in value:
+                DropsEmptyInPlace.drop_empty(member)
+
+    def save_event(self, event):
+        self.drop_empty(event.data)
+        return super().save_event(event)
+
+    def save_snapshot(self, snapshot):
+        self.drop_empty(snapshot.state)
+        return super().save_snapshot(snapshot)
+
+
 # == registry ==============================================================================
 
 utf16_key_slice_256 = events_only(Utf16KeySlice256)
@@ -593,6 +620,7 @@ snapshot_archives_beyond_1000 = factory(SnapshotArchivesBeyond1000)
 replacement_char_escaped = factory(quoting_store(ReplacementCharEscaped))
 actor_document_16mib = factory(ActorDocument16MiB)
 torn_payload_reads = factory(TornPayloadReads, BusyState)
+drops_empty_in_place = factory(DropsEmptyInPlace)
 xml_attribute_whitespace = factory(XmlAttributeWhitespace)
 plus_decoded_as_space = factory(PlusDecodedAsSpace)
 backslash_is_slash = factory(BackslashIsSlash)
@@ -621,6 +649,7 @@ TRIGGERS: dict[str, tuple[str, str]] = {
     "replacement_char_escaped": ("ES-ERR-002", "conflict on actor 'a\\ufffdb': text has \\\\ufffd instead of the raw character"),
     "actor_document_16mib": ("ES-READ-001", "42 events of 400 KB to one actor: the 42nd save raises DocumentTooLarge"),
     "torn_payload_reads": ("ES-CONC-001", "a get_events during a save returns that event with data None"),
+    "drops_empty_in_place": ("ES-READ-003", "save data {'a': [], 'b': 1}: the caller's own dict becomes {'b': 1}"),
     "xml_attribute_whitespace": ("ES-ACTOR-002", "save v1 to 'a\\tb'; latest of 'a b' is 1"),
     "plus_decoded_as_space": ("ES-ACTOR-002", "save v1 to 'a+b'; latest of 'a b' is 1"),
     "backslash_is_slash": ("ES-ACTOR-002", "save v1 to 'a\\\\b'; latest of 'a/b' is 1"),
