@@ -90,6 +90,8 @@ class ConformanceRun:
     fault_runs: list[dict[str, Any]] = field(default_factory=list)
     requirement_outcomes: list[RequirementOutcome] | None = None
     report: dict[str, Any] | None = None
+    # Suite modules that failed to collect: their tests are in no count, so the run cannot be complete.
+    collection_errors: list[str] = field(default_factory=list)
 
 
 run_key = pytest.StashKey[ConformanceRun]()
@@ -394,6 +396,13 @@ class ConformanceReporter:
             self.run.expected = expected
         return (yield)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # xdist hands the controller its workers' failed collections here too.
+        if report.failed:
+            last = str(report.longrepr).strip().splitlines()[-1:] or ["(no detail)"]
+            where = report.nodeid or str(getattr(report, "fspath", "") or "the suite")
+            self.run.collection_errors.append(f"{where}: {last[0][:300]}")
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
         """xdist: the worker running ``crashitem`` died; the store took the process down with it."""
@@ -489,6 +498,9 @@ class ConformanceReporter:
             pytest.ExitCode.INTERRUPTED: None if stopped_by_maxfail else "the run was interrupted before it finished",
             pytest.ExitCode.INTERNAL_ERROR: "pytest stopped with an internal error",
         }.get(exitstatus)
+        if interrupted is None and run.collection_errors:
+            interrupted = (f"{len(run.collection_errors)} suite module(s) could not be collected, so their tests are "
+                           f"in no count; first: {run.collection_errors[0]}")
         run.report = self._report(incomplete_reason=interrupted)
         if run.json_report:
             write_json_report(run.report, run.json_report)
@@ -502,6 +514,8 @@ class ConformanceReporter:
                     f"no conformance test ran against {run.store} (the suite is collected with "
                     "`--pyargs aether_conformance.suite`)", red=True,
                 )
+                for error in run.collection_errors:
+                    terminalreporter.write_line(f"could not collect {error}", red=True)
             return
         terminalreporter.section("aether-conformance")
         blocked: dict[str, list[str]] = {}  # root(s) -> the requirements they block, one line each

@@ -333,3 +333,17 @@ def test_a_failed_test_whose_presuppositions_held_is_charged_and_blocks_the_test
         assert outcomes["ES-CONC-001"].outcome == "failed"
         assert outcomes["ES-CONC-001"].messages == ["ES-CONC-001: two writers won version 4"]
         assert outcomes["SS-SNAP-002"].outcome == "blocked" and outcomes["SS-SNAP-002"].blocked_by == ["ES-CONC-001"]
+
+
+def test_a_test_module_that_cannot_be_collected_makes_the_run_incomplete(tmp_path):
+    # xdist hands the controller its workers' collection errors, which no test count shows: a suite
+    # module that does not import (here one more module beside the suite) must not leave a verdict.
+    broken = tmp_path / "test_does_not_import.py"
+    broken.write_text("def test_x(:\n    pass\n")
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "reference_store.memory:shared_store", "--profile", "quick", "--artifacts", str(artifacts),
+                     "--", str(broken), "-k", "test_first_event_at_version_1 or test_x")
+    assert completed.returncode == 2, completed.stdout[-3000:] + completed.stderr
+    report = _report(artifacts)
+    assert not report["complete"] and not report["conformant"]
+    assert "could not be collected" in report["incompleteReason"] and "SyntaxError" in report["incompleteReason"]
