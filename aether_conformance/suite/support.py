@@ -81,7 +81,10 @@ ROUND_TRIP_CASES = {
     "null-data": {"data": None},
     "empty-data": {"data": {}},
     "nested-data": {"data": {"a": {"b": [1, 2.5, -3, True, False, None, {"c": "d"}]}, "e": [], "f": {}}},
-    "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b"}},
+    # NUL and control characters in keys as well as in values (jsonb refuses \u0000 anywhere; a
+    # store escaping values only fails on keys).
+    "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b",
+                                                       "key\u0000with-nul": {"ctl\u0001\u001f\u007f": "\u0000"}}},
     "numbers": {"data": {"int": 2**53 - 1, "neg": -(2**53 - 1), "float": 0.1, "tiny": 5e-324, "big": 1.7976931348623157e308}},
     "bools-are-not-numbers": {"data": {"t": True, "f": False, "one": 1, "zero": 0}},
     # Integers a 64-bit or JavaScript-safe representation cannot hold: they may come back as the

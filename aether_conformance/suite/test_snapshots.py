@@ -50,7 +50,7 @@ STATES = {
     "null": None,
     "empty": {},
     "nested": {"cart": {"items": [{"sku": "A-1", "qty": 2, "price": 9.99}], "open": True}, "tags": ["x", None]},
-    "unicode": {"名前": "テスト", "emoji": "🦀", "nul": "a\u0000b"},
+    "unicode": {"名前": "テスト", "emoji": "🦀", "nul": "a\u0000b", "key\u0000with-nul": {"ctl\u0001\u001f\u007f": "\u0000"}},
     "bools": {"t": True, "f": False, "one": 1, "zero": 0},
     "numbers": {"int32-max-plus-one": 2**31, "uint32-max-plus-two": 2**32 + 1, "float64-exact": 2**53 - 1,
                 "negative": -(2**31) - 1, "float": 0.1, "tiny": 5e-324},
