@@ -92,3 +92,39 @@ class SlowWithGrandchild(CorrectStore):
 def slow_with_grandchild():
     return SlowWithGrandchild(_shared)
 
+
+
+class BlockingFinaliser(CorrectStore):
+    """A handle whose finaliser waits forever (for a pool that will never give its connection back):
+    the suite's churn test drops handles and collects garbage, which must not hang the run."""
+
+    def __del__(self):
+        threading.Event().wait()
+
+
+blocking_finaliser = factory(BlockingFinaliser)
+
+
+def silent_new_handles():
+    """The first handle answers; every later one never answers a call (a pool with one connection,
+    which each new handle waits for)."""
+    return _silent_after_first()
+
+
+class _SilentAfterFirst(CorrectStore):
+    made = 0
+
+    def __init__(self, shared):
+        super().__init__(shared)
+        type(self).made += 1
+        self.silent = type(self).made > 1
+
+    def get_latest_version(self, actor_id):
+        if self.silent:
+            with open(os.environ["HOSTILE_CALLS"], "a") as calls:
+                calls.write("silent\n")
+            threading.Event().wait()
+        return super().get_latest_version(actor_id)
+
+
+_silent_after_first = factory(_SilentAfterFirst)

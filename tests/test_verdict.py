@@ -212,6 +212,31 @@ def test_a_result_that_blocks_when_read_cannot_hang_the_run(tmp_path):
     assert any("per-call timeout" in m or "treated as hung" in m for m in messages), messages
 
 
+CHURN_TEST = ["--", "-k", "test_handles_created_and_dropped_during_writes"]
+
+
+def test_a_handle_whose_finaliser_blocks_fails_the_handle_rule_and_the_run_ends(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    completed = _cli("run", "tests.hostile_stores:blocking_finaliser", "--profile", "quick", "--timeout", "1",
+                     "--artifacts", str(artifacts), *CHURN_TEST)
+    report = _report(artifacts)
+    assert completed.returncode == 1, completed.stdout[-3000:]
+    messages = _outcome(report, "ES-HANDLE-001")["messages"]
+    assert any("garbage collection did not finish" in m for m in messages), messages
+
+
+def test_handles_that_never_answer_cost_the_churn_test_one_timeout(tmp_path):
+    # Each handle the churn test makes has a driver of its own, whose first hung call waits out the
+    # whole timeout: after one, the churn stops (it made 17 of them, 17 timeouts, before).  The other
+    # hung call is the check after the churn, with a handle of its own.
+    calls = tmp_path / "calls"
+    completed = _cli("run", "tests.hostile_stores:silent_new_handles", "--profile", "quick", "--timeout", "1",
+                     *CHURN_TEST, env={"HOSTILE_CALLS": str(calls)})
+    assert completed.returncode == 1, completed.stdout[-3000:]
+    assert "did not return within 1s" in completed.stdout
+    assert calls.read_text().splitlines() == ["silent", "silent"]
+
+
 def test_called_in_process_the_cli_stops_only_what_its_run_started(monkeypatch):
     # A test session (or any program) that calls cli.main() keeps its own servers: only processes
     # started during the run are the run's to stop.

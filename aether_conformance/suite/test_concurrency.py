@@ -216,30 +216,32 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
     plan = draw_plan(fresh_actor("churn"), f"run{_seed()}", min(profile.writers, 4), max(20, profile.rounds // 4),
                      _seed())
     recorder = HistoryRecorder()
-    churned = []
     writers_done = threading.Event()
+    stalled: list[str] = []
 
     def churn():
         # Handles keep coming for as long as the writers write, and at least CHURNED_HANDLES of them:
         # a pool of up to CHURNED_HANDLES // 2 slots hands each slot out again after saves it missed.
+        # A handle that hangs ends the churn: each next one would wait out another timeout.
         number = 0
         while number < CHURNED_HANDLES or not writers_done.is_set():
             number += 1
-            driver = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
+            held = [StoreDriver(store.driver.spec, timeout=store.driver.timeout)]
+            op = recorder.invoke(f"new-handle-{number}", "latest", plan.actor_id)
             try:
-                handle = driver.new_handle()
-                op = recorder.invoke(f"new-handle-{number}", "latest", plan.actor_id)
-                try:
-                    latest = handle.get_latest_version(plan.actor_id)
-                except Exception as error:  # recorded: the verdict reports it with its requirement
-                    op.error(error)
-                else:
-                    op.ok(version=latest)
-                    churned.append(latest)
+                latest = held[0].new_handle().get_latest_version(plan.actor_id)
+            except StoreTimeout as error:
+                op.error(error)
+                return
+            except Exception as error:  # recorded: the verdict reports it with its requirement
+                op.error(error)
+            else:
+                op.ok(version=latest)
             finally:
-                driver.close()
-                del driver
-                gc.collect()
+                held[0].close()
+            if not _drop(held, store.driver.timeout):
+                stalled.append(f"new-handle-{number}")
+                return
             time.sleep(0.01)
 
     churner = threading.Thread(target=churn, name="aether-handle-churn", daemon=True)
@@ -249,6 +251,9 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
     finally:
         writers_done.set()
     churner.join(60 + 4 * CHURNED_HANDLES * store.driver.timeout)
+    if stalled:
+        violated("ES-HANDLE-001", f"dropping handle {stalled[0]}: garbage collection did not finish within the "
+                                  f"{store.driver.timeout:g} s timeout (a finaliser of the store's that blocks)")
     late = StoreDriver(store.driver.spec, timeout=store.driver.timeout)
     try:
         op = recorder.invoke("handle-after-churn", "latest", plan.actor_id)
@@ -263,6 +268,21 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
         {plan.actor_id: stored_events(store.get_events(plan.actor_id, 0))},
     )
     _verdict("ES-CONC-001" if not writers_alone.ok else "ES-HANDLE-001", store, plan, recorder, request, how)
+
+
+def _drop(held: list[StoreDriver], timeout: float) -> bool:
+    """Drop the last reference to a driver (the one ``held``) and collect garbage in a thread of its
+    own, where its handles' finalisers run: one that blocks stalls that thread, not the test.  False
+    when the collection did not finish within ``timeout``."""
+
+    def collect() -> None:
+        held.clear()
+        gc.collect()
+
+    collector = threading.Thread(target=collect, name="aether-gc", daemon=True)
+    collector.start()
+    collector.join(timeout)
+    return not collector.is_alive()
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "SS-SNAP-001")
