@@ -33,7 +33,7 @@ import operator
 import queue
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -518,7 +518,11 @@ def _field(error: BaseException, name: str) -> Any:
         return int.__index__(value)
     if value is None or type(value) in (bool, float):
         return value
-    return _Opaque(f"{_describe(value)} ({type(value).__name__})")
+    try:
+        # An integer type that says it is one (numpy's int64), as get_latest_version may return.
+        return int.__index__(operator.index(value))
+    except Exception:
+        return _Opaque(f"{_describe(value)} ({type(value).__name__})")
 
 
 def _kit_error(call: _Call, error: BaseException) -> BaseException:
@@ -578,14 +582,19 @@ def _version(call: _Call, value: Any) -> int:
 
 
 def _store_events(call: _Call, value: Any) -> list[Any]:
-    """What get_events returned, as a list of the store's own items.  A tuple, another sequence or
-    an iterator (a generator, a cursor) is read in full: only the events in it are specified."""
+    """What get_events returned, as a list of the store's own items.  A tuple, any other sequence or
+    iterable (a cursor, registered with collections.abc or not) or an iterator (a generator) is read
+    in full: only the events in it are specified.  Text and mappings iterate, but not over events."""
     if isinstance(value, list):
         return value
-    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, (Sequence, Iterator)):
+    try:
+        if isinstance(value, (str, bytes, bytearray, Mapping)):
+            raise TypeError
+        items = iter(value)
+    except TypeError:
         raise StoreWrongType(f"ES-READ-002: {call} returned {_describe(value)} ({type(value).__name__}); "
-                             "expected a list of events")
-    return list(value)
+                             "expected a list of events") from None
+    return list(items)
 
 
 def _events(call: _Call, value: Any) -> list[Event]:

@@ -117,10 +117,21 @@ def _env_number(name: str, default: float, kind: type = float) -> Any:
     return value
 
 
+# Characters a terminal or a CI log acts on rather than shows: C0 and C1 controls, DEL, and the
+# bidirectional overrides and isolates (which reorder the text around them).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_unprintable(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _quote(raw: bytes | str) -> str:
-    """The start of a line as it crossed the pipe: invalid bytes as \\xNN, cut with an ellipsis."""
+    """The start of a line as it crossed the pipe: invalid bytes as \\xNN, characters a terminal would
+    act on (an escape sequence, a bell, a bidi override) escaped the same way, cut with an ellipsis."""
     text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
-    text = text.rstrip("\r\n")
+    text = _UNPRINTABLE.sub(_escape_unprintable, text.rstrip("\r\n"))
     return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "…"
 
 

@@ -56,6 +56,10 @@ class Int64:
 
 
 class IntegerTypes(Conflicting):
+    def save_event(self, event):
+        raise VersionConflictError(actor_id=event.actor_id, attempted_version=Int64(event.version),
+                                   current_version=Int64(7))
+
     def get_latest_version(self, actor_id):
         return {"index": Int64(2**63 - 1), "float": 3.0, "decimal": Decimal(3)}[actor_id]
 
@@ -197,8 +201,32 @@ def test_wrong_types_and_stray_exceptions_are_reported():
     assert isinstance(raised.value.original, KeyError)
 
 
+class DuckSequence:
+    """A sequence by protocol (__len__ and __getitem__), not registered with collections.abc."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+class Cursor:
+    """A database cursor: iterable (__iter__), but not itself an iterator (no __next__)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __iter__(self):
+        return iter(self.rows)
+
+
 class ReadsAsSequences:
-    """get_events answers as a tuple, a generator, or (for an unknown actor) a dict."""
+    """get_events answers as a tuple, a generator, a duck-typed sequence, a cursor, or (for other
+    actors) text or a dict."""
 
     def __init__(self):
         self.events = [EVENT]
@@ -211,15 +239,24 @@ class ReadsAsSequences:
             return tuple(self.events)
         if actor_id == "generator":
             return (event for event in self.events)
+        if actor_id == "duck":
+            return DuckSequence(self.events)
+        if actor_id == "cursor":
+            return Cursor(self.events)
+        if actor_id == "text":
+            return "evt"
         return {1: EVENT}
 
     def get_latest_version(self, actor_id):
         return 1
 
 
-def test_a_tuple_or_an_iterator_of_events_is_read_in_full_but_a_mapping_is_not():
+def test_a_tuple_or_any_iterable_of_events_is_read_in_full_but_text_or_a_mapping_is_not():
     handle = StoreDriver("tests.test_driver:ReadsAsSequences", timeout=1).new_handle()
-    assert handle.get_events("tuple", 0) == [EVENT] and handle.get_events("generator", 0) == [EVENT]
+    for answer in ("tuple", "generator", "duck", "cursor"):
+        assert handle.get_events(answer, 0) == [EVENT], answer
+    with pytest.raises(StoreWrongType, match=r"\(str\); expected a list of events"):
+        handle.get_events("text", 0)
     # ES-READ-005 mutates the store's own objects: a generator's are read once and handed over.
     seen = []
     assert handle.get_events_and_mutate("generator", 0, seen.extend) == 1 and seen[0] is handle.raw.events[0]
@@ -245,6 +282,11 @@ def test_a_version_may_be_any_integer_type_but_not_a_float_or_decimal():
     for kind in ("float", "decimal"):
         with pytest.raises(StoreWrongType, match=r"expected an int"):
             handle.get_latest_version(kind)
+    # The conflict's fields likewise (the store's latest version, as it would answer it).
+    with pytest.raises(VersionConflictError) as conflict:
+        handle.save_event(EVENT)
+    assert (conflict.value.attempted_version, conflict.value.current_version) == (EVENT.version, 7)
+    assert type(conflict.value.current_version) is int
 
 
 def test_async_factories_and_handles_run_on_the_drivers_loop():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aether_conformance.process_store import StoreProcess, StoreProcessError, from_environment
+from aether_conformance.process_store import StoreProcess, StoreProcessError, from_environment, _quote
 from aether_conformance.schemas import validate
 from tests.go_toolchain import go_binary, run_go
 from tests.test_zoo import ROOT, certify
@@ -276,3 +276,11 @@ def test_the_go_seed_speaks_the_protocol_the_schema_describes(go_seed):
     assert by_id[2]["error"]["conflict"]["message"] == 'version conflict: actor "a" has version 1, cannot save version 1'
     assert [e["id"] for e in by_id[3]["result"]] == ["e1"] and by_id[4]["result"] == 0
     assert by_id[5]["result"] is None and by_id[7]["result"]["version"] == 1
+
+
+def test_a_quoted_line_shows_control_characters_and_bidi_overrides_escaped():
+    # A line quoted in a failure reaches a terminal or a CI log: an escape sequence in it would
+    # recolour or clear the screen, a bidi override would reorder what a reader sees.
+    line = '{"id": 1, "result": "\x1b[2J\x07\u202eevil\u2066\x85"}\n'.encode()
+    assert _quote(line) == '{"id": 1, "result": "\\x1b[2J\\x07\\u202eevil\\u2066\\x85"}'
+    assert _quote(b"caf\xe9\tok") == "caf\\xe9\\x09ok"

@@ -231,7 +231,7 @@ def test_handles_that_never_answer_cost_the_churn_test_one_timeout(tmp_path):
     # hung call is the check after the churn, with a handle of its own.
     calls = tmp_path / "calls"
     completed = _cli("run", "tests.hostile_stores:silent_new_handles", "--profile", "quick", "--timeout", "1",
-                     *CHURN_TEST, env={"HOSTILE_CALLS": str(calls)})
+                     "--artifacts", str(tmp_path / "artifacts"), *CHURN_TEST, env={"HOSTILE_CALLS": str(calls)})
     assert completed.returncode == 1, completed.stdout[-3000:]
     assert "did not return within 1s" in completed.stdout
     assert calls.read_text().splitlines() == ["silent", "silent"]

@@ -17,6 +17,7 @@ import pytest
 
 from aether_conformance.requirements import REQUIREMENTS, Level
 from aether_conformance.schemas import validate
+from tests.zoo.controls import CONTROLS
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.subtle import SUBTLE
@@ -123,6 +124,13 @@ ESCAPE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "actor_passivation_loses_version": ("--profile", "default", "--", "-k",
                                         "test_actors_written_at_the_start_are_unchanged_at_the_end"),
 }
+
+
+@pytest.mark.parametrize("name", CONTROLS)
+def test_correct_store_with_unusual_behaviour_is_certified(name, tmp_path):
+    """Controls a review of false failures wrote (tests/zoo/controls.py): every MUST and SHOULD passes."""
+    code, report, output = certify(f"tests.zoo.controls:{name}", tmp_path)
+    assert_verdict(name, None, code, report, output)
 
 
 @pytest.mark.parametrize("name", sorted(ESCAPES))
