@@ -7,7 +7,8 @@ that keeps only so many actors in memory and brings an evicted one back wrong
 (an actor passivated out of an LRU and restored without its events).  The
 planted actors are written by the ``revisit_plants`` fixture as the session's
 first conformance test starts; here, once everything else has run and after
-many other actors have been touched, they are checked again.
+many other actors have been touched, they are checked again, and no sooner than the profile's revisit age (2 s in quick, 10 s
+in default, 60 s in thorough) after they were written.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def _age(planted) -> str:
     return f"{time.monotonic() - planted.at:.1f} s after they were written at the start of the run"
 
 
+def _wait_until_aged(planted, seconds: float) -> None:
+    """Sleep until the planted actors are ``seconds`` old, when the rest of the run took less."""
+    time.sleep(max(0.0, planted.at + seconds - time.monotonic()))
+
+
 def _touch_other_actors(read, fresh_actor, count: int) -> str:
     """``read`` ``count`` actors nobody wrote: any actor cache fills with them."""
     token = fresh_actor("")
@@ -47,6 +53,7 @@ def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_pla
     if planted.problem:
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
     touched = _touch_other_actors(store.get_latest_version, fresh_actor, aether_profile.touched_actors)
+    _wait_until_aged(planted, aether_profile.revisit_age_seconds)
     age = f"{_age(planted)}, and {touched} touched since"
     for actor, saved in planted.events.items():
         latest = store.get_latest_version(actor)
@@ -72,6 +79,7 @@ def test_snapshots_written_at_the_start_are_unchanged_at_the_end(snapshot_store,
     if planted.problem:
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
     touched = _touch_other_actors(snapshot_store.get_latest_snapshot, fresh_actor, aether_profile.touched_actors)
+    _wait_until_aged(planted, aether_profile.revisit_age_seconds)
     for actor, snapshot in planted.snapshots.items():
         got = snapshot_store.get_latest_snapshot(actor)
         if got is None or diff_snapshot(snapshot, got):

@@ -517,6 +517,13 @@ class TtlLatestCounter(CorrectStore):
         self.shared.counters[event.actor_id] = (event.version, time.monotonic() + self.TTL_SECONDS)
 
 
+class TtlLatestCounter8s(TtlLatestCounter):
+    """The same counter written with `EX 8`: a run quicker than 8 s never sees it expire, unless
+    the revisit waits for the profile's revisit age (10 s in default)."""
+
+    TTL_SECONDS = 8.0
+
+
 class LruEvictsStreams(CorrectStore):
     """A cache server used as the store (Redis with maxmemory-policy allkeys-lru): only the 300
     most recently used actors are kept; older streams are evicted, events and latest version."""
@@ -2028,6 +2035,7 @@ _STORES: dict[str, tuple[type, type[ShareState]]] = {
     "depth_32_nulls_state": (Depth32NullsState, ShareState),
     # TTL and caches
     "ttl_latest_counter": (TtlLatestCounter, TtlState),
+    "ttl_latest_counter_8s": (TtlLatestCounter8s, TtlState),
     "lru_evicts_streams": (LruEvictsStreams, TtlState),
     "cache_invalidates_one_key": (CacheInvalidatesOneKey, TtlState),
     # normalisation and whitespace
@@ -2167,6 +2175,7 @@ SUBTLE: dict[str, str | None] = {
     "depth_48_nulls_data": "ES-READ-003",
     "depth_32_nulls_state": "SS-SNAP-003",
     "ttl_latest_counter": "ES-LATEST-002",
+    "ttl_latest_counter_8s": "ES-LATEST-002",
     "lru_evicts_streams": "ES-LATEST-002",  # a revisited actor is at 0 (and reads empty)
     "cache_invalidates_one_key": "ES-READ-001",
     "nfc_actor_ids": "ES-ACTOR-002",
