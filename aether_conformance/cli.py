@@ -36,6 +36,7 @@ from .preflight import check_store
 from .profiles import PROFILES
 from .report import IN_PROGRESS, RUNNING_FILE, badge, markdown_summary, verdict
 from .requirements import CAPABILITIES, markdown_table
+from .watchdog import Watchdog
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
 DEFAULT_ARTIFACTS = "aether-conformance-report"
@@ -418,13 +419,18 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     # its workers): a pytest.py there would replace pytest.  Workers drop the setting again
     # (plugin.py), so that a store's own child processes run as usual.
     os.environ["PYTHONSAFEPATH"] = os.environ["AETHER_CONFORMANCE_SAFEPATH"] = "1"
-    with tempfile.TemporaryDirectory(prefix="aether-conformance-") as scratch:
-        # Scratch space of the run (pytest's basetemp, the stores' temporary files) is removed
-        # on every exit path.
-        os.environ["TMPDIR"] = scratch
-        tempfile.tempdir = None
-        status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
-                             plugins=plugins)
+    # Scratch space of the run (pytest's basetemp, the stores' temporary files) is removed on every
+    # exit path: by this process, or by the watchdog when this process is killed outright (SIGKILL).
+    watchdog = Watchdog()
+    try:
+        with tempfile.TemporaryDirectory(prefix="aether-conformance-") as scratch:
+            watchdog.remove_on_death(scratch)
+            os.environ["TMPDIR"] = scratch
+            tempfile.tempdir = None
+            status = pytest.main(pytest_args + ["--basetemp", str(Path(scratch) / "pytest")] + args.pytest_args,
+                                 plugins=plugins)
+    finally:
+        watchdog.close()
     report = _suite_report(artifacts)
     interrupted = bool(_signalled) or status == pytest.ExitCode.INTERNAL_ERROR
     # A worker the store killed before it said what it collected leaves "ran" at 0; the failures
@@ -538,6 +544,8 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     started = time.time() - 1  # file times may be coarser than this clock
     # The child's temporary files go in here, removed below whatever ended the child.
     scratch = tempfile.mkdtemp(prefix="aether-conformance-supervised-")
+    watchdog = Watchdog()
+    watchdog.remove_on_death(scratch)
     # Its own process group: a Ctrl-C at the terminal reaches the child once, forwarded below,
     # not twice (a second interrupt would cut short the report it is writing).
     child = subprocess.Popen([sys.executable, "-m", "aether_conformance.cli", *argv],
@@ -550,11 +558,12 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     try:
         with _no_process_left_behind():
             code = child.wait()
-            _let_watchdogs_finish()
+            _let_watchdogs_finish(spare=watchdog.pid)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         shutil.rmtree(scratch, ignore_errors=True)
+        watchdog.close()
     artifacts = Path(args.artifacts).expanduser().absolute()
     report_path = artifacts / "report.json"
     try:
@@ -569,15 +578,18 @@ def _supervise(argv: list[str], args: argparse.Namespace) -> int:
     return _report_ended_run(args, artifacts, code)
 
 
-def _let_watchdogs_finish(timeout: float = 30.0) -> None:
+def _let_watchdogs_finish(spare: int, timeout: float = 30.0) -> None:
     """A launcher's watchdog orphaned by a dead child is cleaning up (servers, directories): let it
-    finish before what is left is stopped; the timeout only bounds a hang."""
+    finish before what is left is stopped; the timeout only bounds a hang.  The supervisor's own
+    watchdog (``spare``) lives on until the supervisor ends."""
     from .watchdog import WATCHDOG_MARK
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         watching = []
         for pid in _descendants(os.getpid()):
+            if pid == spare:
+                continue
             try:
                 if WATCHDOG_MARK.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     watching.append(pid)

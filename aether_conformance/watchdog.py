@@ -69,6 +69,10 @@ class Watchdog:
             stderr=subprocess.DEVNULL, text=True, start_new_session=True,
         )
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def watch_process(self, pid: int) -> None:
         self._tell(f"pid {pid}")
 

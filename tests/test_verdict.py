@@ -7,6 +7,7 @@ Each test runs the real CLI in a fresh process against a small hostile store fro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -122,6 +123,37 @@ def test_an_interrupted_run_is_incomplete_and_stops_everything_it_started(tmp_pa
     leftovers = [int(pid) for pid in pids.read_text().split() if _alive(int(pid))]
     assert not leftovers, f"processes the store started outlived the run: {leftovers}"
     assert not list(scratch.iterdir()), f"scratch files left behind: {list(scratch.iterdir())}"
+
+
+def test_a_cli_killed_outright_leaves_no_scratch_directory(tmp_path):
+    # SIGKILL (the OOM killer, a CI job cancelled hard) gives the CLI no chance to clean up: its
+    # watchdog, a child in a session of its own, removes the run's scratch directory.
+    pids, scratch = tmp_path / "pids", tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aether_conformance.cli", "run", "tests.hostile_stores:slow_with_grandchild",
+         "--profile", "quick", "--artifacts", str(tmp_path / "artifacts")],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HOSTILE_PIDS": str(pids), "TMPDIR": str(scratch)},
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (pids.exists() and len(pids.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+            assert process.poll() is None
+            time.sleep(0.2)
+        assert list(scratch.iterdir()), "the run made no scratch directory"
+        process.kill()
+        process.wait(60)
+        deadline = time.monotonic() + 60
+        while list(scratch.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not list(scratch.iterdir()), f"scratch files left behind: {list(scratch.iterdir())}"
+    finally:
+        process.kill()
+        # The store's sidecars (in sessions of their own) are past any CLI's reach after SIGKILL.
+        for pid in pids.read_text().split() if pids.exists() else ():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 @pytest.mark.parametrize(
