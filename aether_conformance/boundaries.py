@@ -32,6 +32,7 @@ __all__ = [
     "COLLIDING_ACTOR_IDS",
     "NORMALISATION_SENSITIVE_TEXT",
     "TIMESTAMPS",
+    "TIMESTAMPS_BEYOND_UTC_YEARS",
     "QUOTE_ESCAPE_CLASSES",
 ]
 
@@ -50,6 +51,9 @@ VERSION_RUNS: dict[str, VersionRun] = {
     for run in (
         VersionRun("int32-max", (2**31 - 2, 2**31 - 1, 2**31, 2**31 + 1), "a version column or field of 32 bits"),
         VersionRun("uint32-max", (2**32 - 2, 2**32 - 1, 2**32, 2**32 + 1), "an unsigned 32-bit version"),
+        VersionRun("equal-modulo-2^32", (1, 2, 2**32 + 1, 2**32 + 2),
+                   "a key of the version's low 32 bits: 2^32+1 overwrites version 1"),
+        VersionRun("float32-exact", (2**24 - 1, 2**24, 2**24 + 1, 2**24 + 2), "versions held as float32"),
         VersionRun("float64-exact", (2**53 - 1, 2**53, 2**53 + 1, 2**53 + 2),
                    "versions held as float64 (JSON numbers, Redis sorted-set scores, JavaScript): 2^53+1 "
                    "reads as 2^53 and is refused as not above it"),
@@ -132,6 +136,13 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("like-percent", "{}-order%", "{}-order-42", "SQL LIKE without escaping: '%' matches anything"),
         IdPair("like-backslash", "{}-a\\_b", "{}-a_b", "SQL LIKE escapes applied to the stored id"),
         IdPair("percent-encoding", "{}/a/b", "{}/a%2Fb", "URL-decoded keys"),
+        IdPair("percent-unreserved", "{}-x%41", "{}-xA", "RFC 3986 normalisation (%41 is an unreserved 'A'), "
+                                                          "as proxies normalising paths do"),
+        IdPair("double-slash", "{}/tenant//order", "{}/tenant/order", "path normalisation (pathlib, an S3 "
+                                                                      "prefix mirror) merging slashes"),
+        IdPair("dot-segment", "{}/a/./b", "{}/a/b", "path normalisation removing '.' segments"),
+        IdPair("dot-dot-segment", "{}/x/../b", "{}/b", "path normalisation resolving '..' segments"),
+        IdPair("trailing-slash", "{}/a/", "{}/a", "path normalisation dropping a trailing '/'"),
         IdPair("case", "Order-{}", "order-{}", "case-insensitive collation or lower-cased keys"),
         IdPair("case-sharp-s", "{}-straße", "{}-STRASSE", "case folding (ß folds to ss)"),
         IdPair("nfc-vs-nfd", "café-{}", _nfd("café") + "-{}", "NFC or NFD normalisation of keys"),
@@ -218,6 +229,14 @@ TIMESTAMPS: dict[str, str] = {
     # Negative with zero hours: a parser that takes the sign from the hours field reads +00:30.
     "offset-minus-half-hour": "2024-06-01T12:00:00-00:30",
     "offset-minus-quarter-hour": "2024-06-01T12:00:00.5-00:45",
+}
+
+# Valid where they are written, but in UTC the year is 0 or 10000: Go keeps them, a store that
+# keeps the offset keeps them, and one that converts to UTC first (allowed by ES-READ-003, which asks
+# for the instant only) cannot hold them in a Python datetime; so they are ES-READ-004's (a SHOULD).
+TIMESTAMPS_BEYOND_UTC_YEARS: dict[str, str] = {
+    "year-1-ahead-of-utc": "0001-01-01T00:30:00+01:00",
+    "year-9999-behind-utc": "9999-12-31T23:30:00.5-01:00",
 }
 
 # One character of each class Go's strconv.Quote (%q) escapes, with its escape.  All were assigned

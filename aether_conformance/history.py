@@ -34,12 +34,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timezone
 from operator import attrgetter
 from typing import Any
 
 from .errors import go_quote
 from .model import Event
+from .timestamps import utc_microseconds
 
 __all__ = [
     "OK",
@@ -277,7 +277,7 @@ def content_digest(event: Event) -> str:
     are digested as the float64 Go holds (a store written in Go returns 3.0 for 3), and
     true stays apart from 1.
     """
-    stamp = event.timestamp.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+    stamp = utc_microseconds(event.timestamp)
     body = [event.id, event.event_type, event.actor_id, event.command_id, event.version, _as_go_holds(event.data), stamp]
     return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=12).hexdigest()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["Timestamp", "format_go_time", "parse_go_time"]
+__all__ = ["Timestamp", "format_go_time", "parse_go_time", "utc_microseconds"]
 
 # RFC 3339 date-time, as Go's time.Time.UnmarshalJSON accepts it.
 _RFC3339 = re.compile(
@@ -109,6 +109,16 @@ def _nanosecond_of(value: datetime) -> int:
 
 def _rebuild_timestamp(text: str) -> Timestamp:
     return parse_go_time(text)
+
+
+def utc_microseconds(value: datetime) -> int:
+    """The instant of an aware datetime, in whole microseconds after 0001-01-01T00:00:00Z.
+
+    Arithmetic, not ``astimezone``: 0001-01-01T00:30:00+01:00 is a valid time whose UTC date is
+    in year 0 (and 9999-12-31T23:30:00-01:00 one in year 10000), which datetime cannot hold.
+    """
+    wall = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
+    return (wall - datetime.min - value.utcoffset()) // timedelta(microseconds=1)
 
 
 def parse_go_time(text: str) -> Timestamp:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import unicodedata
 import zlib
-from datetime import timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,14 @@ from aether_conformance.boundaries import (
     NORMALISATION_SENSITIVE_TEXT,
     QUOTE_ESCAPE_CLASSES,
     TIMESTAMPS,
+    TIMESTAMPS_BEYOND_UTC_YEARS,
     VERSION_RUNS,
     IdPair,
 )
 from aether_conformance.errors import go_quote
 from aether_conformance.model import INT64_MAX, Timestamp
+from aether_conformance.timestamps import utc_microseconds
+from aether_conformance.suite.test_actors import WHOLE_ID_PAIRS
 
 ORACLE = json.loads((Path(__file__).parent / "go_oracle" / "go_output.json").read_text(encoding="utf-8"))
 
@@ -100,6 +105,15 @@ def test_timestamps_parse_and_convert_to_utc(name):
     assert stamp.astimezone(timezone.utc).year >= 1
 
 
+@pytest.mark.parametrize("name", sorted(TIMESTAMPS_BEYOND_UTC_YEARS))
+def test_timestamps_beyond_utc_years_have_an_instant_outside_them(name):
+    stamp = Timestamp.parse(TIMESTAMPS_BEYOND_UTC_YEARS[name])
+    with pytest.raises(OverflowError):
+        stamp.astimezone(timezone.utc)
+    first, last = (utc_microseconds(moment.replace(tzinfo=timezone.utc)) for moment in (datetime.min, datetime.max))
+    assert not first <= utc_microseconds(stamp) <= last
+
+
 @pytest.mark.parametrize("name", sorted(QUOTE_ESCAPE_CLASSES))
 def test_escape_classes_are_quoted_as_go_quotes_them_in_every_unicode_version(name):
     characters, escaped = QUOTE_ESCAPE_CLASSES[name]
@@ -110,3 +124,27 @@ def test_escape_classes_are_quoted_as_go_quotes_them_in_every_unicode_version(na
     for char in characters:
         assert ord(char) in go_escapes
         assert unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn")
+
+
+def _fnv1a_32(text: str) -> int:
+    value = 0x811C9DC5
+    for byte in text.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return value
+
+
+WHOLE_ID_KEYINGS = {
+    "unicode-digits": int,
+    "base64-case": lambda text: base64.urlsafe_b64encode(text.encode()).decode().lower(),
+    "sha1-prefix-32": lambda text: hashlib.sha1(text.encode()).hexdigest()[:8],
+    "md5-prefix-32": lambda text: hashlib.md5(text.encode()).hexdigest()[:8],
+    "sha256-prefix-32": lambda text: hashlib.sha256(text.encode()).hexdigest()[:8],
+    "fnv1a-32": _fnv1a_32,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(WHOLE_ID_PAIRS))
+def test_whole_id_pairs_collide_under_their_keying(kind):
+    left, right, _ = WHOLE_ID_PAIRS[kind]
+    keying = WHOLE_ID_KEYINGS[kind]
+    assert left != right and keying(left) == keying(right)

@@ -20,6 +20,7 @@ from aether_conformance.schemas import validate
 from tests.zoo.controls import CONTROLS
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
+from tests.zoo.escapes3 import BROKEN as ESCAPES3
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,3 +141,16 @@ def test_store_that_escaped_is_flagged_for_its_requirement(name, tmp_path):
     """Stores an adversarial review wrote and the suite once certified (tests/zoo/escapes.py)."""
     code, report, output = certify(f"tests.zoo.escapes:{name}", tmp_path, *ESCAPE_RUN_OPTIONS.get(name, ()))
     assert_verdict(name, ESCAPES[name], code, report, output)
+
+
+# A third review's stores (tests/zoo/escapes3.py); the 32 MiB GROUP_CONCAT needs the default
+# profile's 33 MiB actor, and only that test runs.
+ESCAPE3_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "group_concat_32mib": ("--profile", "default", "--", "-k", "test_a_large_actor_is_read_whole"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES3))
+def test_store_a_third_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes3:{name}", tmp_path, *ESCAPE3_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, ESCAPES3[name], code, report, output)

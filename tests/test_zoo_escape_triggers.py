@@ -1,4 +1,5 @@
-"""Each store of tests/zoo/escapes.py misbehaves at its trigger, called directly (not through the suite)."""
+"""Each store of tests/zoo/escapes.py and escapes3.py misbehaves at its trigger, called directly (not through
+the suite)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.zoo import escapes as stores
+from tests.zoo import escapes3
 
 
 def fresh(name):
@@ -232,3 +234,8 @@ def check_drops_empty_in_place():
 @pytest.mark.parametrize("name", sorted(stores.TRIGGERS))
 def test_store_misbehaves_at_its_trigger(name):
     assert globals()[f"check_{name}"]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes3.TRIGGERS))
+def test_third_review_store_misbehaves_at_its_trigger(name):
+    assert escapes3.TRIGGERS[name]() is True

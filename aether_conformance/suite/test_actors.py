@@ -56,6 +56,10 @@ EXACT_IDS = {
     "emoji": "🦀🎉👩‍👩‍👧",
     "cjk": "订单-注文-주문",
     "rtl": "طلب-הזמנה",
+    # Glob and regular-expression syntax: a cache invalidated by an unescaped pattern built from
+    # the id (Redis SCAN MATCH, fnmatch, a regex) keeps serving the reads it cached.
+    "glob": "order[1]?*{a,b}",
+    "regex": "a.b+c(d)|e$^",
     "max-length": "x" * 256,
     "max-length-wide": "🦀" * 256,
 }
@@ -77,31 +81,81 @@ def test_any_id_is_accepted_and_kept_exactly(store, fresh_actor, kind):
     if store.get_latest_version(actor) != 1:
         violated("ES-ACTOR-002", f"saved version 1 to actor {q(actor)} ({kind}); latest is not 1")
     save_conflict("ES-ACTOR-002", store, new_event(actor, 1), latest=1)
+    # Read, write, read: what was read first must not be served again.
+    save_ok("ES-ACTOR-002", store, new_event(actor, 2), context=f" (an id with {kind}, after reading version 1)")
+    read_back(store, actor, 0, [1, 2], context=f" (an id with {kind}, read, then version 2 saved)")
+    if store.get_latest_version(actor) != 2:
+        violated("ES-ACTOR-002", f"read actor {q(actor)} ({kind}) at version 1, then saved version 2; latest is not 2")
 
 
-# Whole ids a file system reserves: a store keeping a file or directory per actor opens a device
-# (Windows' CON, NUL, COM1..., with or without an extension) or a directory ('.', '..', '~').
-RESERVED_FILE_NAMES = ("CON", "nul", "AUX", "PRN", "COM3", "LPT1", "nul.orders", "con.txt", ".", "..", "~")
+# Whole ids (no token can be added: the layer that breaks them looks at the whole id) that are
+# ordinary ids to a conforming store: names a file system reserves (a file or directory per actor
+# opens a device, or '.' and '..'), names of JavaScript's Object.prototype (a plain object used as
+# an index), and blank ids (a validator that takes blank for empty; only the empty id may be refused).
+WHOLE_IDS = {
+    "CON": "a Windows device name", "nul": "a Windows device name", "AUX": "a Windows device name",
+    "PRN": "a Windows device name", "COM3": "a Windows device name", "LPT1": "a Windows device name",
+    "nul.orders": "a Windows device name with an extension", "con.txt": "a Windows device name with an extension",
+    ".": "a directory name", "..": "a directory name", "~": "a home directory",
+    "constructor": "an Object.prototype member", "__proto__": "an Object.prototype member",
+    "toString": "an Object.prototype member", "hasOwnProperty": "an Object.prototype member",
+    " ": "a blank id", "\t": "a blank id", "\u3000": "a blank id (an ideographic space)",
+}
+
+
+def _write_above_what_is_stored(store, actor: str, why: str):
+    """Save one event to ``actor``, above whatever earlier runs left there (no token can make it
+    fresh); a conflict means another run got there first, so try again above that."""
+    for _ in range(5):
+        event = new_event(actor, highest_stored_version(store, actor) + 1)
+        try:
+            store.save_event(event)
+            return event
+        except VersionConflictError:
+            continue
+    violated("ES-ACTOR-002", f"five saves to actor {q(actor)} ({why}), each above the highest version its events "
+                             "showed, all conflicted")
 
 
 @pytest.mark.requirement("ES-ACTOR-002")
-@pytest.mark.parametrize("name", RESERVED_FILE_NAMES)
-def test_names_a_file_system_reserves_are_ordinary_ids(store, name):
-    # No token can be added to these ids, so every run writes the same actors: above what is there,
-    # once more if another run against the same store got there first.
-    for _ in range(5):
-        event = new_event(name, highest_stored_version(store, name) + 1)
-        try:
-            store.save_event(event)
-            break
-        except VersionConflictError:
-            continue
-    else:
-        violated("ES-ACTOR-002", f"five saves to actor {q(name)}, each above the highest version its events showed, "
-                                 "all conflicted")
+@pytest.mark.parametrize("name", list(WHOLE_IDS))
+def test_whole_ids_other_layers_reserve_are_ordinary_ids(store, name):
+    why = WHOLE_IDS[name]
+    event = _write_above_what_is_stored(store, name, why)
     latest = store.get_latest_version(name)
     got = store.get_events(name, event.version)
     if latest < event.version or not got or got[0].id != event.id or got[0].actor_id != name:
-        violated("ES-ACTOR-002", f"saved version {event.version} to actor {q(name)} (a name file systems reserve); "
-                                 f"latest is then {latest} and get_events({q(name)}, {event.version}) returned "
+        violated("ES-ACTOR-002", f"saved version {event.version} to actor {q(name)} ({why}); latest is then {latest} "
+                                 f"and get_events({q(name)}, {event.version}) returned "
                                  f"{[(e.id, e.actor_id, e.version) for e in got]}")
+
+
+# Whole ids that a layer looking at the whole id takes for one another: Python's int() reads
+# Arabic-Indic digits, base64 names differ only in case on a case-insensitive file system, and a
+# key of 32 bits of a hash (hex prefixes of SHA-1, MD5 and SHA-256, CRC-32, FNV-1a) joins pairs
+# that collide (found by a birthday search over order-N; tests/test_boundaries.py checks each collision).
+WHOLE_ID_PAIRS = {
+    "unicode-digits": ("\u0661\u0662\u0663", "123", "int() of the id as a numeric fast path"),
+    "base64-case": ("aaa", "aaG", "base64 file names (YWFh, YWFH) on a case-insensitive file system"),
+    "sha1-prefix-32": ("order-57680", "order-98687", "a key of the first 8 hex digits of SHA-1"),
+    "md5-prefix-32": ("order-44598", "order-61101", "a key of the first 8 hex digits of MD5"),
+    "sha256-prefix-32": ("order-19537", "order-32133", "a key of the first 8 hex digits of SHA-256"),
+    "fnv1a-32": ("order-229599", "order-432382", "a key of the 32-bit FNV-1a hash"),
+}
+
+
+@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.parametrize("kind", sorted(WHOLE_ID_PAIRS))
+def test_whole_ids_a_layer_confuses_stay_apart(store, kind):
+    left, right, why = WHOLE_ID_PAIRS[kind]
+    written = {actor: _write_above_what_is_stored(store, actor, why) for actor in (left, right)}
+    for actor, other in ((left, right), (right, left)):
+        got = store.get_events(actor, 0)
+        strays = [(e.id, e.actor_id, e.version) for e in got if e.actor_id != actor or e.id == written[other].id]
+        if strays or written[actor].id not in {e.id for e in got}:
+            violated("ES-ACTOR-002", f"saved v{written[actor].version} to {q(actor)} and v{written[other].version} to "
+                                     f"{q(other)} ({kind}: {why}); get_events({q(actor)}, 0) returned "
+                                     f"{'events of ' + q(other) + ': ' + str(strays) if strays else 'without its own event'}")
+        latest = store.get_latest_version(actor)
+        if latest < written[actor].version:
+            violated("ES-ACTOR-002", f"saved v{written[actor].version} to {q(actor)} ({kind}: {why}); latest is {latest}")

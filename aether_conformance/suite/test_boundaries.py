@@ -13,10 +13,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ..boundaries import COLLIDING_ACTOR_IDS, NORMALISATION_SENSITIVE_TEXT, TIMESTAMPS, VERSION_RUNS
+from ..boundaries import (COLLIDING_ACTOR_IDS, NORMALISATION_SENSITIVE_TEXT, TIMESTAMPS, TIMESTAMPS_BEYOND_UTC_YEARS,
+                          VERSION_RUNS)
 from ..errors import go_quote
 from ..model import INT64_MAX, Timestamp
-from .support import diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, versions, violated
+from .support import (blame, diff_event, diff_snapshot, new_event, new_snapshot, q, save_conflict, save_ok, versions,
+                      violated)
 
 _RUNS = sorted(VERSION_RUNS)
 SNAPSHOT_TIME = datetime(2024, 3, 2, 8, 30, tzinfo=timezone.utc)
@@ -291,6 +293,21 @@ def test_boundary_timestamps_round_trip(store, fresh_actor, kind):
     if read_stamp != stamp or read_stamp.utcoffset() != stamp.utcoffset():
         violated("ES-READ-004", f"saved timestamp {TIMESTAMPS[kind]} ({kind}); read back {read_stamp.isoformat()} "
                                 f"(+{nanos} ns, offset {read_stamp.utcoffset()})")
+
+
+@pytest.mark.requirement("ES-READ-004")
+@pytest.mark.parametrize("kind", sorted(TIMESTAMPS_BEYOND_UTC_YEARS))
+def test_timestamps_whose_utc_year_is_0_or_10000_are_kept(store, fresh_actor, kind):
+    text = TIMESTAMPS_BEYOND_UTC_YEARS[kind]
+    stamp = Timestamp.parse(text)
+    actor = fresh_actor()
+    event = new_event(actor, 1, timestamp=stamp)
+    with blame("ES-READ-004"):
+        save_ok("ES-READ-004", store, event, context=f" (timestamp {text}, {kind})")
+        got = store.get_events(actor, 0)
+    if len(got) != 1 or diff_event(event, got[0]) or got[0].timestamp.utcoffset() != stamp.utcoffset():
+        violated("ES-READ-004", f"saved an event with timestamp {text} ({kind}: its UTC year is 0 or 10000) to "
+                                f"{q(actor)}; read back {[e.timestamp.isoformat() for e in got]}")
 
 
 @pytest.mark.requirement("SS-SNAP-003")

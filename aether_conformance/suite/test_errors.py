@@ -42,7 +42,10 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
               "nbsp\u00a0sep\u2028",
               # Printable, so Go writes them raw: U+FFFD (only an invalid byte is \ufffd's escape) and a
               # combining accent.
-              "replacement\ufffdchar", "e\u0301-accent"],
+              "replacement\ufffdchar", "e\u0301-accent",
+              # Format verbs: a port that puts the quoted id into the format string (Sprintf(msg + id))
+              # turns them into %!d(MISSING).
+              "100%done", "verbs %d %s %q %v %!x %%"],
 )
 def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
     # The label itself in the id, always (fresh_actor may leave its label out).

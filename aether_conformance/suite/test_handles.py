@@ -62,3 +62,13 @@ def test_snapshots_are_shared_between_handles(snapshot_store, other_store, fresh
         violated("ES-HANDLE-001", f"saved snapshots at versions 5 then 6 of {q(actor)} through {store.name}; "
                                   f"{other_store.name}, which had read version 5, then read "
                                   f"{'None' if got is None else f'version {got.version}'}")
+    # And with no event saved between the read and the next snapshot: a cache invalidated by event
+    # saves alone (LISTEN/NOTIFY on the events table only) keeps version 6.
+    save_ok("ES-HANDLE-001", store, new_event(actor, 7))
+    other_store.get_latest_snapshot(actor)
+    store.save_snapshot(new_snapshot(actor, 7))
+    got = other_store.get_latest_snapshot(actor)
+    if got is None or got.version != 7:
+        violated("ES-HANDLE-001", f"{other_store.name} read the snapshot of {q(actor)} at version 6; then {store.name} "
+                                  f"saved one at version 7, and {other_store.name} read "
+                                  f"{'None' if got is None else f'version {got.version}'}")

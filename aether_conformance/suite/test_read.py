@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import random
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from ..driver import StoreRaised
+from ..errors import VersionConflictError
 from ..model import INT64_MIN, Timestamp, json_equal
 from .support import ROUND_TRIP_CASES, diff_event, read_back, new_event, q, save_ok, versions, violated
 
@@ -132,6 +135,59 @@ def test_typed_looking_ids_and_types_round_trip(store, fresh_actor, case):
     problems = diff_event(event, got[0])
     if problems:
         violated("ES-READ-003", f"event saved to {q(actor)} ({case}) came back changed: " + "; ".join(problems))
+
+
+def _blank_id() -> str:
+    # Blank, not empty, and new on every run (a store may refuse an id it already stores, ES-ID-001).
+    rng = random.Random(uuid.uuid4().int)
+    return "".join(rng.choice(" \t\u00a0\u2003\u3000") for _ in range(24))
+
+
+# Event ids another layer rewrites or drops: a CHAR column pads and strips spaces, a .NET or Java
+# layer replaces blank ids, an object store lists keys by '/' as folders.
+EVENT_IDS_OTHER_LAYERS_REWRITE = {
+    "trailing-space": lambda: f"evt-{uuid.uuid4().hex} ",
+    "leading-space": lambda: f" evt-{uuid.uuid4().hex}",
+    "blank": _blank_id,
+    "path-like": lambda: f"orders/2024/evt-{uuid.uuid4().hex}",
+    "dot-segments-and-escapes": lambda: f"../evt-{uuid.uuid4().hex}/./a%2Fb\\c",
+}
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("case", sorted(EVENT_IDS_OTHER_LAYERS_REWRITE))
+def test_event_ids_other_layers_rewrite_round_trip(store, fresh_actor, case):
+    actor = fresh_actor()
+    saved = [new_event(actor, 1, id=EVENT_IDS_OTHER_LAYERS_REWRITE[case]()), new_event(actor, 2)]
+    for event in saved:
+        save_ok("ES-READ-003", store, event, context=f" (event id {q(event.id)})")
+    got = read_back(store, actor, 0, [1, 2])
+    problems = [p for a, b in zip(saved, got) for p in diff_event(a, b)]
+    if problems:
+        violated("ES-READ-003", f"events saved to {q(actor)} ({case} event id) came back changed: " + "; ".join(problems))
+
+
+@pytest.mark.requirement("ES-SAVE-001", "ES-READ-003")
+def test_event_ids_differing_in_case_are_different_ids(store, fresh_actor):
+    # A unique index under a case-insensitive collation (MySQL's default) takes the second for a
+    # reuse of the first; ES-ID-001 lets a store refuse only an id it already stores.
+    token = uuid.uuid4().hex
+    first, second = fresh_actor(), fresh_actor()
+    saved = [new_event(first, 1, id=f"EVT-{token.upper()}"), new_event(first, 2, id=f"evt-{token}"),
+             new_event(second, 1, id=f"Evt-{token}")]
+    for event in saved:
+        try:
+            store.save_event(event)
+        except StoreRaised as error:
+            violated("ES-SAVE-001", f"saved event id {q(event.id)} to {q(event.actor_id)} v{event.version} after ids "
+                                    f"that differ from it only in case; store raised {type(error.original).__name__}: "
+                                    f"{error.original_text}")
+        except VersionConflictError as error:
+            violated("ES-SAVE-001", f"saved event id {q(event.id)} to {q(event.actor_id)} v{event.version}; store raised "
+                                    f"VersionConflictError({error})")
+    got = store.get_events(first, 0) + store.get_events(second, 0)
+    if [e.id for e in got] != [e.id for e in saved]:
+        violated("ES-READ-003", f"saved event ids {[e.id for e in saved]}; read back {[e.id for e in got]}")
 
 
 # One read crosses null, empty, flat and nested data in turn: a store with a path of its own for

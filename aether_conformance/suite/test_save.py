@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ..driver import StoreRaised
 from ..model import INT64_MAX, INT64_MIN, Timestamp
 from .support import diff_event, new_event, q, read_back, save_conflict, save_ok, versions, violated
 
@@ -96,6 +97,25 @@ def test_rejected_save_leaves_no_trace(store, fresh_actor, attempt):
             f"after a rejected save of version {attempt} to actor {q(actor)} at latest 3, "
             f"get_latest_version returned {latest}; expected 3",
         )
+
+
+@pytest.mark.requirement("ES-SAVE-003")
+def test_a_rejected_events_id_is_free_for_the_retry(store, fresh_actor):
+    # The optimistic writer's loop: a conflict, then the same event (same id) at the next version.
+    # A store that records the id (a unique-id table written outside the guarded insert) before
+    # the version check fails refuses the retry as a reused id.
+    actor = fresh_actor()
+    save_ok("ES-SAVE-003", store, new_event(actor, 1))
+    rejected = new_event(actor, 1, command_id="cmd-retried")
+    save_conflict("ES-SAVE-003", store, rejected, latest=1)
+    retry = new_event(actor, 2, id=rejected.id, command_id=rejected.command_id, data=rejected.data)
+    try:
+        save_ok("ES-SAVE-003", store, retry, context=f" (event {q(rejected.id)}, retried after a conflict at version 1)")
+    except StoreRaised as error:
+        violated("ES-SAVE-003", f"a save of event {q(rejected.id)} at version 1 to {q(actor)} was rejected as a "
+                                f"conflict; retried at version 2, the store refused it: "
+                                f"{type(error.original).__name__}: {error.original_text}")
+    read_back(store, actor, 2, [2], context=f" (event {q(rejected.id)}, retried at version 2 after a conflict)")
 
 
 @pytest.mark.requirement("ES-SAVE-003")

@@ -56,6 +56,8 @@ STATES = {
                 "negative": -(2**31) - 1, "float": 0.1, "tiny": 5e-324},
     "big-integers": ROUND_TRIP_CASES["big-integers"]["data"],
     "script-layer-values": ROUND_TRIP_CASES["script-layer-values"]["data"],
+    "text-that-looks-like-other-values": ROUND_TRIP_CASES["text-that-looks-like-other-values"]["data"],
+    "keys-that-look-like-instructions": ROUND_TRIP_CASES["keys-that-look-like-instructions"]["data"],
     # Empty containers below the top (PHP turns {} into [], Go's nil slices turn [] into null).
     "empty-nested": {"object": {}, "list": [], "deep": {"object": {}, "lists": [[], {}], "none": None}},
     # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in
@@ -171,6 +173,12 @@ def _events_untouched_by_snapshot(store, actor, expected, what):
     except VersionConflictError as error:
         violated("SS-SNAP-004", f"saved a snapshot of {q(actor)} {what}; the next event, version {next_version}, "
                                 f"was then refused: {error}")
+    # A store that truncates, archives or stitches at the next append (truncate-before, a cold
+    # archive up to the snapshot) shows it only now.
+    events = versions(store.get_events(actor, 0))
+    if events != [*expected, next_version]:
+        violated("SS-SNAP-004", f"saved a snapshot of {q(actor)} {what}, then event {next_version}; its events are "
+                                f"now {events}, expected {[*expected, next_version]}")
 
 
 @pytest.mark.requirement("SS-SNAP-004", "ES-READ-002")

@@ -98,20 +98,22 @@ def _where_it_differs(expected: list[int], got: list[int]) -> str:
 
 
 # Events below the size floor that together pass what one page, batch or document holds:
-# DynamoDB pages a Query at 1 MB, NATS caps a fetch batch by bytes, and MongoDB keeps a document
-# (an actor's events embedded in one) under 16 MiB.
-ACTOR_TOTAL_BYTES = 17 * 1024 * 1024
+# DynamoDB pages a Query at 1 MB, NATS caps a fetch batch by bytes, MongoDB keeps a document (an
+# actor's events embedded in one) under 16 MiB, and MySQL cuts a GROUP_CONCAT at its
+# group_concat_max_len (often raised to 32 MiB) and a packet at max_allowed_packet (64 MiB): the
+# profile's large_actor_mebibytes (17, 33 and 65) passes the limits its size allows.
 EVENT_BYTES = 480_000
 
 
 @pytest.mark.requirement("ES-READ-001")
-def test_events_totalling_over_sixteen_mebibytes_are_read_whole(store, fresh_actor):
+def test_a_large_actor_is_read_whole(store, fresh_actor, aether_profile):
     actor = fresh_actor()
-    count = -(-ACTOR_TOTAL_BYTES // EVENT_BYTES)
+    total = aether_profile.large_actor_mebibytes * 1024 * 1024
+    count = -(-total // EVENT_BYTES)
     every = list(range(1, count + 1))
     for version in every:
         save_ok("ES-READ-001", store, new_event(actor, version, data=_blob_of(EVENT_BYTES, "x")),
-                context=f" (event {version} of {count}, {EVENT_BYTES:,} bytes each: {ACTOR_TOTAL_BYTES:,} bytes in all)")
+                context=f" (event {version} of {count}, {EVENT_BYTES:,} bytes each: {total:,} bytes in all)")
     for from_version in (0, 2, count - 1):
         got = versions(store.get_events(actor, from_version))
         expected = [v for v in every if v >= from_version]
@@ -121,22 +123,41 @@ def test_events_totalling_over_sixteen_mebibytes_are_read_whole(store, fresh_act
                                     + _where_it_differs(expected, got))
 
 
-@pytest.mark.requirement("SS-SNAP-004")
+@pytest.mark.requirement("SS-SNAP-004", "SS-SNAP-002")
 def test_a_snapshot_of_a_long_stream_changes_none_of_its_events(snapshot_store, fresh_actor):
     # Stores that compact (truncate-before, max-age by count, "keep 1,000 behind the snapshot")
     # once a stream is long enough and a snapshot covers it delete events a reader still asks
-    # for.  1,050 events, snapshots at 200 and at the end: past thresholds of 100, 200 and 1,000.
+    # for, at once or at the next append.  1,050 events, snapshots at 1, 200 and the end: past
+    # thresholds of 100, 200 and 1,000.  Snapshot retention must not lose the highest snapshot
+    # however far the events have run ahead of it (a cut taken from the event sequence number),
+    # nor skip one saved far behind them (a guard against "outdated" snapshots).
     actor = fresh_actor("snapshotted")
     stream = list(range(1, 1051))
-    for version in stream:
+    save_ok("SS-SNAP-004", snapshot_store, new_event(actor, 1))
+    snapshot_store.save_snapshot(new_snapshot(actor, 1))
+    for version in stream[1:]:
         save_ok("SS-SNAP-004", snapshot_store, new_event(actor, version), context=f" (a stream of {len(stream)})")
-    for snapshot_version in (200, stream[-1]):
+    _check_latest_snapshot(snapshot_store, actor, 1, f"saved a snapshot at version 1, then events up to {stream[-1]}")
+    for snapshot_version in (200, None):
+        if snapshot_version is None:  # the end, after one more event
+            stream.append(stream[-1] + 1)
+            save_ok("SS-SNAP-004", snapshot_store, new_event(actor, stream[-1]), context=" (after a snapshot at 200)")
+            snapshot_version = stream[-1]
         snapshot_store.save_snapshot(new_snapshot(actor, snapshot_version))
+        _check_latest_snapshot(snapshot_store, actor, snapshot_version,
+                               f"saved a snapshot at version {snapshot_version} when events went up to {stream[-1]}")
         got = versions(snapshot_store.get_events(actor, 0))
         if got != stream or snapshot_store.get_latest_version(actor) != stream[-1]:
             violated("SS-SNAP-004", f"saved {len(stream)} events to {q(actor)} and a snapshot at version "
                                     f"{snapshot_version}; get_events(0) then returned {len(got)} events"
                                     + _where_it_differs(stream, got))
+
+
+def _check_latest_snapshot(store, actor: str, expected: int, what: str) -> None:
+    got = store.get_latest_snapshot(actor)
+    if got is None or got.version != expected:
+        violated("SS-SNAP-002", f"{what} of {q(actor)}; get_latest_snapshot returned "
+                                f"{'None' if got is None else f'version {got.version}'}, expected version {expected}")
 
 
 FIELD_CHARACTERS = {"ascii": "a", "two-byte": "é", "three-byte": "€", "four-byte": "🦀"}
