@@ -143,6 +143,9 @@ def _():
 @check("ttl_latest_counter")
 def _():
     s = z.ttl_latest_counter(); saves(s, ev("a", 3)); ok = s.get_latest_version("a") == 3; time.sleep(1.1); return ok and s.get_latest_version("a") == 0 and conflict(s, ev("a", 1)) is None
+@check("ttl_latest_counter_8s")
+def _():
+    s = z.ttl_latest_counter_8s(); saves(s, ev("a", 3)); ok = s.get_latest_version("a") == 3; time.sleep(8.1); return ok and s.get_latest_version("a") == 0
 @check("lru_evicts_streams")
 def _():
     s = z.lru_evicts_streams(); saves(s, ev("first", 1))
