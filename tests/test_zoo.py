@@ -21,6 +21,7 @@ from tests.zoo.controls import CONTROLS
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.escapes3 import BROKEN as ESCAPES3
+from tests.zoo.escapes4 import BROKEN as ESCAPES4
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +100,7 @@ def test_every_requirement_has_a_specimen_that_breaks_it():
     assert not breakable - broken, "requirements no zoo specimen breaks"
 
 
-# Read windows beyond the quick profile's long stream (1,050 events): the default profile's stream
+# Read windows beyond the quick profile's long stream (2,150 events): the default profile's stream
 # (10,050) passes a 10,000-result window, the thorough one's (100,050) a 65,536-row one.  Only the
 # long-stream test runs, at the profile that reaches the window (a partial run: never conformant).
 SUBTLE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -154,3 +155,14 @@ ESCAPE3_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
 def test_store_a_third_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes3:{name}", tmp_path, *ESCAPE3_RUN_OPTIONS.get(name, ()))
     assert_verdict(name, ESCAPES3[name], code, report, output)
+
+
+# A fourth review's stores (tests/zoo/escapes4.py); Elasticsearch's 1,000 shards per node (an index
+# per actor) take more actors than a quick run writes: the default profile's run does.
+ESCAPE4_RUN_OPTIONS: dict[str, tuple[str, ...]] = {"make_elastic_max_shards_per_node": ("--profile", "default")}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES4))
+def test_store_a_fourth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes4:{name}", tmp_path, *ESCAPE4_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, ESCAPES4[name], code, report, output)

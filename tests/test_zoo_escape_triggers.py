@@ -1,4 +1,4 @@
-"""Each store of tests/zoo/escapes.py and escapes3.py misbehaves at its trigger, called directly (not through
+"""Each store of tests/zoo/escapes.py, escapes3.py and escapes4.py misbehaves at its trigger, called directly (not through
 the suite)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3
+from tests.zoo import escapes3, escapes4
 
 
 def fresh(name):
@@ -239,3 +239,8 @@ def test_store_misbehaves_at_its_trigger(name):
 @pytest.mark.parametrize("name", sorted(escapes3.TRIGGERS))
 def test_third_review_store_misbehaves_at_its_trigger(name):
     assert escapes3.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes4.TRIGGERS))
+def test_fourth_review_store_misbehaves_at_its_trigger(name):
+    assert escapes4.TRIGGERS[name]() is True

@@ -87,6 +87,10 @@ ROUND_TRIP_CASES = {
     "unicode": {"event_type": "Créé-事件-🦀", "data": {"ключ": "значение", "emoji": "🎉", "nul": "a\u0000b",
                                                        "key\u0000with-nul": {"ctl\u0001\u001f\u007f": "\u0000"}}},
     "numbers": {"data": {"int": 2**53 - 1, "neg": -(2**53 - 1), "float": 0.1, "tiny": 5e-324, "big": 1.7976931348623157e308}},
+    # Floats that need 16 or 17 significant digits: a layer writing 15 (SQLite's json(), printf
+    # %.15g) changes them.
+    "seventeen-digit-floats": {"data": {"sum": 0.1 + 0.2, "third": 1 / 3, "pi": 3.141592653589793,
+                                        "1e23": 1e23, "near-one": 0.9999999999999999, "neg": -2.2250738585072014e-308}},
     "bools-are-not-numbers": {"data": {"t": True, "f": False, "one": 1, "zero": 0}},
     # Integers a 64-bit or JavaScript-safe representation cannot hold: they may come back as the
     # float64 they round to, but as numbers (not text, not an error, not dropped).
@@ -117,7 +121,14 @@ ROUND_TRIP_CASES = {
     "keys-that-look-like-instructions": {"data": {
         "n": {"$numberLong": "5"}, "d": {"$date": "2024-01-02T03:04:05Z"}, "o": {"$oid": "5f1d7a9e8c1b2a3d4e5f6a7b"},
         "item": {"_class": "Book", "t": "x"}, "line": {"length": 3, "unit": "m"}, "a%2Eb": 1, "%2F": 2,
+        "ruby": {"json_class": "Book", "title": "t"},
         "k" * 65: 65, "K" * 256: 256, "long-" + "x" * 1100: 1105}},
+    # Keys named like the envelope's fields, or like metadata a layer merges into the document
+    # and strips on the way out (Logstash's @version and @timestamp, ECS's actorId).
+    "envelope-named-keys": {"data": {
+        "id": "i", "actorId": "a", "actor_id": "a_", "version": 99, "eventType": "e", "event_type": "e_",
+        "timestamp": "t", "@timestamp": "2024-01-02T03:04:05Z", "@version": 3, "commandId": "c", "data": {"data": None},
+        "state": None, "_type": "doc", "_source": {}, "type": "x"}},
     # Keys differing only in case (a case-insensitive dictionary keeps one of them).
     "keys-differing-in-case": {"data": {"Key": 1, "key": 2, "KEY": 3, "nested": {"Id": "a", "id": "b"}}},
     "command-id": {"command_id": "cmd-42"},

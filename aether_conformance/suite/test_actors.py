@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ..errors import VersionConflictError
-from .support import (diff_event, exact_id, highest_stored_version, new_event, q, read_back, save_conflict, save_ok,
-                      versions, violated)
+from .support import (blame, diff_event, diff_snapshot, exact_id, highest_stored_version, new_event, new_snapshot, q,
+                      read_back, save_conflict, save_ok, versions, violated)
 
 
 @pytest.mark.requirement("ES-ACTOR-001")
@@ -59,6 +59,11 @@ EXACT_IDS = {
     # Glob and regular-expression syntax: a cache invalidated by an unescaped pattern built from
     # the id (Redis SCAN MATCH, fnmatch, a regex) keeps serving the reads it cached.
     "glob": "order[1]?*{a,b}",
+    # First characters other layers give a meaning: '$' (EventStoreDB's system streams), '}'
+    # (a Redis Cluster hash tag left empty), '/' (an absolute path that os.path.join keeps).
+    "dollar-first": "$orders-",
+    "brace-first": "}tag{",
+    "absolute-path": "/etc/aether/streams/",
     "regex": "a.b+c(d)|e$^",
     "max-length": "x" * 256,
     "max-length-wide": "🦀" * 256,
@@ -128,6 +133,20 @@ def test_whole_ids_other_layers_reserve_are_ordinary_ids(store, name):
         violated("ES-ACTOR-002", f"saved version {event.version} to actor {q(name)} ({why}); latest is then {latest} "
                                  f"and get_events({q(name)}, {event.version}) returned "
                                  f"{[(e.id, e.actor_id, e.version) for e in got]}")
+
+
+@pytest.mark.requirement("SS-SNAP-003")
+@pytest.mark.parametrize("name", list(WHOLE_IDS))
+def test_whole_ids_other_layers_reserve_keep_their_snapshots(snapshot_store, name):
+    why = WHOLE_IDS[name]
+    event = _write_above_what_is_stored(snapshot_store, name, why)
+    snapshot = new_snapshot(name, event.version, state={"whole id": name})
+    with blame("SS-SNAP-003"):
+        snapshot_store.save_snapshot(snapshot)
+        got = snapshot_store.get_latest_snapshot(name)
+    if got is None or diff_snapshot(snapshot, got):
+        violated("SS-SNAP-003", f"saved a snapshot at version {event.version} of {q(name)} ({why}); get_latest_snapshot "
+                                f"returned {'None' if got is None else f'version {got.version} of {q(got.actor_id)}'}")
 
 
 # Whole ids that a layer looking at the whole id takes for one another: Python's int() reads

@@ -11,7 +11,7 @@ import pytest
 
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
-from ..model import INT64_MIN, Timestamp, json_equal
+from ..model import INT64_MAX, INT64_MIN, Timestamp, json_equal
 from .support import ROUND_TRIP_CASES, diff_event, read_back, new_event, q, save_ok, versions, violated
 
 GAPPED = [1, 2, 4, 7, 8, 15]
@@ -150,6 +150,8 @@ EVENT_IDS_OTHER_LAYERS_REWRITE = {
     "leading-space": lambda: f" evt-{uuid.uuid4().hex}",
     "blank": _blank_id,
     "path-like": lambda: f"orders/2024/evt-{uuid.uuid4().hex}",
+    # A byte-order mark first, in the actor's first event: a reader that sniffs a BOM drops it.
+    "byte-order-mark-first": lambda: f"\ufeffevt-{uuid.uuid4().hex}",
     "dot-segments-and-escapes": lambda: f"../evt-{uuid.uuid4().hex}/./a%2Fb\\c",
 }
 
@@ -188,6 +190,40 @@ def test_event_ids_differing_in_case_are_different_ids(store, fresh_actor):
     got = store.get_events(first, 0) + store.get_events(second, 0)
     if [e.id for e in got] != [e.id for e in saved]:
         violated("ES-READ-003", f"saved event ids {[e.id for e in saved]}; read back {[e.id for e in got]}")
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-READ-002")
+def test_reads_from_far_beyond_int32_after_many_small_ones(aether_driver, fresh_actor):
+    # A driver that prepares a statement after a few calls fixes its parameter types then: with
+    # small from_versions first, an int4 parameter refuses 2^40 later ("integer out of range").
+    # A new handle, so that this test's reads are its first.
+    store = aether_driver.new_handle()
+    actor = fresh_actor()
+    for version in (1, 2, 3):
+        save_ok("ES-READ-001", store, new_event(actor, version))
+    for from_version in (0, 1, 2, 3, 1, 2, 0, 3):
+        read_back(store, actor, from_version, [v for v in (1, 2, 3) if v >= from_version])
+    for from_version in (2**31, 2**40, INT64_MAX):
+        got = store.get_events(actor, from_version)
+        if got != []:
+            violated("ES-READ-002", f"{q(actor)} holds versions 1-3; get_events(from_version={from_version}) after eight "
+                                    f"reads from small versions returned versions {versions(got)}, expected []")
+
+
+@pytest.mark.requirement("ES-READ-003", "ES-SAVE-001")
+def test_hundreds_of_distinct_event_types_round_trip(store, fresh_actor):
+    # Event types kept in a lookup table with a small key (MySQL TINYINT: 255 of them, SMALLINT)
+    # run out after that many types, this run's or all runs' together: 300 new ones here.
+    actor = fresh_actor()
+    token = uuid.uuid4().hex[:12]
+    saved = [new_event(actor, version, event_type=f"Type{version}-{token}") for version in range(1, 301)]
+    for event in saved:
+        save_ok("ES-SAVE-001", store, event, context=f" (event type {event.event_type!r}, one of 300 distinct ones)")
+    got = store.get_events(actor, 0)
+    if [e.event_type for e in got] != [e.event_type for e in saved]:
+        changed = [(e.version, e.event_type) for e, s in zip(got, saved) if e.event_type != s.event_type][:3]
+        violated("ES-READ-003", f"saved 300 events of distinct types to {q(actor)}; read back {len(got)} events, "
+                                f"types changed: {changed}")
 
 
 # One read crosses null, empty, flat and nested data in turn: a store with a path of its own for

@@ -18,7 +18,7 @@ import pytest
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
 from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, MAX_NESTING_DEPTH, NESTING_DEPTH_FLOOR
-from .support import (diff_event, diff_snapshot, highest_stored_version, new_event, new_snapshot, q, save_conflict,
+from .support import (blame, diff_event, diff_snapshot, highest_stored_version, new_event, new_snapshot, q, save_conflict,
                       save_ok, violated)
 
 REFUSE = "ES-REFUSE-001"
@@ -55,6 +55,13 @@ def _cleanly_refused_or_accepted(store, event, what):
         after = _stream(store, event.actor_id)
         if after != before:
             violated(REFUSE, f"{what}: refused with ValueError, yet the stream changed from {before} to {after}")
+        if before and before[1] > 0:
+            # Nothing of the refused save may show in the next conflict either (a high-water mark
+            # written before the refusal).
+            conflict = save_conflict(REFUSE, store, new_event(event.actor_id, before[1]), latest=before[1])
+            if conflict.current_version != before[1]:
+                violated(REFUSE, f"{what}: refused with ValueError; a save at the latest version {before[1]} then "
+                                 f"conflicted with current version {conflict.current_version}")
         return
     except VersionConflictError as error:
         violated(REFUSE, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
@@ -92,6 +99,30 @@ def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_ac
         violated("ES-LATEST-002", f"{what}; it was accepted but the latest version is {latest} "
                                   "(ES-ACTOR-003 allows a clean refusal, not an accepted id that works otherwise)")
     save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
+
+
+@pytest.mark.requirement("SS-SNAP-003", REFUSE)
+@pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
+def test_snapshots_of_empty_or_long_actor_ids_are_kept_or_cleanly_refused(snapshot_store, fresh_actor, kind):
+    # A store that took the id for events must keep its snapshots too, or refuse them cleanly: a
+    # snapshots table with a narrower key column (VARCHAR(256), a key that may not be empty) fails.
+    actor = "" if kind == "empty" else _long_actor(fresh_actor, 257 if kind == "257-characters" else 4096)
+    start = highest_stored_version(snapshot_store, actor)
+    if not _accepted(snapshot_store, new_event(actor, start + 1), f"saved an event to a {kind} actor id"):
+        return  # refused for events (ES-ACTOR-003)
+    snapshot = new_snapshot(actor, start + 1)
+    what = f"saved a snapshot at version {start + 1} of a {kind} actor id the store took events for"
+    try:
+        snapshot_store.save_snapshot(snapshot)
+    except StoreRaised as error:
+        if not isinstance(error.original, ValueError):
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; a refusal "
+                             "must be a ValueError")
+        return
+    with blame("SS-SNAP-003"):
+        got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(snapshot, got):
+        violated("SS-SNAP-003", f"{what}; get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")
 
 
 @pytest.mark.requirement("ES-ID-001", "ES-READ-003")
@@ -141,12 +172,20 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
 
 
 @pytest.mark.requirement("ES-LIMIT-001", "ES-READ-003")
-@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "fields-four-times-the-floor",
-                                  "nesting-four-times-the-floor", "nesting-at-the-model-maximum"])
+@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "encoded-size-of-3-mib", "fields-four-times-the-floor",
+                                  "fields-of-40000-characters", "nesting-four-times-the-floor",
+                                  "nesting-at-the-model-maximum"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
+    # Past the floors, as far as real limits go: 1 MiB (NATS's max_payload, msgpack's max_str_len),
+    # 1.5 MiB (etcd's request size), 32,766 bytes (a Lucene term): kept, or refused with ValueError.
     actor = fresh_actor()
     if kind == "encoded-size-twice-the-floor":
         event = new_event(actor, 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})
+    elif kind == "encoded-size-of-3-mib":
+        event = new_event(actor, 1, data={"blob": "x" * (3 * 1024 * 1024)})
+    elif kind == "fields-of-40000-characters":
+        long = "f" * 40_000
+        event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
     elif kind == "nesting-four-times-the-floor":
         event = new_event(actor, 1, data=_deep(4 * NESTING_DEPTH_FLOOR))
     elif kind == "nesting-at-the-model-maximum":
@@ -175,6 +214,9 @@ def _refusable_inputs(store, fresh_actor):
         "empty-event-id": ([], new_event(fresh_actor(), 1, id="")),
         "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
         "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
+        "encoded-size-of-3-mib": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (3 * 1024 * 1024)})),
+        "fields-of-40000-characters": ([], new_event(fresh_actor(), 1, id="f" * 40_000 + fresh_actor(""),
+                                                     event_type="f" * 40_000, command_id="f" * 40_000)),
         "deep-nesting": ([], new_event(fresh_actor(), 1, data=_deep(4 * NESTING_DEPTH_FLOOR))),
         # As deep as the model carries: where recursive encoders (pickle, about 500 levels) give out.
         "deepest-nesting": ([], new_event(fresh_actor(), 1, data=_deep(MAX_NESTING_DEPTH))),
@@ -201,7 +243,8 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
 
 @pytest.mark.requirement(REFUSE)
 @pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields",
-                                  "encoded-size", "deep-nesting", "deepest-nesting"])
+                                  "fields-of-40000-characters", "encoded-size", "encoded-size-of-3-mib", "deep-nesting",
+                                  "deepest-nesting"])
 def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
     setup, event = _refusable_inputs(store, fresh_actor)[kind]
     for earlier in setup:

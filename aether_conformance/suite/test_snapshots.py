@@ -8,7 +8,7 @@ import pytest
 
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
-from .support import (ROUND_TRIP_CASES, blame, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions,
+from .support import (ROUND_TRIP_CASES, blame, save_conflict, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions,
                       violated)
 from .test_actors import EXACT_IDS
 
@@ -58,6 +58,8 @@ STATES = {
     "script-layer-values": ROUND_TRIP_CASES["script-layer-values"]["data"],
     "text-that-looks-like-other-values": ROUND_TRIP_CASES["text-that-looks-like-other-values"]["data"],
     "keys-that-look-like-instructions": ROUND_TRIP_CASES["keys-that-look-like-instructions"]["data"],
+    "envelope-named-keys": ROUND_TRIP_CASES["envelope-named-keys"]["data"],
+    "seventeen-digit-floats": ROUND_TRIP_CASES["seventeen-digit-floats"]["data"],
     # Empty containers below the top (PHP turns {} into [], Go's nil slices turn [] into null).
     "empty-nested": {"object": {}, "list": [], "deep": {"object": {}, "lists": [[], {}], "none": None}},
     # Keys document databases reserve or rewrite ('$' and '.' in MongoDB, '_' in CouchDB, '' in
@@ -159,6 +161,20 @@ def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store,
         violated("SS-SNAP-002", f"a snapshot at version 9 of {q(actor)} was accepted (SS-SNAP-005 allows only a clean "
                                 f"refusal), but get_latest_snapshot returned {got!r}")
     _events_untouched_by_snapshot(snapshot_store, actor, [1], "at version 9, ahead of its latest event 1")
+    # The events catch up with the snapshot: a store that keeps snapshots in the stream (and takes
+    # the highest record for the conflict's current version) or seeks reads by a snapshot's offset
+    # shows it now.
+    error = save_conflict("SS-SNAP-004", snapshot_store, new_event(actor, 2), latest=2)
+    if error.current_version != 2:
+        violated("SS-SNAP-004", f"{q(actor)} has events 1-2 and a snapshot at version 9; a save at version 2 conflicted "
+                                f"with current version {error.current_version}, expected 2")
+    for version in range(3, 11):
+        save_ok("SS-SNAP-004", snapshot_store, new_event(actor, version), context=" (a snapshot at version 9 exists)")
+    for from_version in (0, 9, 10):
+        got = versions(snapshot_store.get_events(actor, from_version))
+        if got != list(range(max(from_version, 1), 11)):
+            violated("SS-SNAP-004", f"{q(actor)} has events 1-10 and a snapshot at version 9; get_events(from_version="
+                                    f"{from_version}) returned {got}")
 
 
 def _events_untouched_by_snapshot(store, actor, expected, what):

@@ -10,7 +10,9 @@ are test_refusals.py's.
 from __future__ import annotations
 
 import json
+import random
 from bisect import bisect_left
+from collections.abc import Callable
 
 import pytest
 
@@ -160,7 +162,22 @@ def _check_latest_snapshot(store, actor: str, expected: int, what: str) -> None:
                                 f"{'None' if got is None else f'version {got.version}'}, expected version {expected}")
 
 
-FIELD_CHARACTERS = {"ascii": "a", "two-byte": "é", "three-byte": "€", "four-byte": "🦀"}
+def _repeated(char: str) -> Callable[[int], str]:
+    return lambda length: char * length
+
+
+def _random_text(low: int, high: int) -> Callable[[int], str]:
+    # Text no compressor shrinks: an index whose row limit applies after compression (PostgreSQL's
+    # 2,704-byte btree entries) passes any repeated character and refuses this.
+    def text(length: int) -> str:
+        rng = random.Random(f"{low}-{high}-{length}")
+        return "".join(chr(rng.randrange(low, high)) for _ in range(length))
+    return text
+
+
+FIELD_CHARACTERS = {"ascii": _repeated("a"), "two-byte": _repeated("é"), "three-byte": _repeated("€"),
+                    "four-byte": _repeated("🦀"), "random-ascii": _random_text(0x21, 0x7F),
+                    "random-cjk": _random_text(0x4E00, 0x9FA6)}
 FIELD_LENGTHS = (65, 256, FIELD_LENGTH_FLOOR)
 
 
@@ -170,11 +187,10 @@ FIELD_LENGTHS = (65, 256, FIELD_LENGTH_FLOOR)
 def test_long_ids_types_and_command_ids_round_trip(store, fresh_actor, kind, length):
     # Characters, not bytes: a byte-limited column (VARCHAR(255) in bytes, 1 KiB keys) truncates
     # a multi-byte field that a character count lets through.
-    char = FIELD_CHARACTERS[kind]
+    text = FIELD_CHARACTERS[kind](length)
     actor = fresh_actor()
     token = fresh_actor("")
-    event = new_event(actor, 1, id=(token + char * length)[:length], event_type="T" + char * (length - 1),
-                      command_id=char * (length - 1) + "C")
+    event = new_event(actor, 1, id=(token + text)[:length], event_type="T" + text[1:], command_id=text[1:] + "C")
     save_ok("ES-READ-003", store, event, context=f" (id, event_type and command_id of {length} {kind} characters)")
     got = read_back(store, actor, 0, [1])
     if diff_event(event, got[0]):
