@@ -22,7 +22,8 @@ class Profile:
     threads_per_process: int
     process_rounds: int
     # Events in the long stream of one actor: past the read windows real backends page by
-    # (100, 1,000, 2,048 and SQL Server's 2,100 parameters, 10,000 and, in thorough, 65,536).
+    # (100, 1,000, 2,048 and SQL Server's 2,100 parameters, a segment of 4,096, a MongoDB bucket of
+    # 5,000, 10,000 and, in thorough, 65,536).
     long_stream_events: int
     # Mebibytes of events in one actor (events of 480 KB): past MongoDB's 16 MiB document, a 32 MiB
     # GROUP_CONCAT and a 64 MiB max_allowed_packet, as far as the profile goes.
@@ -43,7 +44,7 @@ PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
         Profile("quick", 40, 20, writers=4, rounds=60, processes=2, threads_per_process=2, process_rounds=40,
-                long_stream_events=2_150, large_actor_mebibytes=17, touched_actors=1_050, revisit_age_seconds=2,
+                long_stream_events=5_050, large_actor_mebibytes=17, touched_actors=1_050, revisit_age_seconds=2,
                 shrink_seconds=15),
         Profile("default", 200, 25, writers=8, rounds=350, processes=3, threads_per_process=3, process_rounds=120,
                 long_stream_events=10_050, large_actor_mebibytes=33, touched_actors=10_050, revisit_age_seconds=10,

@@ -22,6 +22,7 @@ from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.escapes3 import BROKEN as ESCAPES3
 from tests.zoo.escapes4 import BROKEN as ESCAPES4
+from tests.zoo.escapes5 import BROKEN as ESCAPES5
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,7 @@ def test_every_requirement_has_a_specimen_that_breaks_it():
     assert not breakable - broken, "requirements no zoo specimen breaks"
 
 
-# Read windows beyond the quick profile's long stream (2,150 events): the default profile's stream
+# Read windows beyond the quick profile's long stream (5,050 events): the default profile's stream
 # (10,050) passes a 10,000-result window, the thorough one's (100,050) a 65,536-row one.  Only the
 # long-stream test runs, at the profile that reaches the window (a partial run: never conformant).
 SUBTLE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -166,3 +167,9 @@ ESCAPE4_RUN_OPTIONS: dict[str, tuple[str, ...]] = {"make_elastic_max_shards_per_
 def test_store_a_fourth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes4:{name}", tmp_path, *ESCAPE4_RUN_OPTIONS.get(name, ()))
     assert_verdict(name, ESCAPES4[name], code, report, output)
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES5))
+def test_store_a_fifth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes5:{name}", tmp_path)
+    assert_verdict(name, ESCAPES5[name], code, report, output)

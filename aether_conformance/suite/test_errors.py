@@ -35,6 +35,36 @@ def test_conflict_error_fields(store, fresh_actor, history, attempt):
         )
 
 
+@pytest.mark.requirement("ES-ERR-001")
+def test_a_conflicted_event_sent_again_names_the_new_latest(store, fresh_actor):
+    # An idempotency layer keyed by the request (actor, event id, version) that caches refusals
+    # too answers the resent event with the first refusal's current version.
+    actor = fresh_actor()
+    for version in (1, 2):
+        save_ok("ES-ERR-001", store, new_event(actor, version))
+    resent = new_event(actor, 2)
+    save_conflict("ES-ERR-001", store, resent, latest=2)
+    save_ok("ES-ERR-001", store, new_event(actor, 3))
+    error = save_conflict("ES-ERR-001", store, resent, latest=3)
+    if error.current_version != 3:
+        violated("ES-ERR-001", f"event {q(resent.id)} at version 2 of {q(actor)} conflicted at latest 2; sent again at "
+                               f"latest 3, it conflicted with current version {error.current_version}")
+
+
+@pytest.mark.requirement("ES-ERR-001")
+def test_thousands_of_conflicts_on_one_actor_carry_the_latest(store, fresh_actor):
+    # A hot actor: some stores switch one to another write path after so many conflicts (a
+    # single-writer mailbox after 2,000), whose refusals are worded from another source.
+    actor = fresh_actor()
+    for version in (1, 2):
+        save_ok("ES-ERR-001", store, new_event(actor, version))
+    for attempt in range(2_100):
+        error = save_conflict("ES-ERR-001", store, new_event(actor, 1 + attempt % 2), latest=2)
+        if (error.actor_id, error.current_version) != (actor, 2):
+            violated("ES-ERR-001", f"conflict {attempt + 1} of 2,100 on {q(actor)} (latest 2) named actor "
+                                   f"{q(error.actor_id)} at current version {error.current_version}")
+
+
 @pytest.mark.requirement("ES-ERR-002")
 @pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ import pytest
 
 from ..limits import ENCODED_SIZE_FLOOR, FIELD_LENGTH_FLOOR, NESTING_DEPTH_FLOOR
 from ..model import Event
-from .support import BASE_TIME, diff_event, diff_snapshot, new_event, new_snapshot, q, read_back, save_ok, versions, violated
+from .support import (BASE_TIME, diff_event, diff_snapshot, new_event, new_snapshot, q, read_back, save_conflict, save_ok,
+                      versions, violated)
 
 # Result windows real backends page or cap reads by.
 READ_WINDOWS = (100, 1_000, 10_000, 65_536)
@@ -65,12 +66,21 @@ def test_a_long_stream_is_read_whole_from_anywhere(store, fresh_actor, aether_pr
               timestamp=BASE_TIME, command_id=f"cmd-{token}-{version // 3}")
         for version in stream
     ]
-    for event in saved:
+    for count, event in enumerate(saved, 1):
         save_ok("ES-READ-003", store, event, context=f" (event {event.version} of a stream of {len(stream)})")
+        if count in _BOUNDARIES:
+            # Where segments, buckets and pages end (a new, empty segment after 4,096 events; a
+            # document of 5,000), the latest version must still be the last one saved.
+            latest = store.get_latest_version(actor)
+            if latest != event.version:
+                violated("ES-LATEST-002", f"saved {count} events to {q(actor)}, the last at version {event.version}; "
+                                          f"get_latest_version returned {latest}")
     latest = store.get_latest_version(actor)
     if latest != stream[-1]:
         violated("ES-LATEST-002", f"saved {len(stream)} events to {q(actor)} up to version {stream[-1]}; "
                                   f"get_latest_version returned {latest}")
+    # The version check must see the whole stream too (a guard that looks at the first bucket only).
+    save_conflict("ES-SAVE-002", store, new_event(actor, stream[-1]), latest=stream[-1])
     whole = store.get_events(actor, 0)
     if versions(whole) != stream:
         got = versions(whole)
@@ -88,6 +98,10 @@ def test_a_long_stream_is_read_whole_from_anywhere(store, fresh_actor, aether_pr
             violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)}; get_events(from_version={from_version}) "
                                     f"returned {len(got)} events, expected {len(expected)}"
                                     + _where_it_differs(expected, versions(got)))
+
+
+_BOUNDARIES = frozenset({n + d for n in (*(2**k for k in range(6, 18)), 100, 1_000, 5_000, 10_000, 50_000, 100_000)
+                         for d in (-1, 0, 1)})
 
 
 def _where_it_differs(expected: list[int], got: list[int]) -> str:
