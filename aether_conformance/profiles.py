@@ -44,7 +44,7 @@ PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
         Profile("quick", 40, 20, writers=4, rounds=60, processes=2, threads_per_process=2, process_rounds=40,
-                long_stream_events=5_050, large_actor_mebibytes=17, touched_actors=1_050, revisit_age_seconds=2,
+                long_stream_events=2_150, large_actor_mebibytes=17, touched_actors=1_050, revisit_age_seconds=2,
                 shrink_seconds=15),
         Profile("default", 200, 25, writers=8, rounds=350, processes=3, threads_per_process=3, process_rounds=120,
                 long_stream_events=10_050, large_actor_mebibytes=33, touched_actors=10_050, revisit_age_seconds=10,
