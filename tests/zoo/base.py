@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
+from datetime import datetime, timezone
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
 
@@ -80,3 +82,54 @@ def factory(store_class: type[CorrectStore], state_class: type[ShareState] = Sha
 
     make.__name__ = f"make_{store_class.__name__}"
     return make
+
+
+class EventsOnly:
+    """A handle with only the three event methods (a store without snapshots)."""
+
+    def __init__(self, inner: CorrectStore) -> None:
+        self._inner = inner
+
+    def save_event(self, event):
+        return self._inner.save_event(event)
+
+    def get_events(self, actor_id, from_version):
+        return self._inner.get_events(actor_id, from_version)
+
+    def get_latest_version(self, actor_id):
+        return self._inner.get_latest_version(actor_id)
+
+
+def events_only(store_class, state_class=ShareState):
+    shared = state_class()
+
+    def make() -> EventsOnly:
+        return EventsOnly(store_class(shared))
+
+    return make
+
+
+def walk(value, leaf=lambda v: v, key=lambda k: k):
+    """``value`` rebuilt with every scalar through ``leaf`` and every object key through ``key``."""
+    if isinstance(value, dict):
+        return {key(k): walk(v, leaf, key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [walk(v, leaf, key) for v in value]
+    return leaf(value)
+
+
+# Events and snapshots for the specimens' trigger functions.
+T0 = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+
+
+def ev(actor: str, version: int, **fields) -> Event:
+    values = dict(id=f"e-{uuid.uuid4().hex}", event_type="T", actor_id=actor, version=version,
+                  data={"v": version}, timestamp=T0)
+    values.update(fields)
+    return Event(**values)
+
+
+def snap(actor: str, version: int, **fields) -> ActorSnapshot:
+    values = dict(actor_id=actor, version=version, state={"v": version}, timestamp=T0)
+    values.update(fields)
+    return ActorSnapshot(**values)

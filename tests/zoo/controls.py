@@ -29,7 +29,7 @@ from datetime import datetime, timedelta, timezone, tzinfo
 
 from aether_conformance import ActorSnapshot, Event, Timestamp, VersionConflictError
 
-from tests.zoo.base import CorrectStore, ShareState, factory
+from tests.zoo.base import CorrectStore, EventsOnly, ShareState, factory
 
 
 def _walk(value, leaf, obj=dict, arr=list):
@@ -530,23 +530,14 @@ class SingleThreadPool(CorrectStore):
         return self._run(self._best, actor_id)
 
 
-class EventsOnlyWithClose:
+class EventsOnlyWithClose(EventsOnly):
     """No snapshot methods at all, and a close() that the kit calls at the end.  Spec 3.2: "A handle
     that has both snapshot methods is a snapshot store"; otherwise the SS-* rules do not apply.
     Also has only save_snapshot (one of the two), which must not make it a snapshot store."""
 
     def __init__(self, shared: ShareState) -> None:
-        self._inner = CorrectStore(shared)
+        super().__init__(CorrectStore(shared))
         self.closed = False
-
-    def save_event(self, event):
-        return self._inner.save_event(event)
-
-    def get_events(self, actor_id, from_version):
-        return self._inner.get_events(actor_id, from_version)
-
-    def get_latest_version(self, actor_id):
-        return self._inner.get_latest_version(actor_id)
 
     def save_snapshot(self, snapshot):  # half a snapshot API: an unrelated method of the same name
         raise NotImplementedError("snapshots are not supported")

@@ -30,47 +30,13 @@ from zoneinfo import ZoneInfo
 from aether_conformance import Event, Timestamp
 from aether_conformance.timestamps import format_go_time
 
-from tests.zoo.base import CorrectStore, ShareState, factory
+from tests.zoo.base import CorrectStore, ShareState, events_only, factory, walk
 from tests.zoo.subtle import (
     BusyState, Counted, KeyedStreams, QuotedConflict, RefusesOverLongIds, quoting_store, with_nanoseconds,
 )
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 JS_SAFE = 2**53 - 1
-
-
-class EventsOnly:
-    """A handle with only the three event methods (a store without snapshots)."""
-
-    def __init__(self, inner: CorrectStore) -> None:
-        self._inner = inner
-
-    def save_event(self, event):
-        return self._inner.save_event(event)
-
-    def get_events(self, actor_id, from_version):
-        return self._inner.get_events(actor_id, from_version)
-
-    def get_latest_version(self, actor_id):
-        return self._inner.get_latest_version(actor_id)
-
-
-def events_only(store_class, state_class=ShareState):
-    shared = state_class()
-
-    def make() -> EventsOnly:
-        return EventsOnly(store_class(shared))
-
-    return make
-
-
-def walk(value, leaf):
-    """``value`` rebuilt with every scalar passed through ``leaf`` (object keys kept)."""
-    if isinstance(value, dict):
-        return {k: walk(v, leaf) for k, v in value.items()}
-    if isinstance(value, list):
-        return [walk(v, leaf) for v in value]
-    return leaf(value)
 
 
 # == actor ids =============================================================================

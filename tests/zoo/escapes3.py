@@ -16,7 +16,6 @@ import base64
 import copy
 import hashlib
 import re
-import threading
 import unicodedata
 import uuid
 from dataclasses import replace
@@ -24,34 +23,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
-from aether_conformance import ActorSnapshot, Event, VersionConflictError
-from tests.zoo.base import CorrectStore, ShareState, factory
+from aether_conformance import Event, VersionConflictError
+from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap, walk
 from tests.zoo.subtle import KeyedStreams
-
-T0 = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
-
-
-def ev(actor: str, version: int, **fields) -> Event:
-    values = dict(id=f"e-{uuid.uuid4().hex}", event_type="T", actor_id=actor, version=version,
-                  data={"v": version}, timestamp=T0)
-    values.update(fields)
-    return Event(**values)
-
-
-def snap(actor: str, version: int, **fields) -> ActorSnapshot:
-    values = dict(actor_id=actor, version=version, state={"v": version}, timestamp=T0)
-    values.update(fields)
-    return ActorSnapshot(**values)
-
-
-def walk(value, leaf=lambda v: v, key=lambda k: k):
-    """``value`` rebuilt with every scalar through ``leaf`` and every object key through ``key``."""
-    if isinstance(value, dict):
-        return {key(k): walk(v, leaf, key) for k, v in value.items()}
-    if isinstance(value, list):
-        return [walk(v, leaf, key) for v in value]
-    return leaf(value)
-
 
 class DataCodec(CorrectStore):
     """Event data passes through ``encode`` on the way in and ``decode`` on the way out (a column,

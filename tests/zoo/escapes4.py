@@ -19,38 +19,14 @@ import uuid
 import weakref
 import zlib
 from dataclasses import replace
-from datetime import datetime, timezone
 
-from aether_conformance import ActorSnapshot, Event, VersionConflictError
-from tests.zoo.base import CorrectStore, ShareState, factory
+from aether_conformance import VersionConflictError
+from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap, walk
 from tests.zoo.subtle import KeyedStreams
-
-T0 = datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
-
-
-def ev(actor: str, version: int, **fields) -> Event:
-    values = dict(id=f"e-{uuid.uuid4().hex}", event_type="T", actor_id=actor, version=version,
-                  data={"v": version}, timestamp=T0)
-    values.update(fields)
-    return Event(**values)
-
-
-def snap(actor: str, version: int, **fields) -> ActorSnapshot:
-    values = dict(actor_id=actor, version=version, state={"v": version}, timestamp=T0)
-    values.update(fields)
-    return ActorSnapshot(**values)
 
 
 def fresh(prefix: str = "a") -> str:
     return f"{prefix}{uuid.uuid4().hex}"
-
-
-def walk(value, leaf=lambda v: v):
-    if isinstance(value, dict):
-        return {k: walk(v, leaf) for k, v in value.items()}
-    if isinstance(value, list):
-        return [walk(v, leaf) for v in value]
-    return leaf(value)
 
 
 def raises(call, kind=Exception) -> bool:
