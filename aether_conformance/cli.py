@@ -35,7 +35,7 @@ from .html_report import render_html
 from .preflight import check_store
 from .profiles import PROFILES
 from .report import IN_PROGRESS, RUNNING_FILE, badge, markdown_summary, verdict
-from .requirements import CAPABILITIES, markdown_table
+from .requirements import CAPABILITIES, DETECTED_CAPABILITIES, markdown_table
 from .watchdog import Watchdog
 
 EXIT_CONFORMANT, EXIT_NOT_CONFORMANT, EXIT_USAGE = 0, 1, 2
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the conformance suite against a store")
     run.add_argument("store", metavar="MODULE:ATTR", help="zero-argument factory returning a store handle")
     run.add_argument("--capability", action="append", default=[], metavar="NAME",
-                     choices=[name for name in CAPABILITIES if name not in ("snapshots", "faults")],
+                     choices=[name for name in CAPABILITIES if name not in (*DETECTED_CAPABILITIES, "faults")],
                      help="declare a capability (repeatable): multiprocess")
     run.add_argument("--profile", choices=list(PROFILES), default="default")
     run.add_argument("--timeout", type=_timeout, default=None, metavar="SECONDS",

@@ -10,8 +10,8 @@ prefixes that message with the requirement IDs of the test that made the call.
 Sync methods run on daemon worker threads, so a hung call can be abandoned
 without hanging the run.  ``async def`` methods, and any method whose result is
 awaitable (a decorated coroutine function, a future), are awaited on one event
-loop owned by the driver, in its own thread; factories that return an
-awaitable are awaited there too, so clients bind to that loop.
+loop, in its own thread, that every driver of the process shares; factories
+that return an awaitable are awaited there too, so clients bind to that loop.
 
 What a store returns is materialised inside the timed call: every event and
 snapshot is rebuilt from plain ``str``, ``int`` and JSON values, so a lazy
@@ -167,8 +167,8 @@ class _Call:
 
     __slots__ = ("method", "args", "_text", "requirements")
 
-    def __init__(self, method: str, args: tuple) -> None:
-        self.method, self.args, self._text = method, args, None
+    def __init__(self, method: str, args: tuple, text: str | None = None) -> None:
+        self.method, self.args, self._text = method, args, text
         # What the test making the call checks, when that is one requirement: a test of several
         # charges a misbehaviour to the one it was exercising (support.blame), which is not known here.
         self.requirements = running_requirements if len(running_requirements) == 1 else ()
@@ -278,6 +278,12 @@ class _ThreadRunner:
         return slot[0]
 
 
+# The event loop of every async call in this process, started on first use; it runs in a daemon
+# thread for as long as the process does.
+_store_loop: asyncio.AbstractEventLoop | None = None
+_store_loop_lock = threading.Lock()
+
+
 class StoreDriver:
     """Creates handles from one factory and drives them uniformly."""
 
@@ -289,8 +295,8 @@ class StoreDriver:
         sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
         self.factory = load_factory(spec)
         self.runner = _ThreadRunner()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._handles: list[DrivenHandle] = []
+        self._made = 0
         self._lock = threading.Lock()
         self.is_async: bool | None = None
         self.has_snapshots: bool | None = None
@@ -309,12 +315,14 @@ class StoreDriver:
     # -- event loop for awaitable results -------------------------------------------------
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="aether-store-loop", daemon=True).start()
-                self._loop = loop
-            return self._loop
+        """The process's one store loop: every driver's handles, however many drivers a test makes,
+        are awaited on it, so a store may bind its clients to the loop it first met (spec, section 6)."""
+        global _store_loop
+        with _store_loop_lock:
+            if _store_loop is None:
+                _store_loop = asyncio.new_event_loop()
+                threading.Thread(target=_store_loop.run_forever, name="aether-store-loop", daemon=True).start()
+            return _store_loop
 
     def run_coroutine(self, coro: Coroutine, timeout: float | None) -> tuple[bool, Any]:
         """Await ``coro`` on the driver's loop: ``(True, value)`` or ``(False, exception)``.
@@ -354,7 +362,8 @@ class StoreDriver:
                 self.is_async = inspect.iscoroutinefunction(handle.save_event)
                 self.has_snapshots = self._has_snapshots(handle)
                 self.implementation = _implementation(handle)
-            driven = DrivenHandle(self, handle, len(self._handles))
+            driven = DrivenHandle(self, handle, self._made)
+            self._made += 1  # numbers are never reused: a reproduction makes one handle per number
             self._handles.append(driven)
         return driven
 
@@ -366,20 +375,28 @@ class StoreDriver:
     def handles(self) -> list[DrivenHandle]:
         return list(self._handles)
 
+    def release(self, driven: DrivenHandle) -> None:
+        """Close one handle and forget it, so that a test making hundreds of handles holds one at a
+        time (each may be a connection); never raises."""
+        with self._lock:
+            self._handles.remove(driven)
+        self._close(driven)
+
     def close(self) -> None:
         """Close handles that offer close() (sync or async); never raises."""
         for driven in self._handles:
-            close = getattr(driven.raw, "close", None)
-            if not callable(close):
-                continue
-            try:
-                ok, result = self.runner.run(close, (), self.timeout)
-                if ok and inspect.isawaitable(result):
-                    self.run_coroutine(_await(result), self.timeout)
-            except Exception:  # a store that cannot close cleanly must not turn a verdict into a crash
-                pass
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._close(driven)
+
+    def _close(self, driven: DrivenHandle) -> None:
+        close = getattr(driven.raw, "close", None)
+        if not callable(close):
+            return
+        try:
+            ok, result = self.runner.run(close, (), self.timeout)
+            if ok and inspect.isawaitable(result):
+                self.run_coroutine(_await(result), self.timeout)
+        except Exception:  # a store that cannot close cleanly must not turn a verdict into a crash
+            pass
 
 
 def _implementation(handle: Any) -> dict[str, str]:
@@ -422,31 +439,82 @@ class DrivenHandle:
             call_log.record(self.number, method, args)
         fn = getattr(self.raw, method)
         driver = self.driver
+        if inspect.iscoroutinefunction(fn):
+            return self._timed(call, lambda: driver.run_coroutine(_materialised_async(call, fn, args, materialise),
+                                                                  driver.timeout))
+        return self._timed(call, lambda: driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver),
+                                                           driver.timeout))
+
+    def _timed(self, call: _Call, run: Callable[[], tuple[bool, Any]], timeout: float | None = None) -> Any:
+        """``run()`` the call, unless the store is known hung; a timeout counts towards that."""
+        driver = self.driver
         hung = driver.hung_calls
-        method_hung = driver.hung_by_method.setdefault(method, [])
-        for calls, what, treated in ((hung, "calls", "the store is"), (method_hung, f"{method} calls", f"{method} is")):
+        method_hung = driver.hung_by_method.setdefault(call.method, [])
+        for calls, what, treated in ((hung, "calls", "the store is"),
+                                     (method_hung, f"{call.method} calls", f"{call.method} is")):
             if len(calls) >= driver.hung_limit:
                 raise StoreTimeout(
                     f"{_charged_to(calls[0])}{call} not attempted: the last {len(calls)} {what} never returned "
                     f"(first: {calls[0]}), so {treated} treated as hung"
                 )
         try:
-            if inspect.iscoroutinefunction(fn):
-                ok, value = driver.run_coroutine(_materialised_async(call, fn, args, materialise), driver.timeout)
-            else:
-                ok, value = driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver), driver.timeout)
+            ok, value = run()
         except TimeoutError:
             # A call of a method that has hung since it last answered is the same hang again: it
             # names the requirement it was first seen under.
             again = _charged_to(method_hung[0]) if method_hung else ""
             hung.append(call)
             method_hung.append(call)
-            raise StoreTimeout(f"{again}{call} did not return within {driver.timeout:g}s (per-call timeout)") from None
+            raise StoreTimeout(f"{again}{call} did not return within {timeout or driver.timeout:g}s "
+                               "(per-call timeout)") from None
         hung.clear()
         method_hung.clear()
         if ok:
             return value
         raise value  # settled within the timeout: a StoreMisbehaviour, or a StoreConflict of save_event
+
+    def _steps(self, calls: list[tuple[str, tuple]]) -> list[tuple[_Call, Callable, tuple, Callable]]:
+        steps = []
+        for method, args in calls:
+            args = tuple(_handed(a) if isinstance(a, (Event, ActorSnapshot)) else a for a in args)
+            if call_log is not None:
+                call_log.record(self.number, method, args)
+            steps.append((_Call(method, args), getattr(self.raw, method), args, _MATERIALISE[method]))
+        return steps
+
+    def in_one_task(self, calls: list[tuple[str, tuple]]) -> list[Any]:
+        """Make ``calls`` (method name, arguments) one after another in one asyncio task, as an
+        application awaits a save and then reads, or on one worker thread for a sync handle.  Each
+        result is checked as its own call's; the first error is raised.  Timed as one call that has a
+        timeout for each of its calls."""
+        steps = self._steps(calls)
+        driver = self.driver
+        timeout = driver.timeout * len(steps)
+        call = _Call(" then ".join(step[0].method for step in steps), (),
+                     text=f"in one {'task' if self.is_async else 'thread'}: {', then '.join(str(s[0]) for s in steps)}")
+        if all(inspect.iscoroutinefunction(fn) for _, fn, _, _ in steps):
+            return self._timed(call, lambda: driver.run_coroutine(_one_after_another_async(steps), timeout), timeout)
+        return self._timed(call, lambda: driver.runner.run(_one_after_another, (steps, driver), timeout), timeout)
+
+    def gathered_saves(self, events: list[Event]) -> list[BaseException | None]:
+        """Save ``events`` from one coroutine with ``asyncio.gather``: every save is a task started at
+        once, in order, as an asyncio application fans out.  What each save raised, or None.  Only for
+        a handle whose save_event is ``async def``.  Timed as one call: one timeout, and one more for
+        every 1,000 saves."""
+        steps = self._steps([("save_event", (event,)) for event in events])
+        driver = self.driver
+        timeout = driver.timeout * (1 + len(steps) // 1000)
+        call = _Call("save_event", (), text=f"{len(steps):,} save_event calls gathered at once")
+        return self._timed(call, lambda: driver.run_coroutine(_gathered(steps), timeout), timeout)
+
+    def save_cancelled_after(self, event: Event, iterations: int) -> str:
+        """Start save_event(``event``) as a task and cancel it after ``iterations`` turns of the event
+        loop, as asyncio.wait_for or a client that disconnects does: "cancelled", or "completed" when
+        it finished first.  What the save raised is raised.  Only for an ``async def`` save_event."""
+        (call, fn, args, _), = self._steps([("save_event", (event,))])
+        driver = self.driver
+        return self._timed(call, lambda: driver.run_coroutine(_cancelled_after(call, fn, args, iterations),
+                                                              driver.timeout))
 
     # -- the store interface, checked ---------------------------------------------------
     def save_event(self, event: Event, *, hand_over: bool = False) -> None:
@@ -559,8 +627,39 @@ def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Call
 async def _materialised_async(call: _Call, fn: Callable, args: tuple, materialise: Callable) -> Any:
     try:
         return materialise(call, await fn(*args))
+    except GeneratorExit:
+        raise  # the coroutine is being closed (a call abandoned when the driver closed): nothing to report
     except BaseException as error:
         raise _kit_error(call, error) from None
+
+
+def _one_after_another(steps: list[tuple[_Call, Callable, tuple, Callable]], driver: StoreDriver) -> list[Any]:
+    return [_materialised_sync(call, fn, args, materialise, driver) for call, fn, args, materialise in steps]
+
+
+async def _one_after_another_async(steps: list[tuple[_Call, Callable, tuple, Callable]]) -> list[Any]:
+    return [await _materialised_async(call, fn, args, materialise) for call, fn, args, materialise in steps]
+
+
+async def _gathered(steps: list[tuple[_Call, Callable, tuple, Callable]]) -> list[BaseException | None]:
+    settled = await asyncio.gather(*(_settled(_materialised_async(*step)) for step in steps))
+    return [None if ok else error for ok, error in settled]
+
+
+async def _cancelled_after(call: _Call, fn: Callable, args: tuple, iterations: int) -> str:
+    task = asyncio.ensure_future(fn(*args))
+    for _ in range(iterations):
+        if task.done():
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except BaseException as error:
+        if task.cancelled():
+            return "cancelled"
+        raise _kit_error(call, error) from None
+    return "completed"
 
 
 def _nothing(call: _Call, value: Any) -> None:
@@ -648,6 +747,12 @@ def _rebuilt(call: _Call, where: str, record: Event | ActorSnapshot) -> Any:
         )
     except (TypeError, ValueError, RecursionError) as error:
         raise StoreWrongType(f"{call} returned {where} that is not a valid record: {_text(error)}") from None
+
+
+_MATERIALISE: dict[str, Callable[[_Call, Any], Any]] = {
+    "save_event": _nothing, "get_events": _events, "get_latest_version": _version,
+    "save_snapshot": _nothing, "get_latest_snapshot": _snapshot,
+}
 
 
 def _plain_str(value: Any) -> Any:

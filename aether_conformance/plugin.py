@@ -58,7 +58,7 @@ from .report import (
     write_json_report,
 )
 from .replay import write_reproduction
-from .requirements import CAPABILITIES, requirement
+from .requirements import CAPABILITIES, DETECTED_CAPABILITIES, requirement
 
 REQUIREMENTS_KEY = "aether_requirements"
 PRESUPPOSES_KEY = "aether_presupposes"
@@ -85,6 +85,8 @@ class ConformanceRun:
     expected: dict[str, list[str]] | None = None
     expected_sent: bool = False
     implementation: dict[str, str] = field(default_factory=dict)
+    # Capabilities learnt from the handle rather than from requirements' outcomes ("asyncio").
+    detected: frozenset[str] = frozenset()
     statistics: dict[str, int] = field(default_factory=dict)
     # What each fault test injected and settled (faults.FAULT_RUN_KEY), for the report's "faults".
     fault_runs: list[dict[str, Any]] = field(default_factory=list)
@@ -102,7 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aether-store", metavar="MODULE:ATTR", help="zero-argument factory of the store under test")
     group.addoption(
         "--aether-capability", action="append", default=None, metavar="NAME",
-        help=f"declare a store capability (repeatable): {', '.join(n for n in CAPABILITIES if n != 'snapshots')}",
+        help=f"declare a store capability (repeatable): "
+             f"{', '.join(n for n in CAPABILITIES if n not in DETECTED_CAPABILITIES)}",
     )
     group.addoption("--aether-profile", choices=sorted(PROFILES), help="how hard to push (default: default)")
     group.addoption("--aether-timeout", type=float, metavar="SECONDS", help="per store call (default: 10)")
@@ -146,8 +149,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"unknown capability {', '.join(unknown)}; known: {', '.join(CAPABILITIES)}"
         )
-    if "snapshots" in capabilities:
-        raise pytest.UsageError("capability 'snapshots' is detected from the store handle, not declared")
+    for detected in DETECTED_CAPABILITIES:
+        if detected in capabilities:
+            raise pytest.UsageError(f"capability {detected!r} is detected from the store handle, not declared")
     faults = _fault_names(config.getoption("aether_faults"))
     if "faults" in capabilities and not faults:
         raise pytest.UsageError("capability 'faults' is declared by --aether-faults NAMES, not on its own")
@@ -421,6 +425,7 @@ class ConformanceReporter:
         output = getattr(node, "workeroutput", None) or {}
         if output.get("aether_implementation") and not self.run.implementation:
             self.run.implementation = output["aether_implementation"]
+        self.run.detected |= frozenset(output.get("aether_detected", ()))
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         run = self.run
@@ -471,7 +476,7 @@ class ConformanceReporter:
         run.requirement_outcomes = summarise(run.outcomes, run.expected)
         ran = {outcome.nodeid for outcome in run.outcomes}
         return build_report(
-            run.store or "", run.profile.name, run.capabilities, run.requirement_outcomes, run.statistics,
+            run.store or "", run.profile.name, run.capabilities | run.detected, run.requirement_outcomes, run.statistics,
             expected_tests=len(run.expected) if run.expected is not None else None,
             tests_ran=len(ran & set(run.expected or ())), incomplete_reason=incomplete_reason,
             implementation=run.implementation, fault_runs=run.fault_runs,
@@ -486,6 +491,7 @@ class ConformanceReporter:
             # xdist workers send their reports to the controller, which decides; it also needs
             # what the store said it is.
             session.config.workeroutput["aether_implementation"] = run.implementation
+            session.config.workeroutput["aether_detected"] = sorted(run.detected)
             return
         if not run.outcomes:
             if run.store is not None and exitstatus == pytest.ExitCode.OK:
@@ -579,6 +585,8 @@ def store(aether_driver: StoreDriver, aether_run: ConformanceRun) -> DrivenHandl
     try:
         handle = aether_driver.new_handle()
         aether_run.implementation = aether_driver.implementation
+        if aether_driver.is_async:
+            aether_run.detected |= {"asyncio"}
         return handle
     except StoreLoadError as error:
         # Every test that needs the store then errors with this one clear line.
@@ -595,6 +603,14 @@ def other_store(aether_driver: StoreDriver, store: DrivenHandle) -> DrivenHandle
 def snapshot_store(store: DrivenHandle) -> DrivenHandle:
     if not store.driver.has_snapshots:
         pytest.skip(capability_skip_reason("snapshots", declared=False))
+    return store
+
+
+@pytest.fixture(scope="session")
+def async_store(store: DrivenHandle) -> DrivenHandle:
+    """The store, when its save_event is ``async def``: what only asyncio callers can do to it."""
+    if not store.driver.is_async:
+        pytest.skip(capability_skip_reason("asyncio", declared=False))
     return store
 
 

@@ -31,6 +31,9 @@ class Profile:
     # Other actors the end-of-run revisit touches before it checks the actors written first: past
     # the actor caches real backends keep (an LRU of 1,000 or 10,000 actors, 16,384 in thorough).
     touched_actors: int
+    # Handles made one after another, each used and closed before the next: past a client id of one
+    # byte (256 handles) and, from default on, a primary's 512 sessions.
+    handles: int
     # Seconds the revisit waits for, counted from the planting, when the run was quicker: a cache
     # or key with a time-to-live below this is caught however fast the store and the machine are.
     revisit_age_seconds: float
@@ -44,13 +47,13 @@ PROFILES: dict[str, Profile] = {
     profile.name: profile
     for profile in (
         Profile("quick", 40, 20, writers=4, rounds=60, processes=2, threads_per_process=2, process_rounds=40,
-                long_stream_events=2_150, large_actor_mebibytes=17, touched_actors=1_050, revisit_age_seconds=2,
+                long_stream_events=2_150, large_actor_mebibytes=17, touched_actors=1_050, handles=300, revisit_age_seconds=2,
                 shrink_seconds=15),
         Profile("default", 200, 25, writers=8, rounds=350, processes=3, threads_per_process=3, process_rounds=120,
-                long_stream_events=10_050, large_actor_mebibytes=33, touched_actors=10_050, revisit_age_seconds=10,
+                long_stream_events=10_050, large_actor_mebibytes=33, touched_actors=10_050, handles=600, revisit_age_seconds=10,
                 shrink_seconds=30),
         Profile("thorough", 1000, 40, writers=16, rounds=1500, processes=4, threads_per_process=4, process_rounds=500,
-                long_stream_events=100_050, large_actor_mebibytes=65, touched_actors=20_050, revisit_age_seconds=60,
+                long_stream_events=100_050, large_actor_mebibytes=65, touched_actors=20_050, handles=1_100, revisit_age_seconds=60,
                 shrink_seconds=120),
     )
 }

@@ -12,12 +12,12 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["SPEC_VERSION", "Level", "Requirement", "REQUIREMENTS", "CAPABILITIES", "requirement", "markdown_table"]
+__all__ = ["SPEC_VERSION", "Level", "Requirement", "REQUIREMENTS", "CAPABILITIES", "DETECTED_CAPABILITIES", "requirement", "markdown_table"]
 
 # The version of the specification this catalog is (semver; docs/spec.md keeps the changelog):
 # major when a store that conformed may no longer conform, minor when requirements are added
 # that no conforming store can fail (MAY, SHOULD, or behind a new capability), patch for wording.
-SPEC_VERSION = "3.1.1"
+SPEC_VERSION = "3.2.0"
 
 
 class Level(str, Enum):
@@ -44,6 +44,12 @@ CAPABILITIES: dict[str, str] = {
         "Detected, never declared: the handle has save_snapshot and get_latest_snapshot. "
         "Unlocks the SS-* requirements."
     ),
+    "asyncio": (
+        "Detected, never declared: the handle's save_event is a coroutine function (async def). "
+        "Unlocks the tests that drive it as asyncio applications do: saves fanned out at once with "
+        "asyncio.gather (ES-CONC-001) and saves cancelled part-way (ES-SAVE-002); those requirements "
+        "apply to every store."
+    ),
     "multiprocess": (
         "Declared: handles created by the factory in separate processes share one store "
         "(a database file or a server, not process memory). Unlocks ES-CONC-002."
@@ -54,6 +60,9 @@ CAPABILITIES: dict[str, str] = {
         "hook) injects the named faults while writers run. Unlocks ES-FAULT-001."
     ),
 }
+
+# Capabilities the kit learns from the handle; declaring one is a usage error.
+DETECTED_CAPABILITIES = ("snapshots", "asyncio")
 
 _M, _S, _Y = Level.MUST, Level.SHOULD, Level.MAY
 

@@ -75,6 +75,22 @@ def test_an_unknown_capability_is_a_usage_error(tmp_path):
     assert completed.returncode == 2 and "invalid choice" in completed.stderr
 
 
+@pytest.mark.parametrize("capability", ["snapshots", "asyncio"])
+def test_a_detected_capability_cannot_be_declared(capability, tmp_path):
+    completed = _run("-m", "pytest", "--pyargs", "aether_conformance.suite.test_read", "-p", "no:cacheprovider",
+                     "--aether-store", "reference_store.memory:shared_store", "--aether-capability", capability,
+                     cwd=tmp_path)
+    assert completed.returncode == 4
+    assert f"capability {capability!r} is detected from the store handle, not declared" in completed.stderr
+
+
+def test_the_report_lists_asyncio_for_an_async_store_only(tmp_path):
+    for store, kind in (("tests.zoo.controls:async_per_actor_locks", "async"), ("reference_store.memory:shared_store", "sync")):
+        (tmp_path / kind).mkdir()
+        _, report, output = certify(store, tmp_path / kind, "--", "-k", "same_task")
+        assert ("asyncio" in report["capabilities"]) == (kind == "async"), output[-2000:]
+
+
 @pytest.mark.parametrize("store", ["reference_store.memory:shared_store", "tests.zoo.specimens:check_then_write_race",
                                    "tests.zoo.specimens:exclusive_reads"])
 def test_xdist_gives_the_same_verdicts(store, tmp_path):

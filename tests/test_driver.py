@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from datetime import datetime, timezone
@@ -298,6 +299,11 @@ def test_async_factories_and_handles_run_on_the_drivers_loop():
     assert first.raw.loop is driver.loop
     assert second.get_latest_version("a") == 0  # separate handles of a non-shared toy store
     driver.close()
+    # Another driver's handles (a test's own, as the churn test makes) meet the same loop, closed or not.
+    other = StoreDriver("tests.test_driver:make_async_store", timeout=2)
+    other.new_handle().save_event(EVENT)
+    assert other.handles[0].raw.loop is first.raw.loop
+    other.close()
 
 
 # -- what a store cannot do to the driver -----------------------------------------------------
@@ -451,3 +457,153 @@ def test_a_hang_first_seen_in_a_test_of_several_requirements_names_none_of_them(
     monkeypatch.setattr(driver_module, "running_requirements", ("ES-READ-003",))
     with pytest.raises(StoreTimeout, match=r"^get_events\(.* within 0\.2s"):
         handle.get_events("a", 0)
+
+
+# -- calls as applications make them: in one task, gathered, cancelled ---------------------------
+
+
+class TaskRecordingStore(AsyncStore):
+    """Remembers which task (or thread) made each call, and how many saves were under way at once."""
+
+    def __init__(self):
+        super().__init__()
+        self.callers, self.under_way, self.most_under_way = [], 0, 0
+
+    def _caller(self):
+        self.callers.append(asyncio.current_task())
+
+    async def save_event(self, event):
+        self._caller()
+        self.under_way += 1
+        self.most_under_way = max(self.most_under_way, self.under_way)
+        await asyncio.sleep(0)  # between its check and its append, as a store's I/O
+        self.under_way -= 1
+        if any(e.actor_id == event.actor_id and e.version >= event.version for e in self.events):
+            raise VersionConflictError(actor_id=event.actor_id, attempted_version=event.version, current_version=1)
+        self.events.append(event)
+
+    async def get_latest_version(self, actor_id):
+        self._caller()
+        return await super().get_latest_version(actor_id)
+
+
+class ThreadRecordingStore:
+    def __init__(self):
+        self.callers, self.events = [], []
+
+    def save_event(self, event):
+        self.callers.append(threading.get_ident())
+        self.events.append(event)
+
+    def get_events(self, actor_id, from_version):
+        self.callers.append(threading.get_ident())
+        return [e for e in self.events if e.actor_id == actor_id and e.version >= from_version]
+
+    def get_latest_version(self, actor_id):
+        self.callers.append(threading.get_ident())
+        return max((e.version for e in self.events if e.actor_id == actor_id), default=0)
+
+
+def test_calls_in_one_task_are_made_by_one_task_and_each_checked():
+    driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    handle.save_event(EVENT)
+    handle.get_latest_version("a")
+    assert handle.raw.callers[0] is not handle.raw.callers[1]  # one call, one task
+    handle.raw.callers.clear()
+    second = dataclasses.replace(EVENT, version=2)
+    saved, latest = handle.in_one_task([("save_event", (second,)), ("get_latest_version", ("a",))])
+    assert (saved, latest) == (None, 2)
+    assert handle.raw.callers[0] is handle.raw.callers[1]
+    with pytest.raises(VersionConflictError):  # the first error ends the sequence
+        handle.in_one_task([("save_event", (EVENT,)), ("get_latest_version", ("a",))])
+    assert len(handle.raw.callers) == 3
+    driver.close()
+
+
+def test_calls_in_one_task_of_a_sync_handle_run_on_one_thread():
+    driver = StoreDriver("tests.test_driver:ThreadRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    _, latest, events = handle.in_one_task([("save_event", (EVENT,)), ("get_latest_version", ("a",)),
+                                            ("get_events", ("a", 0))])
+    assert latest == 1 and events == [EVENT]
+    assert len(set(handle.raw.callers)) == 1 and handle.raw.callers[0] != threading.get_ident()
+    driver.close()
+
+
+def test_gathered_saves_are_all_under_way_at_once_and_each_outcome_is_kept():
+    driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    events = [dataclasses.replace(EVENT, actor_id=f"a{n % 50}") for n in range(100)]
+    outcomes = handle.gathered_saves(events)
+    assert handle.raw.most_under_way == 100
+    assert outcomes[:50] == [None] * 50
+    assert all(isinstance(outcome, VersionConflictError) for outcome in outcomes[50:])
+    driver.close()
+
+
+class TwoStatementStore(AsyncStore):
+    """Inserts, awaits, then counts: a cancellation between the two leaves the count behind."""
+
+    def __init__(self):
+        super().__init__()
+        self.counted = 0
+
+    async def save_event(self, event):
+        self.events.append(event)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        self.counted += 1
+
+
+def test_a_save_is_cancelled_after_the_given_turns_of_the_loop():
+    driver = StoreDriver("tests.test_driver:TwoStatementStore", timeout=2)
+    handle = driver.new_handle()
+    assert handle.save_cancelled_after(EVENT, 0) == "cancelled" and handle.raw.events == []  # never started
+    assert handle.save_cancelled_after(EVENT, 1) == "cancelled"
+    assert (len(handle.raw.events), handle.raw.counted) == (1, 0)  # inserted, not counted
+    assert handle.save_cancelled_after(EVENT, 3) == "completed"
+    assert (len(handle.raw.events), handle.raw.counted) == (2, 1)
+    driver.close()
+
+
+class HangsInGather(AsyncStore):
+    async def save_event(self, event):
+        await asyncio.Event().wait()
+
+
+def test_gathered_saves_that_never_finish_time_out():
+    driver = StoreDriver("tests.test_driver:HangsInGather", timeout=0.2)
+    handle = driver.new_handle()
+    with pytest.raises(StoreTimeout, match="2 save_event calls gathered at once did not return within 0.2s"):
+        handle.gathered_saves([EVENT, EVENT])
+    driver.close()
+
+
+class Closes:
+    closed = 0
+
+    def __init__(self):
+        self.events = []
+
+    def save_event(self, event):
+        pass
+
+    def get_events(self, actor_id, from_version):
+        return []
+
+    def get_latest_version(self, actor_id):
+        return 0
+
+    def close(self):
+        Closes.closed += 1
+
+
+def test_a_released_handle_is_closed_and_its_number_never_reused():
+    driver = StoreDriver("tests.test_driver:Closes", timeout=2)
+    first, second = driver.new_handle(), driver.new_handle()
+    before = Closes.closed
+    driver.release(second)
+    assert Closes.closed == before + 1 and driver.handles == [first]
+    assert driver.new_handle().number == 2
+    driver.close()

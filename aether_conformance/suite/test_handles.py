@@ -140,3 +140,31 @@ def test_a_handle_idle_through_many_saves_elsewhere_reads_the_latest(store, othe
     if latest != 2:
         violated("ES-HANDLE-001", f"{other_store.name} read {q(actor)} at version 1; {store.name} saved version 2 and "
                                   f"then 1,100 events of other actors; {other_store.name} read latest {latest}")
+
+
+@pytest.mark.requirement("ES-HANDLE-001", "ES-SAVE-001")
+def test_hundreds_of_handles_one_after_another_each_see_and_keep_writes(store, aether_driver, fresh_actor,
+                                                                      aether_profile):
+    # Each handle, made and closed in turn, reads a save made after it was made and saves one of its
+    # own: the 257th handle of a store whose client ids are one byte takes the first handle's id
+    # (and its saves for retries already applied), the 513th session a pool routes to a standby.
+    seen, kept = fresh_actor("seen"), fresh_actor("kept")
+    for version in range(1, aether_profile.handles + 1):
+        handle = aether_driver.new_handle()
+        try:
+            save_ok("ES-HANDLE-001", store, new_event(seen, version))
+            latest = handle.get_latest_version(seen)
+            if latest != version:
+                violated("ES-HANDLE-001", f"{handle.name}, made in turn after {version - 1:,} others, read latest {latest} of "
+                                          f"{q(seen)} after {store.name} saved version {version}")
+            save_ok("ES-SAVE-001", handle, new_event(kept, version))
+            own = handle.get_latest_version(kept)
+            if own != version:
+                violated("ES-SAVE-001", f"{handle.name}, made in turn after {version - 1:,} others, saved version {version} of "
+                                        f"{q(kept)} and then read latest {own}")
+        finally:
+            aether_driver.release(handle)
+        latest = store.get_latest_version(kept)
+        if latest != version:
+            violated("ES-HANDLE-001", f"a handle, made in turn after {version - 1:,} others, saved version {version} of "
+                                      f"{q(kept)} and was closed; {store.name} then read latest {latest}")
