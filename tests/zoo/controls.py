@@ -597,6 +597,43 @@ class AsyncPerActorLocks:
         return copy.deepcopy(max(snapshots, key=lambda s: s.version)) if snapshots else None
 
 
+class ShieldedSaves(AsyncPerActorLocks):
+    """A save shielded from cancellation (asyncio.shield), the usual cure for half-done writes: a
+    caller that is cancelled gets CancelledError at once, and the save finishes a few turns of the
+    loop later, conflicting as any other if a later save took its version first."""
+
+    async def save_event(self, event):
+        await asyncio.shield(self._save(event))
+
+    async def _save(self, event):
+        for _ in range(3):
+            await asyncio.sleep(0)
+        await AsyncPerActorLocks.save_event(self, event)
+
+
+class ThreadedIo:
+    """Every call run on a thread by asyncio.to_thread (as aiosqlite and other wrappers of blocking
+    drivers do): a cancelled await leaves the call running in its thread, where it completes."""
+
+    def __init__(self, inner: CorrectStore) -> None:
+        self.inner = inner
+
+    async def save_event(self, event):
+        await asyncio.to_thread(self.inner.save_event, event)
+
+    async def get_events(self, actor_id, from_version):
+        return await asyncio.to_thread(self.inner.get_events, actor_id, from_version)
+
+    async def get_latest_version(self, actor_id):
+        return await asyncio.to_thread(self.inner.get_latest_version, actor_id)
+
+    async def save_snapshot(self, snapshot):
+        await asyncio.to_thread(self.inner.save_snapshot, snapshot)
+
+    async def get_latest_snapshot(self, actor_id):
+        return await asyncio.to_thread(self.inner.get_latest_snapshot, actor_id)
+
+
 class MixedSyncAsync(CorrectStore):
     """save_event and save_snapshot are `async def`; the reads are plain sync methods (a client
     whose writes go through an async driver).  Spec 3.2: "Each method of a handle may be
@@ -755,12 +792,26 @@ async def async_per_actor_locks():
     return AsyncPerActorLocks(_async_shared)
 
 
+_shielded_shared = AsyncState()
+
+
+def shielded_saves():
+    return ShieldedSaves(_shielded_shared)
+
+
+_threaded_shared = ShareState()
+
+
+def threaded_io():
+    return ThreadedIo(CorrectStore(_threaded_shared))
+
+
 CONTROLS = [
     "tuple_reads", "duck_sequence_reads", "iterable_result_set_reads", "subclass_records",
     "numpy_like_data_types", "frozen_data", "foreign_tzinfo_timestamps", "own_conflict_subclass",
     "validates_first", "per_actor_locks_latest_snapshot_only", "compacting_store",
     "single_thread_pool", "events_only_with_close", "async_per_actor_locks", "mixed_sync_async",
-    "mixed_async_reads", "sqlite_per_handle",
+    "mixed_async_reads", "sqlite_per_handle", "shielded_saves", "threaded_io",
 ]
 
 
