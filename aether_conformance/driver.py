@@ -388,7 +388,10 @@ class StoreDriver:
             self._close(driven)
 
     def _close(self, driven: DrivenHandle) -> None:
+        # close(), or aclose() as asyncio clients name it (httpx, redis.asyncio), sync or async.
         close = getattr(driven.raw, "close", None)
+        if not callable(close):
+            close = getattr(driven.raw, "aclose", None)
         if not callable(close):
             return
         try:
@@ -473,48 +476,66 @@ class DrivenHandle:
             return value
         raise value  # settled within the timeout: a StoreMisbehaviour, or a StoreConflict of save_event
 
-    def _steps(self, calls: list[tuple[str, tuple]]) -> list[tuple[_Call, Callable, tuple, Callable]]:
+    def _steps(self, calls: list[tuple]) -> list[tuple[_Call, Callable, tuple, Callable]]:
+        """Each call as (method, args), or (handle, method, args) for a call of another handle."""
         steps = []
-        for method, args in calls:
+        for call in calls:
+            handle, method, args = call if len(call) == 3 else (self, *call)
             args = tuple(_handed(a) if isinstance(a, (Event, ActorSnapshot)) else a for a in args)
             if call_log is not None:
-                call_log.record(self.number, method, args)
-            steps.append((_Call(method, args), getattr(self.raw, method), args, _MATERIALISE[method]))
+                call_log.record(handle.number, method, args)
+            steps.append((_Call(method, args), getattr(handle.raw, method), args, _MATERIALISE[method]))
         return steps
 
-    def in_one_task(self, calls: list[tuple[str, tuple]]) -> list[Any]:
-        """Make ``calls`` (method name, arguments) one after another in one asyncio task, as an
-        application awaits a save and then reads, or on one worker thread for a sync handle.  Each
-        result is checked as its own call's; the first error is raised.  Timed as one call that has a
-        timeout for each of its calls."""
+    def in_one_task(self, calls: list[tuple]) -> list[Any]:
+        """Make ``calls`` one after another in one asyncio task, as an application awaits a save and
+        then reads, or on one worker thread for a sync handle.  A call is (method, args) of this
+        handle, or (handle, method, args) of another, which the task awaits as a task of its own (a
+        thread of its own).  Each result is checked as its own call's; the first error is raised.
+        Timed as one call that has a timeout for each of its calls."""
         steps = self._steps(calls)
+        elsewhere = [len(call) == 3 and call[0] is not self for call in calls]
         driver = self.driver
         timeout = driver.timeout * len(steps)
         call = _Call(" then ".join(step[0].method for step in steps), (),
                      text=f"in one {'task' if self.is_async else 'thread'}: {', then '.join(str(s[0]) for s in steps)}")
         if all(inspect.iscoroutinefunction(fn) for _, fn, _, _ in steps):
-            return self._timed(call, lambda: driver.run_coroutine(_one_after_another_async(steps), timeout), timeout)
-        return self._timed(call, lambda: driver.runner.run(_one_after_another, (steps, driver), timeout), timeout)
+            return self._timed(call, lambda: driver.run_coroutine(_one_after_another_async(steps, elsewhere), timeout),
+                               timeout)
+        return self._timed(call, lambda: driver.runner.run(_one_after_another, (steps, elsewhere, driver), timeout),
+                           timeout)
 
-    def gathered_saves(self, events: list[Event]) -> list[BaseException | None]:
-        """Save ``events`` from one coroutine with ``asyncio.gather``: every save is a task started at
-        once, in order, as an asyncio application fans out.  What each save raised, or None.  Only for
-        a handle whose save_event is ``async def``.  Timed as one call: one timeout, and one more for
-        every 1,000 saves."""
-        steps = self._steps([("save_event", (event,)) for event in events])
+    def gathered(self, calls: list[tuple[str, tuple]], after: tuple[str, tuple] | None = None) -> list[Any]:
+        """Make ``calls`` (method name, arguments) from one coroutine, every call a task started at
+        once, in order, as an asyncio application fans out with ``asyncio.gather``: what each call
+        returned (checked as its own call's) or raised.  Only for a handle whose methods are
+        ``async def``.  They may take as long as they need while they make progress: the timeout is
+        for none of them finishing (a store that serialises them answers one at a time).  With
+        ``after``, the coroutine makes that call first and gathers from a task that has used the store
+        (whatever the store keeps in the task's context is then copied into every gathered task)."""
+        first = self._steps([after]) if after else []
+        steps = self._steps(calls)
         driver = self.driver
-        timeout = driver.timeout * (1 + len(steps) // 1000)
-        call = _Call("save_event", (), text=f"{len(steps):,} save_event calls gathered at once")
-        return self._timed(call, lambda: driver.run_coroutine(_gathered(steps), timeout), timeout)
+        call = _Call(steps[0][0].method, (), text=f"{len(steps):,} {' and '.join(sorted({s[0].method for s in steps}))} "
+                                                    "calls gathered at once")
+        # The bound of last resort, for a loop the store blocks: a call a second.
+        timeout = driver.timeout + len(steps)
+        return self._timed(call, lambda: driver.run_coroutine(_gathered(call, first, steps, driver.timeout), timeout),
+                           timeout)
 
-    def save_cancelled_after(self, event: Event, iterations: int) -> str:
-        """Start save_event(``event``) as a task and cancel it after ``iterations`` turns of the event
-        loop, as asyncio.wait_for or a client that disconnects does: "cancelled", or "completed" when
-        it finished first.  What the save raised is raised.  Only for an ``async def`` save_event."""
-        (call, fn, args, _), = self._steps([("save_event", (event,))])
+    def cancelled_after(self, method: str, args: tuple, turns: int,
+                        alongside: tuple[str, tuple] | None = None) -> tuple[str, Any]:
+        """Start ``method(*args)`` as a task and cancel it after ``turns`` turns of the event loop, as
+        asyncio.wait_for or a client that disconnects does: ("cancelled", None), or ("completed",
+        what it returned) when it finished first.  What the call raised is raised.  With
+        ``alongside``, that call is started first (so the cancelled one may wait behind it) and
+        awaited after the cancellation; what it raises is ignored.  Only for ``async def`` methods."""
+        (call, fn, args, materialise), = self._steps([(method, args)])
+        before = self._steps([alongside]) if alongside else []
         driver = self.driver
-        return self._timed(call, lambda: driver.run_coroutine(_cancelled_after(call, fn, args, iterations),
-                                                              driver.timeout))
+        timeout = driver.timeout * (1 + len(before))
+        return self._timed(call, lambda: driver.run_coroutine(
+            _cancelled_after(call, fn, args, materialise, turns, before), timeout), timeout)
 
     # -- the store interface, checked ---------------------------------------------------
     def save_event(self, event: Event, *, hand_over: bool = False) -> None:
@@ -624,42 +645,77 @@ def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Call
         raise _kit_error(call, error) from None
 
 
+async def _answer(fn: Callable, args: tuple) -> Any:
+    """What ``fn(*args)`` returns, awaited when awaitable: a handle may mix sync and async methods."""
+    result = fn(*args)
+    return await result if inspect.isawaitable(result) else result
+
+
 async def _materialised_async(call: _Call, fn: Callable, args: tuple, materialise: Callable) -> Any:
     try:
-        return materialise(call, await fn(*args))
+        return materialise(call, await _answer(fn, args))
     except GeneratorExit:
         raise  # the coroutine is being closed (a call abandoned when the driver closed): nothing to report
     except BaseException as error:
         raise _kit_error(call, error) from None
 
 
-def _one_after_another(steps: list[tuple[_Call, Callable, tuple, Callable]], driver: StoreDriver) -> list[Any]:
-    return [_materialised_sync(call, fn, args, materialise, driver) for call, fn, args, materialise in steps]
+def _one_after_another(steps: list[tuple[_Call, Callable, tuple, Callable]], elsewhere: list[bool],
+                       driver: StoreDriver) -> list[Any]:
+    results = []
+    for step, other in zip(steps, elsewhere):
+        if other:
+            ok, value = driver.runner.run(_materialised_sync, (*step, driver), driver.timeout)
+            if not ok:
+                raise value
+            results.append(value)
+        else:
+            results.append(_materialised_sync(*step, driver))
+    return results
 
 
-async def _one_after_another_async(steps: list[tuple[_Call, Callable, tuple, Callable]]) -> list[Any]:
-    return [await _materialised_async(call, fn, args, materialise) for call, fn, args, materialise in steps]
+async def _one_after_another_async(steps: list[tuple[_Call, Callable, tuple, Callable]],
+                                   elsewhere: list[bool]) -> list[Any]:
+    return [await (asyncio.ensure_future(_materialised_async(*step)) if other else _materialised_async(*step))
+            for step, other in zip(steps, elsewhere)]
 
 
-async def _gathered(steps: list[tuple[_Call, Callable, tuple, Callable]]) -> list[BaseException | None]:
-    settled = await asyncio.gather(*(_settled(_materialised_async(*step)) for step in steps))
-    return [None if ok else error for ok, error in settled]
+async def _gathered(call: _Call, first: list[tuple[_Call, Callable, tuple, Callable]],
+                    steps: list[tuple[_Call, Callable, tuple, Callable]], stall: float) -> list[Any]:
+    for step in first:
+        await _materialised_async(*step)  # in this task itself: a task of its own would not do
+    tasks = [asyncio.ensure_future(_settled(_materialised_async(*step))) for step in steps]
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, timeout=stall, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            for task in pending:
+                task.cancel()
+            raise StoreTimeout(f"{call}: {len(pending):,} of them did not return, and none returned for {stall:g}s "
+                               "(per-call timeout)")
+    return [value for ok, value in (task.result() for task in tasks)]
 
 
-async def _cancelled_after(call: _Call, fn: Callable, args: tuple, iterations: int) -> str:
-    task = asyncio.ensure_future(fn(*args))
-    for _ in range(iterations):
+async def _cancelled_after(call: _Call, fn: Callable, args: tuple, materialise: Callable, turns: int,
+                           before: list[tuple[_Call, Callable, tuple, Callable]]) -> tuple[str, Any]:
+    started = [asyncio.ensure_future(_settled(_materialised_async(*step))) for step in before]
+    task = asyncio.ensure_future(_answer(fn, args))
+    for _ in range(turns):
         if task.done():
             break
         await asyncio.sleep(0)
     task.cancel()
     try:
-        await task
+        value = await task
     except BaseException as error:
-        if task.cancelled():
-            return "cancelled"
-        raise _kit_error(call, error) from None
-    return "completed"
+        if not task.cancelled():
+            raise _kit_error(call, error) from None
+        outcome: tuple[str, Any] = ("cancelled", None)
+    else:
+        outcome = ("completed", materialise(call, value))
+    for other in started:
+        await other
+    return outcome
 
 
 def _nothing(call: _Call, value: Any) -> None:

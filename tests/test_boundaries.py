@@ -25,6 +25,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.model import INT64_MAX, Timestamp
 from aether_conformance.timestamps import utc_microseconds
 from aether_conformance.suite.test_actors import WHOLE_ID_PAIRS
+from tests.zoo.escapes6b import murmur2
 
 ORACLE = json.loads((Path(__file__).parent / "go_oracle" / "go_output.json").read_text(encoding="utf-8"))
 
@@ -140,6 +141,7 @@ WHOLE_ID_KEYINGS = {
     "md5-prefix-32": lambda text: hashlib.md5(text.encode()).hexdigest()[:8],
     "sha256-prefix-32": lambda text: hashlib.sha256(text.encode()).hexdigest()[:8],
     "fnv1a-32": _fnv1a_32,
+    "murmur2-32": lambda text: murmur2(text.encode()),
 }
 
 

@@ -535,7 +535,7 @@ def test_gathered_saves_are_all_under_way_at_once_and_each_outcome_is_kept():
     driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
     handle = driver.new_handle()
     events = [dataclasses.replace(EVENT, actor_id=f"a{n % 50}") for n in range(100)]
-    outcomes = handle.gathered_saves(events)
+    outcomes = handle.gathered([("save_event", (event,)) for event in events])
     assert handle.raw.most_under_way == 100
     assert outcomes[:50] == [None] * 50
     assert all(isinstance(outcome, VersionConflictError) for outcome in outcomes[50:])
@@ -559,10 +559,11 @@ class TwoStatementStore(AsyncStore):
 def test_a_save_is_cancelled_after_the_given_turns_of_the_loop():
     driver = StoreDriver("tests.test_driver:TwoStatementStore", timeout=2)
     handle = driver.new_handle()
-    assert handle.save_cancelled_after(EVENT, 0) == "cancelled" and handle.raw.events == []  # never started
-    assert handle.save_cancelled_after(EVENT, 1) == "cancelled"
+    assert handle.cancelled_after("save_event", (EVENT,), 0) == ("cancelled", None)
+    assert handle.raw.events == []  # never started
+    assert handle.cancelled_after("save_event", (EVENT,), 1) == ("cancelled", None)
     assert (len(handle.raw.events), handle.raw.counted) == (1, 0)  # inserted, not counted
-    assert handle.save_cancelled_after(EVENT, 3) == "completed"
+    assert handle.cancelled_after("save_event", (EVENT,), 3) == ("completed", None)
     assert (len(handle.raw.events), handle.raw.counted) == (2, 1)
     driver.close()
 
@@ -575,8 +576,9 @@ class HangsInGather(AsyncStore):
 def test_gathered_saves_that_never_finish_time_out():
     driver = StoreDriver("tests.test_driver:HangsInGather", timeout=0.2)
     handle = driver.new_handle()
-    with pytest.raises(StoreTimeout, match="2 save_event calls gathered at once did not return within 0.2s"):
-        handle.gathered_saves([EVENT, EVENT])
+    with pytest.raises(StoreTimeout, match="2 save_event calls gathered at once: 2 of them did not return, and "
+                                           "none returned for 0.2s"):
+        handle.gathered([("save_event", (EVENT,)), ("save_event", (EVENT,))])
     driver.close()
 
 
@@ -606,4 +608,50 @@ def test_a_released_handle_is_closed_and_its_number_never_reused():
     driver.release(second)
     assert Closes.closed == before + 1 and driver.handles == [first]
     assert driver.new_handle().number == 2
+    driver.close()
+
+
+class SerialSlowSaves(AsyncStore):
+    """One connection: saves queue for it, each taking 50 ms."""
+
+    def __init__(self):
+        super().__init__()
+        self.connection = asyncio.Lock()
+
+    async def save_event(self, event):
+        async with self.connection:
+            await asyncio.sleep(0.05)
+            self.events.append(event)
+
+
+def test_gathered_calls_that_keep_finishing_may_take_longer_than_the_timeout():
+    driver = StoreDriver("tests.test_driver:SerialSlowSaves", timeout=0.3)
+    handle = driver.new_handle()
+    events = [dataclasses.replace(EVENT, actor_id=f"a{n}") for n in range(12)]  # 0.6 s in all
+    assert handle.gathered([("save_event", (event,)) for event in events]) == [None] * 12
+    assert handle.gathered([("get_latest_version", (f"a{n}",)) for n in range(12)]) == [1] * 12
+    driver.close()
+
+
+def test_gathered_calls_can_follow_a_call_of_the_gathering_task():
+    driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    handle.gathered([("save_event", (EVENT,))], after=("get_latest_version", ("a",)))
+    parent, saver = handle.raw.callers
+    assert parent is not saver and parent is not None
+    driver.close()
+
+
+class ClosesAsynchronously(AsyncStore):
+    closed = 0
+
+    async def aclose(self):
+        ClosesAsynchronously.closed += 1
+
+
+def test_a_handle_with_only_aclose_is_closed_with_it():
+    driver = StoreDriver("tests.test_driver:ClosesAsynchronously", timeout=2)
+    before = ClosesAsynchronously.closed
+    driver.release(driver.new_handle())
+    assert ClosesAsynchronously.closed == before + 1
     driver.close()

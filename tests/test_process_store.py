@@ -140,6 +140,32 @@ def test_a_protocol_violation_breaks_the_store_at_once_with_the_rule_and_the_lin
     assert "Traceback" not in output.split("FAILURES")[0]  # no reader thread died noisily
 
 
+HOSTILE6 = f"{sys.executable} -m tests.children.hostile6"
+# The sixth review's children (tests/children/hostile6.py): what the failure message must say.
+HOSTILE6_FAILURES = {
+    "duplicate-id": 'broke aether-store/1 rule "id"',
+    "unknown-id": 'broke aether-store/1 rule "id": id 987654321 answers no request in flight',
+    "swap-ids": "ES-",  # every id is one in flight: only the answers' content gives it away
+    "partial-then-silence": "did not return within",
+    "close-stdout": "closed its stdout",
+    "stdout-to-grandchild": "exited with code 0",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(HOSTILE6_FAILURES))
+def test_a_child_misbehaving_mid_run_fails_with_a_clear_message(mode, tmp_path):
+    code, report, output = certify(FACTORY, tmp_path, "--", "--maxfail=3",
+                                   env={"AETHER_STORE_COMMAND": f"{HOSTILE6} {mode}"})
+    messages = _failure_messages(report)
+    assert code == 1 and not report["conformant"] and messages, output[-3000:]
+    assert any(HOSTILE6_FAILURES[mode] in message for message in messages), messages[:3]
+
+
+def test_a_child_writing_raw_unicode_line_separators_in_json_strings_is_certified(tmp_path):
+    code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{HOSTILE6} raw-separators"})
+    assert code == 0 and report["conformant"], output[-3000:]
+
+
 def test_a_log_line_on_stderr_that_is_not_utf8_is_kept_escaped_and_breaks_nothing():
     """Stderr is for people: a child logging Latin-1 is a correct store, not a broken one."""
     process = StoreProcess([sys.executable, "-m", "tests.children.misbehave", "invalid-utf8-stderr"])

@@ -1,4 +1,4 @@
-"""Each store of tests/zoo/escapes.py and escapes3.py to escapes5.py misbehaves at its trigger, called directly (not through
+"""Each store of tests/zoo/escapes.py and escapes3.py to escapes6b.py misbehaves at its trigger, called directly (not through
 the suite)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3, escapes4, escapes5
+from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b
 
 
 def fresh(name):
@@ -249,3 +249,13 @@ def test_fourth_review_store_misbehaves_at_its_trigger(name):
 @pytest.mark.parametrize("name", sorted(escapes5.TRIGGERS))
 def test_fifth_review_store_misbehaves_at_its_trigger(name):
     assert escapes5.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes6a.TRIGGERS))
+def test_sixth_review_asyncio_store_misbehaves_at_its_trigger(name):
+    assert escapes6a.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes6b.TRIGGERS))
+def test_sixth_review_backend_store_misbehaves_at_its_trigger(name):
+    assert escapes6b.TRIGGERS[name]() is True

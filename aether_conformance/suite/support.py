@@ -6,15 +6,17 @@ returned …`` so a store author can act on it without reading the test.
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
-from ..driver import DrivenHandle, StoreMisbehaviour, StoreRaised
+from ..driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreRaised
 from ..errors import VersionConflictError, go_quote
 from ..model import ActorSnapshot, Event, Timestamp, json_equal
 from ..report import cited_ids
@@ -286,15 +288,27 @@ class Planted:
     problem: str = ""
 
 
+# What the third planted actor's events carry, each something a backend may expire or compact
+# away some time after the save: null data (a tombstone on a compacted topic), data keys that TTL
+# sweepers read (an epoch long past), a timestamp over 20 years old (a TTL counted from it).
+PLANTED_KINDS: tuple[dict[str, Any], ...] = (
+    {"data": None},
+    {"data": {"ttl": 300, "expireAt": 1, "expires_at": 1, "expiresAt": 1, "expiry": 1, "expiration": 1}},
+    {"timestamp": datetime(2001, 1, 1, 0, 0, 0, 1000, tzinfo=timezone.utc)},
+)
+
+
 def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
     """Write a few actors at the very start of a session and read them once (warming any cache)."""
     started = time.monotonic()
     events: dict[str, list[Event]] = {}
     snapshots: dict[str, ActorSnapshot] = {}
     try:
-        for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100))):
+        for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100)), ("planted-kinds", (1, 2, 3))):
             actor = fresh_actor(label)
             events[actor] = [new_event(actor, v, command_id=f"cmd-{label}-{v}") for v in stream]
+            if label == "planted-kinds":
+                events[actor] = [replace(event, **kind) for event, kind in zip(events[actor], PLANTED_KINDS)]
             for event in events[actor]:
                 save_ok("ES-SAVE-001", store, event, context=" (planted at the start of the run, to revisit at its end)")
             store.get_latest_version(actor)
@@ -304,8 +318,25 @@ def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
             snapshots[actor] = new_snapshot(actor, 2, state={"planted": True})
             with blame("SS-SNAP-002"):
                 store.save_snapshot(snapshots[actor])
+                # A lower one after it: a log compacted to the last record per actor keeps this one.
+                store.save_snapshot(new_snapshot(actor, 1, state={"planted": "lower, saved later"}))
                 store.get_latest_snapshot(actor)
     except AssertionError as error:  # RequirementViolation and StoreMisbehaviour
         message = str(error)
         return Planted(started, {}, {}, message if message[:3] in ("ES-", "SS-") else f"ES-SAVE-001: {message}")
     return Planted(started, events, snapshots)
+
+
+def drop(held: list[StoreDriver], timeout: float) -> bool:
+    """Drop the last reference to a driver (the one ``held``) and collect garbage in a thread of its
+    own, where its handles' finalisers run: one that blocks stalls that thread, not the test.  False
+    when the collection did not finish within ``timeout``."""
+
+    def collect() -> None:
+        held.clear()
+        gc.collect()
+
+    collector = threading.Thread(target=collect, name="aether-gc", daemon=True)
+    collector.start()
+    collector.join(timeout)
+    return not collector.is_alive()

@@ -151,7 +151,7 @@ def test_whole_ids_other_layers_reserve_keep_their_snapshots(snapshot_store, nam
 
 # Whole ids that a layer looking at the whole id takes for one another: Python's int() reads
 # Arabic-Indic digits, base64 names differ only in case on a case-insensitive file system, and a
-# key of 32 bits of a hash (hex prefixes of SHA-1, MD5 and SHA-256, CRC-32, FNV-1a) joins pairs
+# key of 32 bits of a hash (hex prefixes of SHA-1, MD5 and SHA-256, CRC-32, FNV-1a, murmur2) joins pairs
 # that collide (found by a birthday search over order-N; tests/test_boundaries.py checks each collision).
 WHOLE_ID_PAIRS = {
     "unicode-digits": ("\u0661\u0662\u0663", "123", "int() of the id as a numeric fast path"),
@@ -160,6 +160,7 @@ WHOLE_ID_PAIRS = {
     "md5-prefix-32": ("order-44598", "order-61101", "a key of the first 8 hex digits of MD5"),
     "sha256-prefix-32": ("order-19537", "order-32133", "a key of the first 8 hex digits of SHA-256"),
     "fnv1a-32": ("order-229599", "order-432382", "a key of the 32-bit FNV-1a hash"),
+    "murmur2-32": ("order-80130", "order-137953", "a key of Kafka's murmur2 hash (its default partitioner's)"),
 }
 
 
@@ -178,3 +179,23 @@ def test_whole_ids_a_layer_confuses_stay_apart(store, kind):
         latest = store.get_latest_version(actor)
         if latest < written[actor].version:
             violated("ES-ACTOR-002", f"saved v{written[actor].version} to {q(actor)} ({kind}: {why}); latest is {latest}")
+
+
+@pytest.mark.requirement("ES-READ-001")
+def test_an_actor_of_a_thousand_events_is_read_whole_beside_actors_below_it(store, fresh_actor):
+    # Keys <actor>/<version> listed by prefix with '/' as the delimiter (S3's ListObjectsV2): the
+    # folders of actors whose ids continue the id with '/' count towards a page of 1,000 keys, and a
+    # loop that stops at the first page with fewer than 1,000 objects misses the rest.
+    actor = fresh_actor()
+    below = [f"{actor}{tail}" for tail in ("/-eu", "/.old", "/ a", "/0", "/~")]
+    for other in below:
+        save_ok("ES-READ-001", store, new_event(other, 1))
+    count = 1_100
+    for version in range(1, count + 1):
+        save_ok("ES-READ-001", store, new_event(actor, version))
+    for start in (0, 1, 900):
+        got = versions(store.get_events(actor, start))
+        if got != list(range(max(start, 1), count + 1)):
+            violated("ES-READ-001", f"{q(actor)} holds versions 1 to {count:,}, and actors {', '.join(q(b) for b in below)} "
+                                    f"one event each; get_events from {start} returned {len(got):,} events "
+                                    f"({got[:3]}...{got[-3:]})")

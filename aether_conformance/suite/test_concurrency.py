@@ -9,7 +9,6 @@ the first rounds.
 
 from __future__ import annotations
 
-import gc
 import json
 import multiprocessing
 import os
@@ -27,7 +26,7 @@ from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
 from ..history import (OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
                        stored_events)
 from ..writers import draw_plan, racing, run_writer_process, run_writers
-from .support import SEQUENTIAL_RULES, new_event, new_snapshot, q, save_ok, violated
+from .support import SEQUENTIAL_RULES, drop, new_event, new_snapshot, q, save_ok, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -239,7 +238,7 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
                 op.ok(version=latest)
             finally:
                 held[0].close()
-            if not _drop(held, store.driver.timeout):
+            if not drop(held, store.driver.timeout):
                 stalled.append(f"new-handle-{number}")
                 return
             time.sleep(0.01)
@@ -268,21 +267,6 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
         {plan.actor_id: stored_events(store.get_events(plan.actor_id, 0))},
     )
     _verdict("ES-CONC-001" if not writers_alone.ok else "ES-HANDLE-001", store, plan, recorder, request, how)
-
-
-def _drop(held: list[StoreDriver], timeout: float) -> bool:
-    """Drop the last reference to a driver (the one ``held``) and collect garbage in a thread of its
-    own, where its handles' finalisers run: one that blocks stalls that thread, not the test.  False
-    when the collection did not finish within ``timeout``."""
-
-    def collect() -> None:
-        held.clear()
-        gc.collect()
-
-    collector = threading.Thread(target=collect, name="aether-gc", daemon=True)
-    collector.start()
-    collector.join(timeout)
-    return not collector.is_alive()
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "SS-SNAP-001")

@@ -12,7 +12,7 @@ import pytest
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
 from ..model import INT64_MAX, INT64_MIN, Timestamp, json_equal
-from .support import ROUND_TRIP_CASES, diff_event, read_back, new_event, q, save_ok, versions, violated
+from .support import ROUND_TRIP_CASES, blame, diff_event, read_back, new_event, q, save_ok, versions, violated
 
 GAPPED = [1, 2, 4, 7, 8, 15]
 
@@ -320,3 +320,60 @@ def test_latest_is_the_highest_saved(store, fresh_actor, sequence):
                 "ES-LATEST-002",
                 f"saved versions {sequence[:count]} to {q(actor)}; get_latest_version returned {latest}; expected {version}",
             )
+
+
+@pytest.mark.requirement("ES-READ-003")
+def test_event_types_a_backend_reserves_round_trip(store, fresh_actor):
+    # EventStoreDB reserves types starting with '$': "$>" is a link it resolves (and drops when the
+    # target is missing), "$@" a link to an event number, "$metadata" a stream's settings.
+    actor = fresh_actor()
+    types = ("$>", "$@", "$metadata", "$streamDeleted", "$$$", "$ce-orders", "$et-ThingHappened")
+    saved = [new_event(actor, version, event_type=kind, data={"link": f"{version}@{actor}"})
+             for version, kind in enumerate(types, 1)]
+    for event in saved:
+        save_ok("ES-READ-003", store, event, context=f" (event type {event.event_type!r})")
+    got = store.get_events(actor, 0)
+    problems = [p for a, b in zip(saved, got) for p in diff_event(a, b)]
+    if versions(got) != versions(saved) or problems:
+        violated("ES-READ-003", f"saved events of types {list(types)} to {q(actor)}; read back versions "
+                                f"{versions(got)} of types {[e.event_type for e in got]}" + "; ".join(problems[:3]))
+
+
+@pytest.mark.requirement("ES-SAVE-001", "ES-READ-003")
+@pytest.mark.parametrize("letter", ["é", "語", "🦀"], ids=["two-byte", "three-byte", "four-byte"])
+def test_long_event_ids_differing_only_at_their_end_are_different_ids(store, fresh_actor, letter):
+    # 1,000 characters, within the floor of 1,024 every store accepts, but 2,000 to 4,000 UTF-8
+    # bytes: an index that keeps only the first 1,500 bytes of a string (Firestore's) takes the
+    # second for a reuse of the first.
+    token = uuid.uuid4().hex
+    actor, other = fresh_actor(), fresh_actor()
+    ids = [f"{token}{letter * 960}-{end}" for end in ("one", "two", "six")]
+    saved = [new_event(actor, 1, id=ids[0]), new_event(actor, 2, id=ids[1]), new_event(other, 1, id=ids[2])]
+    for event in saved:
+        with blame("ES-SAVE-001"):
+            save_ok("ES-SAVE-001", store, event, context=f" (event ids of 1,000 characters, {letter!r} repeated, that "
+                                                         "differ only in their last three)")
+    got = store.get_events(actor, 0) + store.get_events(other, 0)
+    if [e.id for e in got] != ids:
+        violated("ES-READ-003", f"saved three events whose ids of 1,000 characters differ only at their end; read back "
+                                f"{len(got)} events, ids ending {[e.id[-6:] for e in got]}")
+
+
+# Data under the 512 KiB floor made of many small members: a document store that counts every
+# number as 8 bytes (Firestore) or caps the fields of a document (20,000) refuses it.
+MANY_MEMBERS = {
+    "150,000 small numbers": lambda: {"samples": [n % 10 for n in range(150_000)]},
+    "25,000 object members": lambda: {f"k{n:05d}": n % 10 for n in range(25_000)},
+}
+
+
+@pytest.mark.requirement("ES-SAVE-001", "ES-READ-003")
+@pytest.mark.parametrize("kind", sorted(MANY_MEMBERS))
+def test_data_of_many_small_members_under_the_size_floor_round_trips(store, fresh_actor, kind):
+    actor = fresh_actor()
+    event = new_event(actor, 1, data=MANY_MEMBERS[kind]())
+    with blame("ES-SAVE-001"):
+        save_ok("ES-SAVE-001", store, event, context=f" (data of {kind}, under the 512 KiB every store accepts)")
+    got = read_back(store, actor, 0, [1])
+    if not json_equal(got[0].data, event.data):
+        violated("ES-READ-003", f"saved an event of {q(actor)} whose data has {kind}; it came back changed")

@@ -37,8 +37,10 @@ def _age(planted) -> str:
 
 
 def _wait_until_aged(planted, seconds: float) -> None:
-    """Sleep until the planted actors are ``seconds`` old, when the rest of the run took less."""
-    time.sleep(max(0.0, planted.at + seconds - time.monotonic()))
+    """Sleep until the planted actors are ``seconds`` old, and a second more (so that a time-to-live of
+    exactly ``seconds``, counted from a save just after the planting began, has run out too), when
+    the rest of the run took less."""
+    time.sleep(max(0.0, planted.at + seconds + 1 - time.monotonic()))
 
 
 def _touch_other_actors(touch, fresh_actor, count: int) -> str:
