@@ -35,7 +35,10 @@ def test_highest_version_wins(snapshot_store, fresh_actor, order):
     for version in range(1, max(order) + 1):
         save_ok("SS-SNAP-002", snapshot_store, new_event(actor, version))
     for count, version in enumerate(order, 1):
-        snapshot_store.save_snapshot(new_snapshot(actor, version))
+        # Each taken a second after the one before: a store that orders snapshots by the time they
+        # were taken (Cassandra's clustering order on taken_at) returns the last, not the highest.
+        taken = datetime(2024, 3, 2, 8, 30, tzinfo=timezone.utc) + timedelta(seconds=count)
+        snapshot_store.save_snapshot(new_snapshot(actor, version, timestamp=taken))
         got = snapshot_store.get_latest_snapshot(actor)
         highest = max(order[:count])
         if got is None or got.version != highest:
