@@ -92,10 +92,26 @@ class LogState(ShareState):
         self.heads = {}  # the stream-head table the check and get_latest_version read
 
 
+class HeadTableStore(CorrectStore):
+    """Events in one place, each stream's head (what the check and get_latest_version read) in a
+    table of its own: events that vanish later leave the head counting them."""
+
+    def latest(self, actor_id):
+        return self.shared.heads.get(actor_id, 0)
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+            if self.is_conflict(event, latest):
+                raise self.conflict(event, latest)
+            self.append(event)
+            self.shared.heads[event.actor_id] = event.version
+
+
 TOMBSTONE_RETENTION = 10_000  # records (delete.retention, counted in records here)
 
 
-class CloudEventsNullDataTombstone(CorrectStore):
+class CloudEventsNullDataTombstone(HeadTableStore):
     """Kafka: events on a compacted topic keyed `<actor>/<version>`, in CloudEvents *binary* mode:
     id, type, time and the rest travel as `ce_*` headers and the record value is the data alone.
     A nil data map is a null value - a tombstone.  The log cleaner removes tombstones once
@@ -113,17 +129,6 @@ class CloudEventsNullDataTombstone(CorrectStore):
             for actor, stream in shared.events.items():
                 stream[:] = [e for e in stream
                              if e.data is not None or shared.offsets[(actor, e.version)] > horizon]
-
-    def latest(self, actor_id):
-        return self.shared.heads.get(actor_id, 0)
-
-    def check_and_append(self, event):
-        with self.shared.lock:
-            latest = self.latest(event.actor_id)
-            if self.is_conflict(event, latest):
-                raise self.conflict(event, latest)
-            self.append(event)
-            self.shared.heads[event.actor_id] = event.version
 
 
 def trigger_tombstone():
@@ -393,7 +398,7 @@ TTL_ATTRIBUTE = "ttl"
 NOW_EPOCH_SECONDS = 1_764_800_000  # the sweeper's clock (December 2025)
 
 
-class DynamoTtlAttributeInData(CorrectStore):
+class DynamoTtlAttributeInData(HeadTableStore):
     """DynamoDB: events stored with their data flattened into top-level item attributes (what
     DynamoDBMapper / PynamoDB models with a dynamic map do), in a table that also holds the store's
     idempotency records and so has Time to Live enabled on the attribute `ttl`.  An event whose data
@@ -401,20 +406,12 @@ class DynamoTtlAttributeInData(CorrectStore):
     the past, or just 300) is deleted by the TTL sweeper some time later (here: every 1,024 saves);
     the stream head still counts it."""
 
-    def latest(self, actor_id):
-        return self.shared.heads.get(actor_id, 0)
-
-    def check_and_append(self, event):
-        with self.shared.lock:
-            latest = self.latest(event.actor_id)
-            if self.is_conflict(event, latest):
-                raise self.conflict(event, latest)
-            self.append(event)
-            self.shared.heads[event.actor_id] = event.version
-            self.shared.offset += 1
-            if self.shared.offset % 1024 == 0:
-                for stream in self.shared.events.values():
-                    stream[:] = [e for e in stream if not _expired(e.data)]
+    def append(self, event):
+        super().append(event)
+        self.shared.offset += 1
+        if self.shared.offset % 1024 == 0:
+            for stream in self.shared.events.values():
+                stream[:] = [e for e in stream if not _expired(e.data)]
 
 
 def _expired(data) -> bool:
@@ -556,7 +553,7 @@ RETENTION = timedelta(days=3650)
 MIN_TTL_SECONDS = 60
 
 
-class CassandraTtlFromEventTime(CorrectStore):
+class CassandraTtlFromEventTime(HeadTableStore):
     """Cassandra/Scylla time-series practice (TWCS): each event row is written `USING TTL` so that
     it expires ten years after its own timestamp.  A backfilled event older than that would get a
     TTL of zero or less - 0 means "never expires" and a negative TTL is an InvalidRequest - so the
@@ -567,19 +564,11 @@ class CassandraTtlFromEventTime(CorrectStore):
     def _now(self):
         return self.shared.now if self.shared.now is not None else time.monotonic()
 
-    def latest(self, actor_id):
-        return self.shared.heads.get(actor_id, 0)
-
-    def check_and_append(self, event):
-        with self.shared.lock:
-            latest = self.latest(event.actor_id)
-            if self.is_conflict(event, latest):
-                raise self.conflict(event, latest)
-            self.append(event)
-            self.shared.heads[event.actor_id] = event.version
-            ends = event.timestamp.timestamp() + RETENTION.total_seconds()
-            if ends - time.time() <= 0:
-                self.shared.expiry[(event.actor_id, event.version)] = self._now() + MIN_TTL_SECONDS
+    def append(self, event):
+        super().append(event)
+        ends = event.timestamp.timestamp() + RETENTION.total_seconds()
+        if ends - time.time() <= 0:
+            self.shared.expiry[(event.actor_id, event.version)] = self._now() + MIN_TTL_SECONDS
 
     def select(self, actor_id, from_version):
         now = self._now()
