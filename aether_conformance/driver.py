@@ -505,23 +505,29 @@ class DrivenHandle:
         return self._timed(call, lambda: driver.runner.run(_one_after_another, (steps, elsewhere, driver), timeout),
                            timeout)
 
-    def gathered(self, calls: list[tuple[str, tuple]], after: tuple[str, tuple] | None = None) -> list[Any]:
+    def gathered(self, calls: list[tuple[str, tuple]], after: tuple[str, tuple] | None = None,
+                 starts: list[int] | None = None) -> list[Any]:
         """Make ``calls`` (method name, arguments) from one coroutine, every call a task started at
         once, in order, as an asyncio application fans out with ``asyncio.gather``: what each call
         returned (checked as its own call's) or raised.  Only for a handle whose methods are
         ``async def``.  They may take as long as they need while they make progress: the timeout is
         for none of them finishing (a store that serialises them answers one at a time).  With
         ``after``, the coroutine makes that call first and gathers from a task that has used the store
-        (whatever the store keeps in the task's context is then copied into every gathered task)."""
+        (whatever the store keeps in the task's context is then copied into every gathered task).
+        With ``starts`` (ascending, one for each call), a call is started that many turns of the event
+        loop after the first, as requests that arrive close together are."""
         first = self._steps([after]) if after else []
         steps = self._steps(calls)
+        starts = starts or [0] * len(steps)
+        if len(starts) != len(steps) or starts != sorted(starts):
+            raise ValueError(f"starts: {starts!r} must be ascending turns, one for each of the {len(steps)} calls")
         driver = self.driver
         call = _Call(steps[0][0].method, (), text=f"{len(steps):,} {' and '.join(sorted({s[0].method for s in steps}))} "
                                                     "calls gathered at once")
         # The bound of last resort, for a loop the store blocks: a call a second.
         timeout = driver.timeout + len(steps)
-        return self._timed(call, lambda: driver.run_coroutine(_gathered(call, first, steps, driver.timeout), timeout),
-                           timeout)
+        return self._timed(call, lambda: driver.run_coroutine(_gathered(call, first, steps, starts, driver.timeout),
+                                                              timeout), timeout)
 
     def cancelled_after(self, method: str, args: tuple, turns: int,
                         alongside: tuple[str, tuple] | None = None) -> tuple[str, Any]:
@@ -681,10 +687,15 @@ async def _one_after_another_async(steps: list[tuple[_Call, Callable, tuple, Cal
 
 
 async def _gathered(call: _Call, first: list[tuple[_Call, Callable, tuple, Callable]],
-                    steps: list[tuple[_Call, Callable, tuple, Callable]], stall: float) -> list[Any]:
+                    steps: list[tuple[_Call, Callable, tuple, Callable]], starts: list[int], stall: float) -> list[Any]:
     for step in first:
         await _materialised_async(*step)  # in this task itself: a task of its own would not do
-    tasks = [asyncio.ensure_future(_settled(_materialised_async(*step))) for step in steps]
+    tasks, turn = [], starts[0]
+    for step, start in zip(steps, starts):
+        while turn < start:
+            await asyncio.sleep(0)
+            turn += 1
+        tasks.append(asyncio.ensure_future(_settled(_materialised_async(*step))))
     pending = set(tasks)
     while pending:
         done, pending = await asyncio.wait(pending, timeout=stall, return_when=asyncio.FIRST_COMPLETED)

@@ -17,7 +17,7 @@ __all__ = ["SPEC_VERSION", "Level", "Requirement", "REQUIREMENTS", "CAPABILITIES
 # The version of the specification this catalog is (semver; docs/spec.md keeps the changelog):
 # major when a store that conformed may no longer conform, minor when requirements are added
 # that no conforming store can fail (MAY, SHOULD, or behind a new capability), patch for wording.
-SPEC_VERSION = "3.2.0"
+SPEC_VERSION = "3.2.1"
 
 
 class Level(str, Enum):

@@ -642,6 +642,33 @@ def test_gathered_calls_can_follow_a_call_of_the_gathering_task():
     driver.close()
 
 
+class TurnCountingStore(AsyncStore):
+    """A save of actor "clock" counts ten turns of the loop; every other save notes the count."""
+
+    def __init__(self):
+        super().__init__()
+        self.clock, self.started = 0, []
+
+    async def save_event(self, event):
+        if event.actor_id != "clock":
+            self.started.append(self.clock)
+            return
+        for _ in range(10):
+            await asyncio.sleep(0)
+            self.clock += 1
+
+
+def test_gathered_calls_start_at_the_turns_asked():
+    driver = StoreDriver("tests.test_driver:TurnCountingStore", timeout=2)
+    handle = driver.new_handle()
+    clock = dataclasses.replace(EVENT, actor_id="clock")
+    handle.gathered([("save_event", (event,)) for event in (clock, EVENT, EVENT, EVENT)], starts=[0, 0, 3, 7])
+    assert handle.raw.started == [0, 3, 7]
+    with pytest.raises(ValueError, match="starts: .* must be ascending turns, one for each of the 2 calls"):
+        handle.gathered([("save_event", (EVENT,)), ("save_event", (EVENT,))], starts=[1, 0])
+    driver.close()
+
+
 class ClosesAsynchronously(AsyncStore):
     closed = 0
 

@@ -27,6 +27,7 @@ from tests.zoo.escapes4 import BROKEN as ESCAPES4
 from tests.zoo.escapes5 import BROKEN as ESCAPES5
 from tests.zoo.escapes6a import BROKEN as ESCAPES6A
 from tests.zoo.escapes6a import NOT_CAUGHT as ESCAPES6A_NOT_CAUGHT
+from tests.zoo.escapes6a import OUT_OF_CONTRACT as ESCAPES6A_OUT_OF_CONTRACT
 from tests.zoo.escapes6b import BROKEN as ESCAPES6B
 from tests.zoo.subtle import SUBTLE
 
@@ -195,12 +196,14 @@ def test_store_a_fifth_review_wrote_is_flagged_for_its_requirement(name, tmp_pat
 @pytest.mark.parametrize("name", SLOW_CONTROLS)
 def test_slow_control_passes_its_gathered_saves(name, tmp_path):
     code, report, output = certify(f"tests.zoo.controls6:{name}", tmp_path, "--", "-k",
-                                   "test_saves_gathered_at_once_are_checked_and_appended_atomically")
+                                   "test_saves_gathered_at_once_are_checked_and_appended_atomically or "
+                                   "test_a_save_arriving_as_others_finish_is_checked_atomically")
     failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
-    assert report["tests"]["ran"] == 1 and not failed, output[-3000:]
+    assert report["tests"]["ran"] == 2 and not failed, output[-3000:]
 
 
-@pytest.mark.parametrize("name", sorted(set(ESCAPES6A) - set(ESCAPES6A_NOT_CAUGHT)))
+@pytest.mark.parametrize("name", sorted(set(ESCAPES6A) - set(ESCAPES6A_NOT_CAUGHT)
+                                         - set(ESCAPES6A_OUT_OF_CONTRACT)))
 def test_asyncio_or_handle_store_a_sixth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes6a:{name}", tmp_path)
     assert_verdict(name, ESCAPES6A[name], code, report, output)

@@ -111,6 +111,33 @@ def test_saves_gathered_at_once_are_checked_and_appended_atomically(async_store,
                                 f"other than 1, the first {q(lost[0])}: {latest[int(lost[0].rsplit('-', 1)[1])]}")
 
 
+@pytest.mark.requirement("ES-CONC-001")
+def test_a_save_arriving_as_others_finish_is_checked_atomically(async_store, fresh_actor):
+    # Versions 1 and 2 of one actor started at once, and version 2 again a few turns of the event
+    # loop later, for each start from 0 to 64 turns: the third arrives at some point as the first
+    # finishes and hands over to the second.  A lock per actor deleted once "not lock.locked()"
+    # (asyncio.Lock stays unlocked from its release until the woken waiter runs) is deleted under
+    # the second save, and a third save arriving then makes a new lock: two saves inside at once.
+    store = async_store
+    for start in range(65):
+        actor = fresh_actor(f"arriving-{start}")
+        saves = [new_event(actor, 1, id=f"{actor}-a"), new_event(actor, 2, id=f"{actor}-b"),
+                 new_event(actor, 2, id=f"{actor}-c")]
+        outcomes = store.gathered([("save_event", (event,)) for event in saves], starts=[0, 0, start])
+        how = (f"versions 1 and 2 of {q(actor)} saved at once and version 2 again {start} "
+               f"turn{'' if start == 1 else 's'} of the event loop later")
+        for event, outcome in zip(saves, outcomes):
+            if outcome is not None and not isinstance(outcome, VersionConflictError):
+                violated("ES-CONC-001", f"{how}: the save of {event.id} failed other than with a "
+                                        f"VersionConflictError: {outcome}")
+        acknowledged = [(event.version, event.id) for event, outcome in zip(saves, outcomes) if outcome is None]
+        stored = [(event.version, event.id) for event in store.get_events(actor, 0)]
+        if stored != sorted(acknowledged) or [version for version, _ in acknowledged].count(2) != 1:
+            violated("ES-CONC-001", f"{how}: acknowledged (version, id) {acknowledged}, and the actor then holds "
+                                    f"{stored}; expected exactly one version 2 acknowledged, and what was "
+                                    "acknowledged stored")
+
+
 @pytest.mark.requirement("SS-SNAP-002")
 def test_snapshots_gathered_at_once_keep_the_highest(async_store, snapshot_store, fresh_actor):
     # Twenty snapshot saves of one actor in flight at once, in ascending order: a store that sheds
