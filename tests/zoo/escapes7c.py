@@ -12,6 +12,7 @@ behaviour, which the suite must certify.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
 import threading
 import time
@@ -401,11 +402,12 @@ class DescOffsetPages(CorrectStore):
     def get_events(self, actor_id, from_version):
         rows, offset = [], 0
         while True:
-            with self.shared.lock:
-                newest_first = [e for e in reversed(self.shared.events.get(actor_id, []))
-                                if e.version >= from_version]
-                page = [copy.deepcopy(e) for e in newest_first[offset:offset + PAGE]]
-                last = offset + PAGE >= len(newest_first)
+            with self.shared.lock:  # ORDER BY version DESC LIMIT 100 OFFSET :offset
+                stream = self.shared.events.get(actor_id, [])
+                first = bisect.bisect_left(stream, from_version, key=lambda e: e.version)
+                end = len(stream) - offset
+                page = [copy.deepcopy(e) for e in reversed(stream[max(first, end - PAGE):max(first, end)])]
+                last = end - PAGE <= first
             rows.extend(page)
             if last:
                 return rows[::-1]
@@ -420,6 +422,63 @@ def trigger_desc_offset():
     s.between_pages = lambda: s.save_event(ev("a", 151)) if s.get_latest_version("a") == 150 else None
     versions = [e.version for e in s.get_events("a", 0)]
     return versions != sorted(set(versions))
+
+
+# 9 ---------------------------------------------------------------------------------------------
+SPARSE_JUMP = 16
+
+
+class FarAheadSavesUnguarded(CorrectStore):
+    """Two write paths, as stores that import streams keep: a save at most 16 above the head goes
+    through the guarded `UPDATE heads SET v = :new WHERE actor = :a AND v = :seen` (atomic), a save
+    further ahead (a replayed or imported stream keeping its source versions) through the bulk
+    path: SELECT the head, compare, COPY the row and set the head, with no guard on what was read.
+    One such save at a time is right, which is all the sequential gap tests (5 after 2, 5000 after
+    nothing) make; two racing on one actor both win."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+        if event.version - latest <= SPARSE_JUMP:
+            return super().check_and_append(event)
+        if self.is_conflict(event, latest):
+            raise self.conflict(event, latest)
+        self.between()
+        with self.shared.lock:
+            stream = self.shared.events.setdefault(event.actor_id, [])
+            stream.append(copy.deepcopy(event))
+            stream.sort(key=lambda e: e.version)
+
+    between = staticmethod(lambda: time.sleep(0.0001))  # the COPY's round trip
+
+
+def trigger_far_ahead():
+    s = factory(FarAheadSavesUnguarded)()
+    pending = [ev("a", 100, id="racing")]
+    s.between = lambda: s.save_event(pending.pop()) if pending else None  # another writer gets in between
+    s.save_event(ev("a", 100, id="first"))
+    return [e.version for e in s.get_events("a", 0)] == [100, 100]
+
+
+# 10 --------------------------------------------------------------------------------------------
+class MixedMethods(CorrectStore):
+    """Control: async saves (`async def`), sync get_events, and a plain `def` get_latest_version that
+    returns a coroutine (an awaitable), as a store half-ported to asyncio is; all three forms are
+    allowed by spec section 3.2 (a handle may mix sync and async methods)."""
+
+    async def save_event(self, event):
+        self.check_and_append(event)
+
+    def get_latest_version(self, actor_id):
+        return self._latest(actor_id)
+
+    async def _latest(self, actor_id):
+        await asyncio.sleep(0)
+        with self.shared.lock:
+            return self.latest(actor_id)
+
+    async def save_snapshot(self, snapshot):
+        CorrectStore.save_snapshot(self, snapshot)
 
 
 # Controls --------------------------------------------------------------------------------------
@@ -550,11 +609,13 @@ make_negative_fill = factory(NegativeCacheFillRace, NegativeState)
 make_snapshot_cas = factory(SnapshotCasGivesUp, CasState)
 make_listen_slots_32 = factory(ListenSlots32, ListenState)
 make_desc_offset = factory(DescOffsetPages)
+make_far_ahead = factory(FarAheadSavesUnguarded)
 
 make_conflict_after_release = factory(ConflictReadAfterRelease)
 make_unique_index_loser = factory(UniqueIndexLoser)
 make_retry_busy = factory(RetryBusyCorrectly)
 make_async_group_commit = _group_commit_factory()
+make_mixed_methods = factory(MixedMethods)
 
 TRIGGERS = {
     "make_hot_key": trigger_hot_key,
@@ -565,6 +626,7 @@ TRIGGERS = {
     "make_snapshot_cas": trigger_snapshot_cas,
     "make_listen_slots_32": trigger_listen_slots_32,
     "make_desc_offset": trigger_desc_offset,
+    "make_far_ahead": trigger_far_ahead,
 }
 
 BROKEN = {
@@ -576,6 +638,8 @@ BROKEN = {
     "make_snapshot_cas": "SS-SNAP-002",
     "make_listen_slots_32": "ES-HANDLE-001",
     "make_desc_offset": "ES-CONC-001",
+    "make_far_ahead": "ES-CONC-001",
 }
 
-CONTROLS = ["make_conflict_after_release", "make_unique_index_loser", "make_retry_busy", "make_async_group_commit"]
+CONTROLS = ["make_conflict_after_release", "make_unique_index_loser", "make_retry_busy", "make_async_group_commit",
+            "make_mixed_methods"]
