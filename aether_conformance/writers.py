@@ -38,7 +38,7 @@ from .history import (ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, Hist
                       content_digest)
 from .model import INT64_MAX, ActorSnapshot, Event
 
-__all__ = ["WriterPlan", "RunLog", "draw_plan", "racing", "run_writers", "run_writer_process"]
+__all__ = ["WriterPlan", "RunLog", "draw_plan", "prefill", "racing", "run_writers", "run_writer_process"]
 
 # A writer that stops hearing from its peers (one of them hung in the store) gives up after this.
 _BARRIER_TIMEOUT_FLOOR = 30.0
@@ -88,10 +88,12 @@ class WriterPlan:
 
 def draw_plan(
     actor_id: str, run_id: str, writers: int, rounds: int, seed: int, stale_share: float = 0.25, *,
-    other_actors: tuple[str, ...] = (), skip_share: float = 0.0, readers: int = 0, snapshots: bool = False,
+    other_actors: tuple[str, ...] = (), skip_share: float = 0.0, far_share: float = 0.0, readers: int = 0,
+    snapshots: bool = False,
 ) -> WriterPlan:
     """Draw a plan.  With other actors, half the rounds put every writer on one actor and the other
-    half spread them out; ``skip_share`` of the saves skip one or two versions."""
+    half spread them out; ``skip_share`` of the saves skip one or two versions, and ``far_share`` of
+    them 16 to 63 (a store may take another path for a save far ahead: a bulk import)."""
     rng = random.Random(seed)
     fresh = tuple(
         tuple(r == 0 or rng.random() >= stale_share for r in range(rounds)) for _ in range(writers)
@@ -102,9 +104,15 @@ def draw_plan(
         focus = [rng.randrange(count) if rng.random() < 0.5 else None for _ in range(rounds)]
         picks = tuple(tuple(f if f is not None else rng.randrange(count) for f in focus) for _ in range(writers))
     steps: tuple[tuple[int, ...], ...] = ()
-    if skip_share:
-        steps = tuple(tuple(1 + (rng.randrange(1, 3) if rng.random() < skip_share else 0) for _ in range(rounds))
-                      for _ in range(writers))
+    if skip_share or far_share:
+        def step() -> int:
+            # One draw decides the kind of step, so that plans without far steps replay as before.
+            drawn = rng.random()
+            if drawn < skip_share:
+                return 1 + rng.randrange(1, 3)
+            return 1 + rng.randrange(16, 64) if drawn < skip_share + far_share else 1
+
+        steps = tuple(tuple(step() for _ in range(rounds)) for _ in range(writers))
     kinds = READ_KINDS if snapshots else READ_KINDS[:2]
     reads = tuple(tuple((rng.choice(kinds), rng.randrange(count)) for _ in range(rounds)) for _ in range(readers))
     return WriterPlan(actor_id=actor_id, run_id=run_id, seed=seed, rounds=rounds, fresh=fresh,
@@ -359,6 +367,24 @@ def _read_events(handle: DrivenHandle, actor: str, start: int, required: int, la
 RACE_SWITCH_INTERVAL = 5e-6
 
 
+def prefill(handle: DrivenHandle, plan: WriterPlan, recorder: HistoryRecorder, events: int) -> None:
+    """Save versions 1 to ``events`` of each of the plan's actors one at a time, recorded, before the
+    writers start: a stream of hundreds of events is read in pages while the writers' saves land."""
+    for actor in plan.actors:
+        for version in range(1, events + 1):
+            event = _event(plan, actor, f"prefill{version}", 0, version)
+            op = recorder.invoke("prefill", SAVE, actor, version=version, event_id=event.id,
+                                 digest=content_digest(event))
+            try:
+                handle.save_event(event)
+            except VersionConflictError as conflict:
+                op.conflict(conflict.current_version)
+            except StoreMisbehaviour as error:
+                op.error(str(error))
+            else:
+                op.ok()
+
+
 def run_writers(
     handles: list[DrivenHandle],
     plan: WriterPlan,
@@ -395,7 +421,8 @@ def run_writers(
     ]
     rounds_over = threading.Event()
     # With readers in the plan, one more client reads whole streams for as long as the rounds run.
-    side_reads = [threading.Thread(target=_read_whole_streams, args=(handles[-1], plan.actors, rounds_over),
+    side_reads = [threading.Thread(target=_read_whole_streams,
+                                   args=(handles[-1], plan.actors, f"{label_prefix}side", rounds_over, recorder, log),
                                    name=f"aether-side-reader-{label_prefix}", daemon=True)] if plan.readers else []
     with racing():
         for thread in threads + side_reads:
@@ -410,19 +437,21 @@ def run_writers(
     return log
 
 
-def _read_whole_streams(handle: DrivenHandle, actors: tuple[str, ...], rounds_over: threading.Event) -> None:
+def _read_whole_streams(handle: DrivenHandle, actors: tuple[str, ...], label: str, rounds_over: threading.Event,
+                        recorder: HistoryRecorder, log: RunLog) -> None:
     """Read the actors' whole streams, one after another, until the rounds are over.  A store under
     load is never idle: these long reads keep another call inside the store while the writers and
     readers make theirs, so a replica or cache that lags only while calls overlap (and catches up the
-    moment the store is idle) shows the lag to them.  Their results are not checked (the recorded
-    reads are): they are load, not evidence."""
+    moment the store is idle) shows the lag to them.  Each read is recorded and checked like the
+    readers' (a stream read in pages while saves land, newest first with an offset, shows the event
+    at a page boundary twice); a read that fails ends them, since the recorded calls show why."""
     for actor in itertools.cycle(actors):
         if rounds_over.is_set():
             return
         try:
-            handle.get_events(actor, 0)
+            _read_events(handle, actor, 0, 0, label, recorder, log)
         except (StoreMisbehaviour, StoreTimeout, VersionConflictError):
-            return  # the recorded calls show what is wrong; a failing side read is no load
+            return
 
 
 _racing_lock = threading.Lock()

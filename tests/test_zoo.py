@@ -29,6 +29,9 @@ from tests.zoo.escapes6a import BROKEN as ESCAPES6A
 from tests.zoo.escapes6a import NOT_CAUGHT as ESCAPES6A_NOT_CAUGHT
 from tests.zoo.escapes6a import OUT_OF_CONTRACT as ESCAPES6A_OUT_OF_CONTRACT
 from tests.zoo.escapes6b import BROKEN as ESCAPES6B
+from tests.zoo.escapes7c import BROKEN as ESCAPES7C
+from tests.zoo.escapes7c import CONTROLS as CONTROLS7C
+from tests.zoo.escapes7c import NOT_CAUGHT as ESCAPES7C_NOT_CAUGHT
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +140,8 @@ ESCAPE_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@pytest.mark.parametrize("store", [f"controls:{name}" for name in CONTROLS] + [f"controls6:{name}" for name in CONTROLS6])
+@pytest.mark.parametrize("store", [f"controls:{name}" for name in CONTROLS] + [f"controls6:{name}" for name in CONTROLS6]
+                         + [f"escapes7c:{name}" for name in CONTROLS7C])
 def test_correct_store_with_unusual_behaviour_is_certified(store, tmp_path):
     """Controls two reviews of false failures wrote (tests/zoo/controls.py, controls6.py): every MUST and
     SHOULD passes."""
@@ -221,3 +225,9 @@ ESCAPE6B_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
 def test_backend_store_a_sixth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes6b:{name}", tmp_path, *ESCAPE6B_RUN_OPTIONS.get(name, ()))
     assert_verdict(name, ESCAPES6B[name], code, report, output)
+
+
+@pytest.mark.parametrize("name", sorted(set(ESCAPES7C) - set(ESCAPES7C_NOT_CAUGHT)))
+def test_concurrency_store_a_seventh_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes7c:{name}", tmp_path)
+    assert_verdict(name, ESCAPES7C[name], code, report, output)

@@ -1,4 +1,4 @@
-"""Each store of tests/zoo/escapes.py and escapes3.py to escapes6b.py misbehaves at its trigger, called directly (not through
+"""Each store of tests/zoo/escapes.py and escapes3.py to escapes7c.py misbehaves at its trigger, called directly (not through
 the suite)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b
+from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7c
 
 
 def fresh(name):
@@ -259,3 +259,9 @@ def test_sixth_review_asyncio_store_misbehaves_at_its_trigger(name):
 @pytest.mark.parametrize("name", sorted(escapes6b.TRIGGERS))
 def test_sixth_review_backend_store_misbehaves_at_its_trigger(name):
     assert escapes6b.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("module, name", [(module, name) for module in (escapes7c,) for name in sorted(module.TRIGGERS)],
+                         ids=lambda value: value if isinstance(value, str) else value.__name__.rpartition(".")[2])
+def test_seventh_review_store_misbehaves_at_its_trigger(module, name):
+    assert module.TRIGGERS[name]() is True

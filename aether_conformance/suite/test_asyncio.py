@@ -138,6 +138,30 @@ def test_a_save_arriving_as_others_finish_is_checked_atomically(async_store, fre
                                     "acknowledged stored")
 
 
+@pytest.mark.requirement("ES-CONC-001", "ES-ERR-001")
+def test_many_saves_of_one_actor_gathered_at_once_conflict_only_below_the_latest(async_store, fresh_actor):
+    # Versions 1 to 32 of one actor gathered at once: more saves of one key in flight than a
+    # partition serves before it throttles (an HTTP 429 mapped to a conflict, with the version read
+    # before the write, is a conflict below the version attempted).  Whichever order the store
+    # takes them in, what it acknowledged is what it holds, in ascending order, and a save it
+    # refused met a latest version at or above its own.
+    store, actor, count = async_store, fresh_actor("fan-out"), 32
+    saves = [new_event(actor, version) for version in range(1, count + 1)]
+    outcomes = store.gathered([("save_event", (event,)) for event in saves])
+    how = f"versions 1 to {count} of {q(actor)} saved at once"
+    for event, outcome in zip(saves, outcomes):
+        if isinstance(outcome, VersionConflictError) and outcome.current_version < event.version:
+            violated("ES-CONC-001", f"{how}: version {event.version} was refused with current version "
+                                    f"{outcome.current_version}, below it: {outcome}")
+        if outcome is not None and not isinstance(outcome, VersionConflictError):
+            violated("ES-CONC-001", f"{how}: version {event.version} failed other than with a VersionConflictError: "
+                                    f"{outcome}")
+    acknowledged = [event.version for event, outcome in zip(saves, outcomes) if outcome is None]
+    stored = versions(store.get_events(actor, 0))
+    if stored != acknowledged:
+        violated("ES-CONC-001", f"{how}: acknowledged versions {acknowledged}; the actor then holds {stored}")
+
+
 @pytest.mark.requirement("SS-SNAP-002")
 def test_snapshots_gathered_at_once_keep_the_highest(async_store, snapshot_store, fresh_actor):
     # Twenty snapshot saves of one actor in flight at once, in ascending order: a store that sheds
