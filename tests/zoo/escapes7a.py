@@ -9,6 +9,7 @@ names the MUST requirement each one breaks.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import unicodedata
@@ -378,6 +379,107 @@ def trigger_blocking_sort():
     return False
 
 
+# 12 --------------------------------------------------------------------------------------------
+def _width_and_kana_folded(text: str) -> str:
+    out = []
+    for c in text:
+        code = ord(c)
+        if 0xFF01 <= code <= 0xFF5E:  # full-width ASCII
+            c = chr(code - 0xFEE0)
+        elif code == 0x3000:  # ideographic space
+            c = " "
+        elif 0xFF61 <= code <= 0xFF9F:  # half-width katakana
+            c = unicodedata.normalize("NFKC", c)
+        if 0x3041 <= ord(c[0]) <= 0x3096 and len(c) == 1:  # hiragana -> katakana
+            c = chr(ord(c) + 0x60)
+        out.append(c)
+    return "".join(out)
+
+
+class EventIdUniqueWidthAndKanaInsensitive(UniqueEventIdIndex):
+    """SQL Server: `event_id NVARCHAR(1024) COLLATE Latin1_General_100_CS_AS UNIQUE`.  CS_AS is case-
+    and accent-sensitive, but a collation without `_WS` and `_KS` is width- and kana-insensitive:
+    `N'evt-ＡＢＣ' = N'evt-ABC'` and `N'evt-あ' = N'evt-ア'`.  The unique index refuses a new id that
+    differs from a stored one only in width or kana type."""
+
+    @staticmethod
+    def key(event_id):
+        return _width_and_kana_folded(event_id)
+
+
+def trigger_width_kana_id():
+    s = factory(EventIdUniqueWidthAndKanaInsensitive, IdIndexState)()
+    s.save_event(ev("a", 1, id="evt-ABC"))
+    return _refused(lambda: s.save_event(ev("a", 2, id="evt-\uff21\uff22\uff23")))
+
+
+# 13 --------------------------------------------------------------------------------------------
+class EventIdUniqueAccentInsensitive(UniqueEventIdIndex):
+    """MariaDB 11: `event_id VARCHAR(1024) COLLATE utf8mb4_uca1400_ai_cs UNIQUE` (case-sensitive,
+    chosen so that ids differing in case stay apart, with the server's accent-insensitive default
+    kept).  'evt-café' and 'evt-cafe' are one key: the unique index refuses a new id that differs
+    from a stored one only in accents."""
+
+    @staticmethod
+    def key(event_id):
+        return "".join(c for c in unicodedata.normalize("NFD", event_id) if not unicodedata.combining(c))
+
+
+def trigger_accent_id():
+    s = factory(EventIdUniqueAccentInsensitive, IdIndexState)()
+    s.save_event(ev("a", 1, id="evt-caf\u00e9"))
+    return _refused(lambda: s.save_event(ev("a", 2, id="evt-cafe")))
+
+
+# 14 --------------------------------------------------------------------------------------------
+class SingleTableState(ShareState):
+    def __init__(self):
+        super().__init__()
+        self.items = {}  # sort key -> event (one partition: the tenant's)
+        self.keys = []  # the sort keys, in order
+
+
+class DynamoSingleTableBeginsWith(CorrectStore):
+    """DynamoDB single-table design: a tenant's events in one partition, `PK = "TENANT#t"`, `SK =
+    "EVT#<actor>#<version, 20 digits>"`; get_events is a Query with `begins_with(SK, "EVT#<actor>#")`
+    (then `SK >= "EVT#<actor>#<from>"`) and get_latest_version the same Query with
+    `ScanIndexForward=False, Limit=1`, the version read from the key's last 20 digits.  The '#' inside
+    an actor id is not escaped: the prefix of actor 'x' is also the prefix of actor 'x#y', whose
+    events it reads as its own and whose highest version it takes for its latest."""
+
+    @staticmethod
+    def _sk(actor_id, version):
+        return f"EVT#{actor_id}#{max(version, 0):020d}"
+
+    def _range(self, actor_id, from_version):
+        prefix, keys = f"EVT#{actor_id}#", self.shared.keys
+        index = bisect.bisect_left(keys, self._sk(actor_id, from_version))
+        rows = []
+        while index < len(keys) and keys[index].startswith(prefix):
+            rows.append(self.shared.items[keys[index]])
+            index += 1
+        return rows
+
+    def latest(self, actor_id):
+        prefix, keys = f"EVT#{actor_id}#", self.shared.keys
+        index = bisect.bisect_left(keys, prefix + "\U0010ffff") - 1
+        return int(keys[index][-20:]) if index >= 0 and keys[index].startswith(prefix) else 0
+
+    def append(self, event):
+        key = self._sk(event.actor_id, event.version)
+        self.shared.items[key] = copy.deepcopy(event)
+        bisect.insort(self.shared.keys, key)
+
+    def select(self, actor_id, from_version):
+        return [copy.deepcopy(e) for e in self._range(actor_id, from_version)]
+
+
+def trigger_begins_with():
+    s = factory(DynamoSingleTableBeginsWith, SingleTableState)()
+    s.save_event(ev("x#y", 5))
+    return s.get_latest_version("x") == 5
+
+
 make_pad_space_id = factory(EventIdUniquePadSpace, IdIndexState)
 make_canonical_id = factory(EventIdUniqueCanonicalEquivalence, IdIndexState)
 make_ignorable_id = factory(EventIdUniqueIgnorableCharacters, IdIndexState)
@@ -389,6 +491,9 @@ make_eav_state = factory(SnapshotStateEavCaseInsensitive)
 make_decimal128 = factory(MongoBigIntsAsDecimal128)
 make_packet = factory(MySql57MaxAllowedPacket)
 make_blocking_sort = factory(MongoBlockingSortWithoutIndex)
+make_width_kana_id = factory(EventIdUniqueWidthAndKanaInsensitive, IdIndexState)
+make_accent_id = factory(EventIdUniqueAccentInsensitive, IdIndexState)
+make_begins_with = factory(DynamoSingleTableBeginsWith, SingleTableState)
 
 TRIGGERS = {
     "make_pad_space_id": trigger_pad_space_id,
@@ -402,6 +507,9 @@ TRIGGERS = {
     "make_decimal128": trigger_decimal128,
     "make_packet": trigger_packet,
     "make_blocking_sort": trigger_blocking_sort,
+    "make_width_kana_id": trigger_width_kana_id,
+    "make_accent_id": trigger_accent_id,
+    "make_begins_with": trigger_begins_with,
 }
 
 BROKEN = {
@@ -416,4 +524,7 @@ BROKEN = {
     "make_decimal128": "ES-SAVE-001",
     "make_packet": "ES-REFUSE-001",
     "make_blocking_sort": "ES-READ-001",
+    "make_width_kana_id": "ES-SAVE-001",
+    "make_accent_id": "ES-SAVE-001",
+    "make_begins_with": "ES-ACTOR-002",
 }
