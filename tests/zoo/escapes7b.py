@@ -219,10 +219,13 @@ class KafkaCompactedByEventId(CorrectStore):
     def latest(self, actor_id):
         return self.shared.heads.get(actor_id, 0)
 
+    def key(self, event):
+        return event.id
+
     def append(self, event):
         shared = self.shared
         shared.offset += 1
-        shared.log.append((shared.offset, event.id, copy.deepcopy(event)))
+        shared.log.append((shared.offset, self.key(event), copy.deepcopy(event)))
         shared.heads[event.actor_id] = event.version
         if shared.offset % 1024 == 0:
             horizon = shared.offset - COMPACTION_LAG
@@ -299,6 +302,62 @@ def trigger_esdb_hint():
     return True
 
 
+# 7 ---------------------------------------------------------------------------------------------
+class KafkaCompactedByCommandId(KafkaCompactedByEventId):
+    """Store 5 with the record key an exactly-once producer uses: `<actor>/<command id>` (the
+    idempotency key of the command that emitted the event; the event id when it has none), so that
+    a command retried after a lost acknowledgement collapses to one record.  A command that emits
+    several events on one actor (ES-SAVE-001: each is stored) keeps only its last once compaction
+    reaches them - the earlier events vanish some time after the save, the head still counting
+    them."""
+
+    def key(self, event):
+        return f"{event.actor_id}/{event.command_id}" if event.command_id else f"{event.actor_id}#{event.id}"
+
+
+def trigger_compacted_command_id():
+    s = factory(KafkaCompactedByCommandId, KeyedLogState)()
+    s.save_event(ev("cart", 1, command_id="add-items"))
+    s.save_event(ev("cart", 2, command_id="add-items"))
+    for i in range(COMPACTION_LAG + 1024):
+        s.save_event(ev(f"o{i}", 1))
+    return [e.version for e in s.get_events("cart", 0)] == [2]
+
+
+# 8 ---------------------------------------------------------------------------------------------
+def _zset_order(version):
+    """Where ZADD puts a member `<version>:<event JSON>` scored by the version: by the score, a
+    float64, and among equal scores by the member's bytes."""
+    return (float(version), f"{version}:")
+
+
+class RedisZsetVersionPrefixedMembers(CorrectStore):
+    """Redis: each actor's events in a sorted set, `ZADD events:<actor> <version> <version>:<event
+    JSON>` (the version in front keeps members unique and is parsed back exactly), appended by a Lua
+    script that reads the top member (`ZREVRANGE events:<actor> 0 0`) and compares its parsed version
+    as an integer; reads are `ZRANGEBYSCORE events:<actor> <from> +inf` filtered by the parsed
+    version.  Scores are float64, but members of equal score sort by their bytes, which for versions
+    of one length is numeric order: 2^53 and 2^53+1, or 2^63-3 to 2^63-1, come out right.  Versions
+    of different lengths that round to one float64 do not: 9,999,999,999,999,999 and
+    10,000,000,000,000,000 are both 1e16, and "9999..." sorts above "1000...", so after saving both the
+    top member - the latest version - is the lower one, and 10^16 can be saved again."""
+
+    def latest(self, actor_id):
+        stream = self.shared.events.get(actor_id)
+        return max(stream, key=lambda e: _zset_order(e.version)).version if stream else 0
+
+    def select(self, actor_id, from_version):
+        rows = sorted(self.shared.events.get(actor_id, []), key=lambda e: _zset_order(e.version))
+        return [copy.deepcopy(e) for e in rows if float(e.version) >= float(from_version) and e.version >= from_version]
+
+
+def trigger_zset_prefixed():
+    s = factory(RedisZsetVersionPrefixedMembers)()
+    s.save_event(ev("a", 10**16 - 1))
+    s.save_event(ev("a", 10**16))
+    return s.get_latest_version("a") == 10**16 - 1
+
+
 # -----------------------------------------------------------------------------------------------
 make_content_addressed = factory(S3ContentAddressedSnapshots, ContentAddressedState)
 make_command_msg_id = factory(JetStreamCommandVersionMsgId, MsgIdState)
@@ -306,6 +365,8 @@ make_esdb_idempotent = factory(EsdbIdempotentAppend)
 make_snapshot_tombstone = factory(KafkaNullStateSnapshotTombstone, SnapshotLogState)
 make_compacted_event_id = factory(KafkaCompactedByEventId, KeyedLogState)
 make_esdb_hint = factory(EsdbRevisionHintIdempotentResave)
+make_compacted_command_id = factory(KafkaCompactedByCommandId, KeyedLogState)
+make_zset_prefixed = factory(RedisZsetVersionPrefixedMembers)
 
 TRIGGERS = {
     "make_content_addressed": trigger_content_addressed,
@@ -314,6 +375,8 @@ TRIGGERS = {
     "make_snapshot_tombstone": trigger_snapshot_tombstone,
     "make_compacted_event_id": trigger_compacted_event_id,
     "make_esdb_hint": trigger_esdb_hint,
+    "make_compacted_command_id": trigger_compacted_command_id,
+    "make_zset_prefixed": trigger_zset_prefixed,
 }
 
 BROKEN = {
@@ -323,4 +386,6 @@ BROKEN = {
     "make_snapshot_tombstone": "SS-SNAP-002",
     "make_compacted_event_id": "ES-READ-003",
     "make_esdb_hint": "ES-SAVE-002",
+    "make_compacted_command_id": "ES-READ-001",
+    "make_zset_prefixed": "ES-SAVE-004",
 }
