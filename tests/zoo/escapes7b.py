@@ -358,6 +358,29 @@ def trigger_zset_prefixed():
     return s.get_latest_version("a") == 10**16 - 1
 
 
+# 9 ---------------------------------------------------------------------------------------------
+class S3ContentAddressedIfNoneMatch(S3ContentAddressedSnapshots):
+    """Store 1 with the upload skipped when the object already exists: `PutObject(If-None-Match: *)`
+    (S3 conditional writes, GCS ifGenerationMatch=0), a 412 taken as "already stored".  The object
+    keeps the metadata of the *first* save of that state: an unchanged state snapshotted again at a
+    higher version (the usual case for a snapshotter that runs every N events) is never recorded, and
+    the latest stays at the version where the state was first seen."""
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            key = hashlib.sha256(_json(snapshot.state).encode()).hexdigest()
+            self.shared.objects.setdefault(snapshot.actor_id, {}).setdefault(key, copy.deepcopy(snapshot))
+
+
+def trigger_if_none_match():
+    s = factory(S3ContentAddressedIfNoneMatch, ContentAddressedState)()
+    for v in range(1, 9):
+        s.save_event(ev("a", v))
+    s.save_snapshot(snap("a", 5, state={"balance": 0}))
+    s.save_snapshot(snap("a", 8, state={"balance": 0}))
+    return s.get_latest_snapshot("a").version == 5
+
+
 # -----------------------------------------------------------------------------------------------
 make_content_addressed = factory(S3ContentAddressedSnapshots, ContentAddressedState)
 make_command_msg_id = factory(JetStreamCommandVersionMsgId, MsgIdState)
@@ -367,6 +390,7 @@ make_compacted_event_id = factory(KafkaCompactedByEventId, KeyedLogState)
 make_esdb_hint = factory(EsdbRevisionHintIdempotentResave)
 make_compacted_command_id = factory(KafkaCompactedByCommandId, KeyedLogState)
 make_zset_prefixed = factory(RedisZsetVersionPrefixedMembers)
+make_if_none_match = factory(S3ContentAddressedIfNoneMatch, ContentAddressedState)
 
 TRIGGERS = {
     "make_content_addressed": trigger_content_addressed,
@@ -377,6 +401,7 @@ TRIGGERS = {
     "make_esdb_hint": trigger_esdb_hint,
     "make_compacted_command_id": trigger_compacted_command_id,
     "make_zset_prefixed": trigger_zset_prefixed,
+    "make_if_none_match": trigger_if_none_match,
 }
 
 BROKEN = {
@@ -388,4 +413,5 @@ BROKEN = {
     "make_esdb_hint": "ES-SAVE-002",
     "make_compacted_command_id": "ES-READ-001",
     "make_zset_prefixed": "ES-SAVE-004",
+    "make_if_none_match": "SS-SNAP-002",
 }
