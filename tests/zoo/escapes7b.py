@@ -5,6 +5,11 @@ beside them: bugs just outside the values, sizes, orders and ids the suite alrea
 Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`` maps each factory
 name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
 names the MUST requirement each one breaks.
+
+Against the CLI (default profile) as of this review, 8 of the 9 were certified CONFORMANT; only
+``make_command_msg_id`` was caught (ES-SAVE-001: two actors saved at version 1 with one command id).
+``make_compacted_command_id`` is caught by the thorough profile only (its 100,050-event long stream
+shares command ids in threes and outlives the compaction lag).
 """
 
 from __future__ import annotations
