@@ -65,6 +65,10 @@ VERSION_RUNS: dict[str, VersionRun] = {
                    "string-ordered keys (zero-padded to 10 digits, then overflowing the padding)"),
         VersionRun("gap-over-a-power-of-ten", (7, 10, 100, 1000, 99_999, 100_000),
                    "gapped versions ordered or compared as strings"),
+        # 10^16 - 1 and 10^16 are one float64: a sorted set scored by version falls back to its
+        # members' byte order, in which "9999999999999999:..." sorts after "10000000000000000:...".
+        VersionRun("float64-tie-over-a-power-of-ten", (10**16 - 1, 10**16, 10**16 + 2),
+                   "versions scored as float64, ties broken by text"),
     )
 }
 
@@ -128,6 +132,9 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("prefix-slash", "{}x", "{}x/y", "reads by key prefix (a directory or a range scan)"),
         IdPair("prefix-star", "{}x", "{}x*", "reads by a glob or a subject wildcard"),
         IdPair("prefix-dot", "{}x", "{}x.", "reads by subject prefix ('x.>' or 'x.*')"),
+        IdPair("prefix-hash", "{}x", "{}x#y", "a single-table sort key 'EVT#<actor>#<version>' read by begins_with"),
+        IdPair("prefix-colon", "{}x", "{}x:y", "Redis-style keys '<actor>:<version>' read by prefix"),
+        IdPair("prefix-pipe", "{}x", "{}x|y", "composite keys joined with '|' read by prefix"),
         IdPair("suffix", "{}-account", "{}-account-1", "reads by key prefix without a separator"),
         IdPair("dot-token", "{}.orders", "{}.orders.eu", "subject wildcards ('orders.>')"),
         IdPair("star-wildcard", "{}.orders.*", "{}.orders.eu", "subject wildcards taken from the id"),
@@ -149,6 +156,8 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("angstrom-sign", "\u212b-{}", "\u00c5-{}", "NFC normalisation (U+212B is canonically U+00C5)"),
         IdPair("ligature", "\ufb01le-{}", "file-{}", "NFKC or NFKD normalisation (the fi ligature)"),
         IdPair("full-width", "ＡＢＣ-{}", "ABC-{}", "NFKC normalisation (full-width forms)"),
+        IdPair("accent", "café-{}", "cafe-{}", "accent-insensitive collations (MariaDB's _ai, SQL Server's AI)"),
+        IdPair("kana", "あ-{}", "ア-{}", "kana-insensitive collations (SQL Server without _KS)"),
         IdPair("trailing-space", "{}-account", "{}-account ", "trimmed keys, or PAD SPACE collations"),
         IdPair("leading-space", "account-{}", " account-{}", "trimmed keys"),
         IdPair("trailing-tab", "{}-account", "{}-account\t", "whitespace-trimmed keys"),

@@ -12,7 +12,7 @@ from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7c
+from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c
 
 
 def fresh(name):
@@ -261,7 +261,8 @@ def test_sixth_review_backend_store_misbehaves_at_its_trigger(name):
     assert escapes6b.TRIGGERS[name]() is True
 
 
-@pytest.mark.parametrize("module, name", [(module, name) for module in (escapes7c,) for name in sorted(module.TRIGGERS)],
+@pytest.mark.parametrize("module, name", [(module, name) for module in (escapes7a, escapes7b, escapes7c)
+                          for name in sorted(module.TRIGGERS)],
                          ids=lambda value: value if isinstance(value, str) else value.__name__.rpartition(".")[2])
 def test_seventh_review_store_misbehaves_at_its_trigger(module, name):
     assert module.TRIGGERS[name]() is True

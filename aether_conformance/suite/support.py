@@ -97,7 +97,9 @@ ROUND_TRIP_CASES = {
     # Integers a 64-bit or JavaScript-safe representation cannot hold: they may come back as the
     # float64 they round to, but as numbers (not text, not an error, not dropped).
     "big-integers": {"data": {"over-2^53": 2**53 + 1, "int64-max": 2**63 - 1, "over-int64": 2**63,
-                              "under-int64": -(2**63) - 1, "huge": 10**30}},
+                              "under-int64": -(2**63) - 1, "huge": 10**30,
+                              # 39 significant digits: more than MongoDB's Decimal128 holds (34).
+                              "over-2^128": 2**128, "under-minus-2^128": -(2**128) - 1}},
     # Values a JavaScript or PHP layer rewrites: a prototype key, a date-looking string (a reviver
     # makes it a Date), and an object keyed "0".."n-1" (PHP's json_decode turns it into a list).
     "script-layer-values": {"data": {"__proto__": {"x": 1}, "constructor": "c", "when": "2024-01-02T03:04:05Z",
@@ -133,6 +135,10 @@ ROUND_TRIP_CASES = {
         "state": None, "_type": "doc", "_source": {}, "type": "x"}},
     # Keys differing only in case (a case-insensitive dictionary keeps one of them).
     "keys-differing-in-case": {"data": {"Key": 1, "key": 2, "KEY": 3, "nested": {"Id": "a", "id": "b"}}},
+    # Keys a collation takes for one another (one row per key under a case-, accent-, width-, kana-
+    # or trailing-space-insensitive collation keeps one of each pair).
+    "keys-a-collation-confuses": {"data": {"Id": "A-1", "id": 7, "café": 1, "cafe": 2, "cafe\u0301": 3, "k": 4,
+                                           "k ": 5, "ＡＢＣ": 6, "ABC": 7, "\u3042": 8, "\u30a2": 9}},
     "command-id": {"command_id": "cmd-42"},
     # Blank is not empty: a layer that maps blank strings to "none" drops it.
     "blank-command-id": {"command_id": " \t "},
@@ -306,20 +312,41 @@ def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
     try:
         for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100)), ("planted-kinds", (1, 2, 3))):
             actor = fresh_actor(label)
-            events[actor] = [new_event(actor, v, command_id=f"cmd-{label}-{v}") for v in stream]
+            # The gapped actor's events are one command's (a log compacted by command id keeps one).
+            events[actor] = [new_event(actor, v, command_id=f"cmd-{label}" if label == "planted-gaps" else
+                                       f"cmd-{label}-{v}") for v in stream]
             if label == "planted-kinds":
                 events[actor] = [replace(event, **kind) for event, kind in zip(events[actor], PLANTED_KINDS)]
             for event in events[actor]:
                 save_ok("ES-SAVE-001", store, event, context=" (planted at the start of the run, to revisit at its end)")
             store.get_latest_version(actor)
             store.get_events(actor, 0)
+        # The first planted event's id again, on an actor of its own: a store may refuse it (ES-ID-001),
+        # and if it keeps it, both events must stay (a log compacted by event id keeps the later).
+        first = next(iter(events.values()))[0]
+        again = new_event(fresh_actor("planted-reused-id"), 1, id=first.id)
+        try:
+            store.save_event(again)
+        except StoreRaised as error:
+            if not isinstance(error.original, ValueError):
+                violated("ES-REFUSE-001", f"version 1 of new actor {q(again.actor_id)}, with an event id another "
+                                          f"actor's event has, was refused with {type(error.original).__name__}: "
+                                          f"{error.original_text}; a refusal must be a ValueError")
+        except VersionConflictError as error:
+            violated("ES-SAVE-001", f"version 1 of new actor {q(again.actor_id)} conflicted: {error}")
+        else:
+            events[again.actor_id] = [again]
         if store.driver.has_snapshots:
-            actor = next(iter(events))
+            actor, gapped = list(events)[:2]
             snapshots[actor] = new_snapshot(actor, 2, state={"planted": True})
+            # A null state too: a log that writes the state as the record's value makes it a
+            # tombstone, which its cleaner removes some 10,000 records later.
+            snapshots[gapped] = new_snapshot(gapped, 100, state=None)
             with blame("SS-SNAP-002"):
                 store.save_snapshot(snapshots[actor])
                 # A lower one after it: a log compacted to the last record per actor keeps this one.
                 store.save_snapshot(new_snapshot(actor, 1, state={"planted": "lower, saved later"}))
+                store.save_snapshot(snapshots[gapped])
                 store.get_latest_snapshot(actor)
     except AssertionError as error:  # RequirementViolation and StoreMisbehaviour
         message = str(error)

@@ -260,6 +260,36 @@ def test_normalisation_sensitive_text_round_trips(store, fresh_actor, kind):
                                     + "; ".join(problems))
 
 
+# Empty and blank event types, which a trimming or PAD SPACE lookup table of types joins.
+_BLANK_TYPES = ("", " ", "  ")
+
+
+@pytest.mark.requirement("ES-SAVE-001", "ES-READ-003")
+@pytest.mark.parametrize("field", ["id", "event_type", "command_id"])
+def test_ids_types_and_command_ids_a_collation_confuses_are_each_kept(store, fresh_actor, field):
+    # Each pair of COLLIDING_ACTOR_IDS (trailing spaces, case, accents, width, kana, NFC and NFD,
+    # ignorable characters, ...) as the event ids, event types or command ids of two events of one
+    # actor: a unique index or a lookup table under a collation that takes them for one another
+    # refuses the second (a new id is not a reused one) or reads back the first.
+    actor, token = fresh_actor(field), fresh_actor("")
+    texts = [text for kind in sorted(COLLIDING_ACTOR_IDS) for text in COLLIDING_ACTOR_IDS[kind].build(token)]
+    if field == "event_type":
+        texts += _BLANK_TYPES
+    texts = list(dict.fromkeys(texts))  # pairs share some ids ("{}x"), and a store may refuse a reused id
+    saved = [new_event(actor, version, **{field: text}) for version, text in enumerate(texts, 1)]
+    for event in saved:
+        save_ok("ES-SAVE-001", store, event, context=f" (its {field} {go_quote(getattr(event, field))} differs from "
+                                                     "every other one saved)")
+    got = store.get_events(actor, 0)
+    changed = [(event.version, getattr(event, field), getattr(read, field)) for event, read in zip(saved, got)
+               if getattr(read, field) != getattr(event, field)]
+    if len(got) != len(saved) or changed:
+        what = (f"{len(got)} events read" if len(got) != len(saved) else
+                f"version {changed[0][0]}'s {field} {go_quote(changed[0][1])} came back as {go_quote(changed[0][2])}")
+        violated("ES-READ-003", f"saved {len(saved)} events to {q(actor)} whose {field}s a collation or normaliser "
+                                f"takes for one another in pairs: {what}")
+
+
 @pytest.mark.requirement("SS-SNAP-003")
 @pytest.mark.parametrize("kind", sorted(NORMALISATION_SENSITIVE_TEXT))
 def test_normalisation_sensitive_state_round_trips(snapshot_store, fresh_actor, kind):

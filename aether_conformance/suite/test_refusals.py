@@ -13,6 +13,8 @@ one place, the last test here, which offers each refusable input in turn.
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from ..driver import StoreRaised
@@ -175,7 +177,8 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
 
 
 @pytest.mark.requirement("ES-LIMIT-001", "ES-READ-003")
-@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "encoded-size-of-3-mib", "fields-four-times-the-floor",
+@pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "encoded-size-of-3-mib", "encoded-size-of-4.5-mib-varied",
+                                  "fields-four-times-the-floor",
                                   "fields-of-40000-characters", "nesting-four-times-the-floor",
                                   "nesting-at-the-model-maximum"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
@@ -186,6 +189,8 @@ def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor
         event = new_event(actor, 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})
     elif kind == "encoded-size-of-3-mib":
         event = new_event(actor, 1, data={"blob": "x" * (3 * 1024 * 1024)})
+    elif kind == "encoded-size-of-4.5-mib-varied":
+        event = new_event(actor, 1, data=_varied_blob())
     elif kind == "fields-of-40000-characters":
         long = "f" * 40_000
         event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
@@ -206,6 +211,17 @@ def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor
                                 "changed: " + "; ".join(p[:200] for p in problems))
 
 
+def _varied_blob() -> dict[str, str]:
+    return {"blob": _varied_text()}
+
+
+@functools.cache
+def _varied_text() -> str:
+    # 4.5 MiB, past MySQL 5.7's max_allowed_packet of 4 MiB and ten DynamoDB items of 380 KB, and
+    # no two of its 400 KB pieces alike: chunks reassembled in the wrong order show.
+    return "".join(f"{n:09d}|" for n in range(4_718_592 // 10))
+
+
 def _refusable_inputs(store, fresh_actor):
     """One input of each kind a MAY requirement lets a store refuse, each on a fresh actor."""
     reused = new_event(fresh_actor(), 1)
@@ -218,6 +234,7 @@ def _refusable_inputs(store, fresh_actor):
         "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
         "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
         "encoded-size-of-3-mib": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (3 * 1024 * 1024)})),
+        "encoded-size-of-4.5-mib-varied": ([], new_event(fresh_actor(), 1, data=_varied_blob())),
         "fields-of-40000-characters": ([], new_event(fresh_actor(), 1, id="f" * 40_000 + fresh_actor(""),
                                                      event_type="f" * 40_000, command_id="f" * 40_000)),
         "deep-nesting": ([], new_event(fresh_actor(), 1, data=_deep(4 * NESTING_DEPTH_FLOOR))),
@@ -246,8 +263,8 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
 
 @pytest.mark.requirement(REFUSE)
 @pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields",
-                                  "fields-of-40000-characters", "encoded-size", "encoded-size-of-3-mib", "deep-nesting",
-                                  "deepest-nesting"])
+                                  "fields-of-40000-characters", "encoded-size", "encoded-size-of-3-mib",
+                                  "encoded-size-of-4.5-mib-varied", "deep-nesting", "deepest-nesting"])
 def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
     setup, event = _refusable_inputs(store, fresh_actor)[kind]
     for earlier in setup:

@@ -58,6 +58,8 @@ STATES = {
     "numbers": {"int32-max-plus-one": 2**31, "uint32-max-plus-two": 2**32 + 1, "float64-exact": 2**53 - 1,
                 "negative": -(2**31) - 1, "float": 0.1, "tiny": 5e-324},
     "big-integers": ROUND_TRIP_CASES["big-integers"]["data"],
+    "keys-differing-in-case": ROUND_TRIP_CASES["keys-differing-in-case"]["data"],
+    "keys-a-collation-confuses": ROUND_TRIP_CASES["keys-a-collation-confuses"]["data"],
     "script-layer-values": ROUND_TRIP_CASES["script-layer-values"]["data"],
     "text-that-looks-like-other-values": ROUND_TRIP_CASES["text-that-looks-like-other-values"]["data"],
     "keys-that-look-like-instructions": ROUND_TRIP_CASES["keys-that-look-like-instructions"]["data"],
@@ -165,6 +167,41 @@ def test_snapshots_round_trip(snapshot_store, fresh_actor, case):
     problems = diff_snapshot(snapshot, got)
     if problems:
         violated("SS-SNAP-003", f"snapshot of {q(actor)} ({case}) came back changed: " + "; ".join(problems))
+
+
+@pytest.mark.requirement("SS-SNAP-003")
+@pytest.mark.parametrize("offset", [timedelta(minutes=19, seconds=32), -timedelta(minutes=25, seconds=21)],
+                         ids=["plus-00:19:32", "minus-00:25:21"])
+def test_a_snapshot_taken_at_an_offset_with_seconds_keeps_its_instant(snapshot_store, fresh_actor, offset):
+    # The local mean time of a zone before it adopted standard time (Amsterdam +00:19:32, Dublin
+    # -00:25:21): a column that keeps the wall clock and the offset in whole minutes (SQL Server's
+    # DATETIMEOFFSET) moves the instant by the seconds.
+    actor = fresh_actor()
+    save_ok("SS-SNAP-003", snapshot_store, new_event(actor, 1))
+    snapshot = new_snapshot(actor, 1, timestamp=datetime(1900, 1, 1, 12, 0, 0, 250000, tzinfo=timezone(offset)))
+    snapshot_store.save_snapshot(snapshot)
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(snapshot, got):
+        violated("SS-SNAP-003", f"saved a snapshot of {q(actor)} taken at {snapshot.timestamp.isoformat()}; it came back "
+                                f"as {'None' if got is None else got.timestamp.isoformat()}")
+
+
+@pytest.mark.requirement("SS-SNAP-002")
+def test_one_state_saved_at_two_versions_is_the_highest_of_them(snapshot_store, fresh_actor):
+    # The same state at two versions of one actor, higher first and lower first: a store that keys
+    # snapshots by a hash of their state (content-addressed objects, the version in metadata)
+    # overwrites the higher version, or keeps the first one it saw when it skips existing objects.
+    for order in ((8, 5), (5, 8)):
+        actor = fresh_actor(f"same-state-{order[0]}-{order[1]}")
+        for version in range(1, 9):
+            save_ok("SS-SNAP-002", snapshot_store, new_event(actor, version))
+        for version in order:
+            snapshot_store.save_snapshot(new_snapshot(actor, version, state={"balance": 0}))
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or got.version != 8:
+            violated("SS-SNAP-002", f"saved snapshots of {q(actor)} with the same state at versions {order[0]} then "
+                                    f"{order[1]}; get_latest_snapshot returned "
+                                    f"{'None' if got is None else f'version {got.version}'}, expected 8")
 
 
 @pytest.mark.requirement("SS-SNAP-004")

@@ -6,7 +6,11 @@ Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`
 name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
 names the MUST requirement each one breaks.  The real CLI (default profile, 3.2.1) certified all 14;
 thorough certified those it finished (all but make_command_ids_ci, which its hypothesis caught by
-chance: a command id 'Å' beside the fixed U+212B case, which lower() folds together).
+chance: a command id 'Å' beside the fixed U+212B case, which lower() folds together).  The suite
+now flags 13 in the quick profile (event ids, types and command ids in pairs a collation takes for
+one another; keys a collation confuses in snapshot state; snapshots at offsets with seconds;
+integers of 39 digits; an event of 4.5 MiB of varied text; actor ids continued by '#', ':' and
+'|'); ``NOT_CAUGHT`` lists the one no run reaches.
 """
 
 from __future__ import annotations
@@ -523,10 +527,13 @@ BROKEN = {
     "make_chunks": "ES-READ-003",
     "make_datetimeoffset": "SS-SNAP-003",
     "make_eav_state": "SS-SNAP-003",
-    "make_decimal128": "ES-SAVE-001",
+    "make_decimal128": "ES-READ-003",  # the round-trip test's save fails
     "make_packet": "ES-REFUSE-001",
     "make_blocking_sort": "ES-READ-001",
     "make_width_kana_id": "ES-SAVE-001",
     "make_accent_id": "ES-SAVE-001",
     "make_begins_with": "ES-ACTOR-002",
 }
+
+# Needs one actor of more than 100 MB read from version 0; the thorough profile's largest is 65 MiB.
+NOT_CAUGHT = {"make_blocking_sort": "ES-READ-001"}
