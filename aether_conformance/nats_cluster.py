@@ -52,7 +52,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .nats_server import HOST, NatsServerError, _free_port, _healthy, find_nats_server
+from .nats_server import HOST, NatsServerError, _healthy, find_nats_server
+from .ports import free_port
 from .watchdog import Watchdog
 
 __all__ = ["NatsCluster", "NatsClusterError", "ClusterNode", "ClusterFaults", "ClusterFaultPlugin", "nats_server_version"]
@@ -197,9 +198,9 @@ class ClusterNode:
         self._watchdog = watchdog
         self.name = f"n{index}"
         self.binary = binary
-        self.port = _free_port()
-        self.monitor_port = _free_port()
-        self.route_port = _free_port()
+        self.port = free_port()
+        self.monitor_port = free_port()
+        self.route_port = free_port()
         self.store_dir = run_dir / f"{self.name}-store"
         self.store_dir.mkdir()
         self.config_path = run_dir / f"{self.name}.conf"

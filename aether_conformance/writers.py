@@ -370,9 +370,10 @@ RACE_SWITCH_INTERVAL = 5e-6
 def prefill(handle: DrivenHandle, plan: WriterPlan, recorder: HistoryRecorder, events: int) -> None:
     """Save versions 1 to ``events`` of each of the plan's actors one at a time, recorded, before the
     writers start: a stream of hundreds of events is read in pages while the writers' saves land."""
-    for actor in plan.actors:
+    for number, actor in enumerate(plan.actors):
         for version in range(1, events + 1):
-            event = _event(plan, actor, f"prefill{version}", 0, version)
+            # An id of its own for each actor's event: a store may refuse a reused id (ES-ID-001).
+            event = _event(plan, actor, f"prefill{number}-{version}", 0, version)
             op = recorder.invoke("prefill", SAVE, actor, version=version, event_id=event.id,
                                  digest=content_digest(event))
             try:

@@ -16,6 +16,7 @@ import pytest
 
 from aether_conformance import nats_server as launcher
 from aether_conformance.nats_server import NatsServer, NatsServerError
+from aether_conformance.ports import free_port
 
 nats = pytest.importorskip("nats", reason="the [jetstream] extra is not installed")
 
@@ -188,3 +189,10 @@ def test_a_launcher_killed_outright_leaves_no_server_and_no_directory_behind():
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_free_ports_are_never_handed_out_twice():
+    # Ports bound to 0 and released come back: a thousand draws from the ephemeral range repeat
+    # one almost surely, and a cluster node given one port twice (client and route) does not start.
+    ports = [free_port() for _ in range(1000)]
+    assert len(set(ports)) == len(ports)
