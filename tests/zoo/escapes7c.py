@@ -681,7 +681,7 @@ BROKEN = {
     "make_async_hot_key": "ES-CONC-001",
     "make_bucket_etag": "ES-CONC-001",
     "make_statement_timeout": "ES-CONC-001",
-    "make_lock_leak": "ES-SAVE-001",
+    "make_lock_leak": "ES-REFUSE-001",
     "make_negative_fill": "ES-CONC-001",
     "make_snapshot_cas": "SS-SNAP-002",
     "make_listen_slots_32": "ES-HANDLE-001",
