@@ -236,6 +236,78 @@ def test_first_saves_racing_reads_of_new_actors_stay_seen(store, other_store, fr
 BURST_WRITERS = 32
 
 
+# Rounds of the pile-up below: in a round the saves pile up behind the read in about half the runs
+# on a busy machine (an in-process store without I/O), so twelve rounds make a miss unlikely.
+PILE_UP_ROUNDS = 12
+PILE_UP_STREAM = 500  # events before the first round: the longer a read, the more saves meet it
+
+
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
+@pytest.mark.requirement("ES-CONC-001")
+def test_saves_piling_up_behind_a_long_read_conflict_only_below_the_latest(store, other_store, fresh_actor):
+    # 32 threads save the next 32 versions of one actor at once, while another handle reads its
+    # whole stream (500 events and up) again and again: a read that holds the actor (a lock, a partition's
+    # throughput) keeps every save in flight at once.  A partition that throttles beyond 16 writes
+    # in flight, with the throttle mapped to a conflict, refuses a version above the latest; and
+    # what was acknowledged must be what is stored.
+    actor = fresh_actor("pile-up")
+    for version in range(1, PILE_UP_STREAM + 1):
+        save_ok("ES-CONC-001", store, new_event(actor, version), context=" while preparing the stream")
+    latest, failures = PILE_UP_STREAM, []
+    how = f"{BURST_WRITERS} threads saving the next {BURST_WRITERS} versions of {q(actor)} at once while " \
+          f"{other_store.name} read its whole stream"
+    for round_no in range(PILE_UP_ROUNDS):
+        saves = [new_event(actor, latest + n) for n in range(1, BURST_WRITERS + 1)]
+        outcomes: list = [None] * len(saves)
+        barrier, writing, read_once = threading.Barrier(len(saves)), threading.Event(), threading.Event()
+
+        def save(n: int) -> None:
+            barrier.wait()
+            try:
+                store.save_event(saves[n])
+            except (StoreMisbehaviour, VersionConflictError) as error:
+                outcomes[n] = error
+
+        def read() -> None:
+            # Reading from before the saves start until they are all answered: the saves meet a
+            # read in progress, and the reader takes the actor again as soon as it lets go.
+            while writing.is_set():
+                try:
+                    other_store.get_events(actor, 1)
+                except StoreMisbehaviour as error:
+                    failures.append(f"a read failed: {error}")
+                    writing.clear()
+                read_once.set()
+
+        writing.set()
+        threads = [threading.Thread(target=save, args=(n,), daemon=True) for n in range(len(saves))]
+        reader = threading.Thread(target=read, daemon=True)
+        with racing():
+            reader.start()
+            read_once.wait()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            writing.clear()
+            reader.join()
+        if failures:
+            violated("ES-CONC-001", f"{how}, round {round_no + 1}: {failures[0]}")
+        for event, outcome in zip(saves, outcomes):
+            if isinstance(outcome, VersionConflictError) and outcome.current_version < event.version:
+                violated("ES-CONC-001", f"{how}, round {round_no + 1}: version {event.version} was refused with "
+                                        f"current version {outcome.current_version}, below it: {outcome}")
+            if outcome is not None and not isinstance(outcome, VersionConflictError):
+                violated("ES-CONC-001", f"{how}, round {round_no + 1}: version {event.version} failed other than "
+                                        f"with a VersionConflictError: {outcome}")
+        acknowledged = [event.version for event, outcome in zip(saves, outcomes) if outcome is None]
+        stored = versions(store.get_events(actor, latest + 1))
+        if stored != acknowledged:
+            violated("ES-CONC-001", f"{how}, round {round_no + 1}: acknowledged versions {acknowledged}; "
+                                    f"the actor then holds {stored} above {latest}")
+        latest = max(stored, default=latest)
+
+
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
 @pytest.mark.requirement("ES-CONC-001")
 def test_a_burst_of_writers_on_actors_that_hash_alike(store, aether_driver, fresh_actor, request):
