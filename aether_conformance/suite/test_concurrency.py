@@ -22,12 +22,12 @@ import pytest
 
 from ..html_report import history_artifact
 from ..plugin import STATISTICS_KEY, run_key
-from ..driver import StoreDriver, StoreMisbehaviour, StoreTimeout
+from ..driver import StoreDriver, StoreMisbehaviour, StoreRaised, StoreTimeout
 from ..errors import VersionConflictError
 from ..history import (OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
                        stored_events)
 from ..writers import draw_plan, prefill, racing, run_writer_process, run_writers
-from .support import SEQUENTIAL_RULES, drop, new_event, new_snapshot, q, save_ok, versions, violated
+from .support import SEQUENTIAL_RULES, diff_event, drop, new_event, new_snapshot, q, save_ok, versions, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -324,6 +324,61 @@ def test_a_burst_of_writers_on_actors_that_hash_alike(store, aether_driver, fres
     how = (f"{'asyncio tasks' if store.is_async else 'threads'} over 2 handles, actors with equal CRC-32 and "
            "hashCode, saves up to 63 versions ahead")
     _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
+
+
+
+# Rounds of two saves sharing an event id: both saves start from one barrier, so in most rounds
+# each has read the stream before either appends.
+SAME_ID_ROUNDS = 16
+
+
+@pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
+@pytest.mark.requirement("ES-CONC-001")
+def test_two_saves_of_one_event_id_at_one_version_race_to_one_winner(store, other_store, fresh_actor):
+    # Two handles save the same version of one actor at once, with the same event id (two instances
+    # handling one command, ids derived from the command) but different data.  One save wins; the
+    # other is a conflict (or, where a store refuses reused event ids, a ValueError that stored
+    # nothing).  An append that treats a repeated event id after a stale read as an idempotent
+    # retry (EventStoreDB) acknowledges both, and the actor holds only the first one's data.
+    actor, token = fresh_actor("same-id"), fresh_actor("cmd")
+    how = f"two handles saving one version of {q(actor)} at once with one event id and different data"
+    for version in range(1, SAME_ID_ROUNDS + 1):
+        pair = [new_event(actor, version, id=f"{token}/{version}", data={"writer": writer, "version": version})
+                for writer in (0, 1)]
+        outcomes: list = [None, None]
+        barrier = threading.Barrier(2)
+
+        def save(writer: int, handle) -> None:
+            barrier.wait()
+            try:
+                handle.save_event(pair[writer])
+            except (StoreMisbehaviour, VersionConflictError) as error:
+                outcomes[writer] = error
+
+        threads = [threading.Thread(target=save, args=(writer, handle), daemon=True)
+                   for writer, handle in enumerate((store, other_store))]
+        with racing():
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        won = [writer for writer in (0, 1) if outcomes[writer] is None]
+        for writer, outcome in enumerate(outcomes):
+            refused_cleanly = isinstance(outcome, StoreRaised) and isinstance(outcome.original, ValueError)
+            if outcome is not None and not isinstance(outcome, VersionConflictError) and not refused_cleanly:
+                violated("ES-CONC-001", f"{how}, version {version}: the save of writer {writer} failed other than "
+                                        f"with a VersionConflictError or a ValueError: {outcome}")
+        if len(won) == 2:
+            violated("ES-CONC-001", f"{how}, version {version}: both saves were acknowledged; expected one to win "
+                                    "and the other to be refused")
+        if not won:
+            violated("ES-CONC-001", f"{how}, version {version}: neither save was acknowledged ({outcomes[0]!s:.300} / "
+                                    f"{outcomes[1]!s:.300}); expected one to win")
+        stored = store.get_events(actor, version)
+        if len(stored) != 1 or stored[0].version != version or diff_event(pair[won[0]], stored[0]):
+            got = [(e.version, e.id, e.data) for e in stored]
+            violated("ES-CONC-001", f"{how}, version {version}: writer {won[0]}'s save (data {pair[won[0]].data}) "
+                                    f"was the one acknowledged; the actor then holds {got}"[:2000])
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-CONC-001", "SS-SNAP-001")
