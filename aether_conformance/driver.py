@@ -262,6 +262,16 @@ class _ThreadRunner:
         except queue.Empty:
             return _Worker()
 
+    def start(self, fn: Callable, args: tuple, deliver: Callable[[tuple[bool, Any]], None]) -> None:
+        """Start ``fn(*args)`` on a worker, which calls ``deliver`` with the result and is reused."""
+        worker = self._take()
+
+        def finished(result: tuple[bool, Any]) -> None:
+            self._idle.put(worker)
+            deliver(result)
+
+        worker.jobs.put((fn, args, finished))
+
     def run(self, fn: Callable, args: tuple, timeout: float) -> tuple[bool, Any]:
         # A bare lock, held until the worker delivers: half the cost of an Event per call.
         worker, finished, slot = self._take(), threading.Lock(), []
@@ -651,9 +661,32 @@ def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Call
         raise _kit_error(call, error) from None
 
 
+# Workers for the sync methods of a handle whose other methods are ``async def``, called among
+# its coroutines (gathered, cancelled): spec section 6 promises a store that sync calls run on
+# worker threads, never on the loop, where a sync method that runs asyncio.run() or waits on the
+# loop would fail or block it.
+_loop_side_runner = _ThreadRunner()
+
+
+async def _on_worker(fn: Callable, args: tuple) -> Any:
+    """``fn(*args)`` on a worker thread, awaited from the loop (a cancelled await abandons it)."""
+    loop = asyncio.get_running_loop()
+    answered = loop.create_future()
+
+    def deliver(result: tuple[bool, Any]) -> None:
+        loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(result))
+
+    _loop_side_runner.start(fn, args, deliver)
+    ok, value = await answered
+    if not ok:
+        raise value
+    return value
+
+
 async def _answer(fn: Callable, args: tuple) -> Any:
-    """What ``fn(*args)`` returns, awaited when awaitable: a handle may mix sync and async methods."""
-    result = fn(*args)
+    """What ``fn(*args)`` returns, awaited when awaitable: a handle may mix sync and async methods,
+    and its sync ones run on a worker thread."""
+    result = fn(*args) if inspect.iscoroutinefunction(fn) else await _on_worker(fn, args)
     return await result if inspect.isawaitable(result) else result
 
 

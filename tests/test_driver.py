@@ -568,6 +568,35 @@ def test_a_save_is_cancelled_after_the_given_turns_of_the_loop():
     driver.close()
 
 
+
+class SyncFacadeReads(AsyncStore):
+    """save_event is async; the reads are a sync facade over the async client, as many libraries'
+    sync APIs are: one runs it with asyncio.run, one hands it to the running loop and waits."""
+
+    def get_latest_version(self, actor_id):
+        return asyncio.run(AsyncStore.get_latest_version(self, actor_id))
+
+    def get_events(self, actor_id, from_version):
+        return asyncio.run_coroutine_threadsafe(AsyncStore.get_events(self, actor_id, from_version),
+                                                self.loop).result(timeout=1)
+
+
+def test_sync_methods_of_an_async_handle_run_on_worker_threads_when_gathered_or_cancelled():
+    # Spec section 6: sync calls run on worker threads, never on the loop (asyncio.run fails there,
+    # and a wait on the loop from the loop blocks it).
+    driver = StoreDriver("tests.test_driver:SyncFacadeReads", timeout=2)
+    handle = driver.new_handle()
+    handle.save_event(EVENT)
+    assert handle.gathered([("get_latest_version", (EVENT.actor_id,)), ("get_events", (EVENT.actor_id, 1))],
+                           after=("get_latest_version", (EVENT.actor_id,))) == [EVENT.version, [EVENT]]
+    # Whether a worker answers within 50 turns of the loop depends on the machine: either outcome.
+    assert handle.cancelled_after("get_latest_version", (EVENT.actor_id,), 50) in {("completed", EVENT.version),
+                                                                                  ("cancelled", None)}
+    assert handle.cancelled_after("get_events", (EVENT.actor_id, 1), 0) == ("cancelled", None)
+    assert handle.get_events(EVENT.actor_id, 1) == [EVENT]  # the loop was not blocked
+    driver.close()
+
+
 class HangsInGather(AsyncStore):
     async def save_event(self, event):
         await asyncio.Event().wait()
