@@ -776,3 +776,53 @@ def _loop_bound_factory():
 loop_bound_sync_reads = _loop_bound_factory()
 
 CONTROLS.append("loop_bound_sync_reads")
+
+
+# -- 12. a validating gateway: bad actor ids refused on every call, limits checked after conflicts
+
+class ValidatingGateway(CorrectStore):
+    """A gateway in front of the store validates the actor id of every call, reads included (an
+    empty NATS subject token or key cannot even be looked up): the empty id and ids over 256
+    characters are refused with ValueError by all five methods (ES-ACTOR-003: "may refuse the empty
+    actor id, or ids over 256 characters, by raising ValueError and storing nothing").  Its limits
+    (exactly the floors) are checked inside the transaction, after the version check, so an event
+    both conflicting and over a limit conflicts (ES-SAVE-002 holds for every version <= latest)."""
+
+    @staticmethod
+    def _actor(actor_id):
+        if not actor_id or len(actor_id) > 256:
+            raise ValueError(f"actor id of {len(actor_id)} characters: 1 to 256 are allowed")
+
+    def save_event(self, event):
+        self._actor(event.actor_id)
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+            if event.version <= latest:
+                raise _conflict(event, latest)
+            for name in ("id", "event_type", "command_id"):
+                if len(getattr(event, name)) > FIELD_LENGTH_FLOOR:
+                    raise ValueError(f"{name} over {FIELD_LENGTH_FLOOR} characters")
+            RefusesAtTheFloors._limits(event, event.data)
+            self.append(event)
+
+    def get_events(self, actor_id, from_version):
+        self._actor(actor_id)
+        return super().get_events(actor_id, from_version)
+
+    def get_latest_version(self, actor_id):
+        self._actor(actor_id)
+        return super().get_latest_version(actor_id)
+
+    def save_snapshot(self, snapshot):
+        self._actor(snapshot.actor_id)
+        RefusesAtTheFloors._limits(snapshot, snapshot.state)
+        super().save_snapshot(snapshot)
+
+    def get_latest_snapshot(self, actor_id):
+        self._actor(actor_id)
+        return super().get_latest_snapshot(actor_id)
+
+
+validating_gateway = factory(ValidatingGateway)
+
+CONTROLS.append("validating_gateway")
