@@ -826,3 +826,29 @@ class ValidatingGateway(CorrectStore):
 validating_gateway = factory(ValidatingGateway)
 
 CONTROLS.append("validating_gateway")
+
+
+# -- 13. UTC normalisation that cannot hold a time whose UTC year is 0 or 10000 -------------------
+
+def _strict_utc(ts: datetime) -> datetime:
+    plain = datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond, tzinfo=ts.tzinfo)
+    return plain.astimezone(timezone.utc)  # OverflowError outside UTC years 1..9999
+
+
+class StrictUtcColumn(CorrectStore):
+    """Keeps timestamps as UTC datetimes to the microsecond (a TIMESTAMPTZ column), and so raises
+    OverflowError for a time whose UTC date is in year 0 or 10000, which Python's datetime cannot
+    hold.  Spec 2.3: "one that normalises to UTC (which ES-READ-003 allows) cannot hold it in
+    Python's datetime: such times are ES-READ-004's" (a SHOULD): the store conforms, with
+    ES-READ-004 failed."""
+
+    def append(self, event):
+        super().append(replace(event, timestamp=_strict_utc(event.timestamp)))
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(replace(snapshot, timestamp=_strict_utc(snapshot.timestamp)))
+
+
+strict_utc_column = factory(StrictUtcColumn)
+
+CONTROLS.append("strict_utc_column")
