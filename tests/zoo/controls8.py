@@ -852,3 +852,38 @@ class StrictUtcColumn(CorrectStore):
 strict_utc_column = factory(StrictUtcColumn)
 
 CONTROLS.append("strict_utc_column")
+
+
+# -- 14. a sync facade made with asyncio.run (its own loop per call, on the caller's thread) ------
+
+class AsyncioRunFacade(CorrectStore):
+    """save_event is async def (an async client); the reads and snapshot methods are a sync facade
+    that runs the client's coroutine with asyncio.run, a fresh event loop on the calling thread,
+    as many libraries' sync APIs do.  asyncio.run refuses to run inside a running loop, which is no
+    concern: spec 3.2, the kit "runs synchronous calls on worker threads".  The shared data is
+    guarded by a threading.Lock held only across plain code."""
+
+    async def save_event(self, event):
+        await asyncio.sleep(0)
+        self.check_and_append(event)
+
+    async def _read(self, fn, *args):
+        await asyncio.sleep(0)
+        return fn(*args)
+
+    def get_events(self, actor_id, from_version):
+        return asyncio.run(self._read(CorrectStore.get_events, self, actor_id, from_version))
+
+    def get_latest_version(self, actor_id):
+        return asyncio.run(self._read(CorrectStore.get_latest_version, self, actor_id))
+
+    def save_snapshot(self, snapshot):
+        asyncio.run(self._read(CorrectStore.save_snapshot, self, snapshot))
+
+    def get_latest_snapshot(self, actor_id):
+        return asyncio.run(self._read(CorrectStore.get_latest_snapshot, self, actor_id))
+
+
+asyncio_run_facade = factory(AsyncioRunFacade)
+
+CONTROLS.append("asyncio_run_facade")
