@@ -707,7 +707,7 @@ class LoopBoundSyncReads:
         self.closed = False
 
     def _on_loop(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=5)
 
     async def _lock(self, actor_id) -> asyncio.Lock:
         entry = self.shared.locks.get(actor_id)
