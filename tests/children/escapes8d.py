@@ -21,7 +21,9 @@ tests/children/hostile6.py does, and is broken in ONE place by its mode:
   the record's compact encoding, plus 1 KiB for the envelope: an event whose compact JSON is
   under 512 KiB but made of many small members (200,000 small numbers: 400 KB compact, 600 KB
   on the line) is refused with invalid_argument.
-- ``snapshot-race-text`` is not a mode; see CONTROLS for the correct children.
+- ``empty-id-text`` (ES-ERR-002): a Node store accepts the empty actor id (ES-ACTOR-003 lets it)
+  but names the actor in its conflict text with ``actorId || "<unknown>"``: the empty string is
+  falsy, so the text reads ``actor "<unknown>"`` where Go writes ``actor ""``.
 
 Correct children (CONTROLS), which the kit must certify:
 
@@ -55,6 +57,7 @@ BROKEN = {
     "race-current": "ES-ERR-001",
     "long-id-text": "ES-ERR-002",
     "line-limit": "ES-SAVE-001",
+    "empty-id-text": "ES-ERR-002",
 }
 CONTROLS = ["reorder", "exotic-json", "slow"]
 THREADED = {"race-text", "race-current"}
@@ -112,6 +115,11 @@ class Server:
         try:
             self.store.save_event(event)
         except VersionConflictError as conflict:
+            if mode == "empty-id-text" and not conflict.actor_id:
+                _note(f"{mode}: conflict on the empty id")
+                text = (f"version conflict: actor \"<unknown>\" has version {conflict.current_version}, "
+                        f"cannot save version {conflict.attempted_version}")
+                return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version, text)
             if mode == "long-id-text" and len(conflict.actor_id) > 256:
                 _note(f"{mode}: conflict on an id of {len(conflict.actor_id)} characters")
                 text = (f"version conflict: actor {go_quote(_abbreviate(conflict.actor_id))} has version "
@@ -251,6 +259,13 @@ def trigger_long_id_text() -> bool:
     return conflict["message"] != f"version conflict: actor {go_quote(actor)} has version 1, cannot save version 1"
 
 
+def trigger_empty_id_text() -> bool:
+    server = Server("empty-id-text")
+    server.respond(_request(1, "save_event", event=_event("", 1)))
+    conflict = server.respond(_request(2, "save_event", event=_event("", 1)))["error"]["conflict"]
+    return conflict["message"] != 'version conflict: actor "" has version 1, cannot save version 1'
+
+
 def trigger_line_limit() -> bool:
     server = Server("line-limit")
     data = {"samples": [n % 10 for n in range(200_000)]}
@@ -265,6 +280,7 @@ TRIGGERS = {
     "race-current": trigger_race_current,
     "long-id-text": trigger_long_id_text,
     "line-limit": trigger_line_limit,
+    "empty-id-text": trigger_empty_id_text,
 }
 
 
