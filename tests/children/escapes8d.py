@@ -24,6 +24,11 @@ tests/children/hostile6.py does, and is broken in ONE place by its mode:
 - ``empty-id-text`` (ES-ERR-002): a Node store accepts the empty actor id (ES-ACTOR-003 lets it)
   but names the actor in its conflict text with ``actorId || "<unknown>"``: the empty string is
   falsy, so the text reads ``actor "<unknown>"`` where Go writes ``actor ""``.
+- ``prefix-unique`` (ES-ACTOR-001): a MySQL store whose unique key is ``(actor_id(768), version)``,
+  the longest prefix InnoDB indexes in utf8mb4 (3,072 bytes); it accepts ids over 256 characters
+  (ES-ACTOR-003 lets it), but two such ids sharing their first 768 characters share the key: the
+  second actor's save of a version the first holds fails as a duplicate key, reported as a
+  version conflict at the second actor's own (lower) latest version.
 
 Correct children (CONTROLS), which the kit must certify:
 
@@ -51,6 +56,7 @@ from reference_store.memory import InMemoryEventStore
 
 GREETING = b'{"protocol": "aether-store/1", "snapshots": true, "name": "escapes8d", "version": "1"}\n'
 LINE_LIMIT = 512 * 1024 + 1024
+PREFIX = 768  # InnoDB's 3,072-byte key prefix in utf8mb4
 
 BROKEN = {
     "race-text": "ES-ERR-002",
@@ -58,6 +64,7 @@ BROKEN = {
     "long-id-text": "ES-ERR-002",
     "line-limit": "ES-SAVE-001",
     "empty-id-text": "ES-ERR-002",
+    "prefix-unique": "ES-ACTOR-001",
 }
 CONTROLS = ["reorder", "exotic-json", "slow"]
 THREADED = {"race-text", "race-current"}
@@ -89,6 +96,7 @@ class Server:
         self.store = InMemoryEventStore()
         # Between the lock-free pre-check and the locked append (a trigger plants a rival there).
         self.between: Callable[[], None] | None = None
+        self.slots: dict[tuple[str, int], set[str]] = {}
 
     def _save(self, event: Event) -> dict | None:
         """None when stored, else the error object."""
@@ -112,8 +120,17 @@ class Server:
                 # race-current: a unique-key violation names the slot, not the latest
                 return _conflict_body(raced.actor_id, raced.attempted_version, raced.attempted_version)
             return None
+        if mode == "prefix-unique":
+            # UNIQUE KEY (actor_id(768), version): another id with the same first 768 characters holds the slot
+            prefix = event.actor_id[:PREFIX]
+            owners = self.slots.setdefault((prefix, event.version), set())
+            if owners - {event.actor_id} and event.version > self.store.get_latest_version(event.actor_id):
+                _note(f"{mode}: duplicate key on an id of {len(event.actor_id)} characters, v{event.version}")
+                return _conflict_body(event.actor_id, event.version, self.store.get_latest_version(event.actor_id))
         try:
             self.store.save_event(event)
+            if mode == "prefix-unique":
+                self.slots[(event.actor_id[:PREFIX], event.version)].add(event.actor_id)
         except VersionConflictError as conflict:
             if mode == "empty-id-text" and not conflict.actor_id:
                 _note(f"{mode}: conflict on the empty id")
@@ -183,6 +200,7 @@ def encode(mode: str, response: dict) -> bytes:
 
 def main() -> None:
     mode = sys.argv[1]
+    sys.setrecursionlimit(20_000)  # _floats walks data of 512 levels, two frames a level
     server = Server(mode)
     out = sys.stdout.buffer
     write_lock = threading.Lock()
@@ -266,6 +284,13 @@ def trigger_empty_id_text() -> bool:
     return conflict["message"] != 'version conflict: actor "" has version 1, cannot save version 1'
 
 
+def trigger_prefix_unique() -> bool:
+    server = Server("prefix-unique")
+    first, second = "y" * 800 + "-1", "y" * 800 + "-2"
+    server.respond(_request(1, "save_event", event=_event(first, 1)))
+    return "error" in server.respond(_request(2, "save_event", event=_event(second, 1)))
+
+
 def trigger_line_limit() -> bool:
     server = Server("line-limit")
     data = {"samples": [n % 10 for n in range(200_000)]}
@@ -281,6 +306,7 @@ TRIGGERS = {
     "long-id-text": trigger_long_id_text,
     "line-limit": trigger_line_limit,
     "empty-id-text": trigger_empty_id_text,
+    "prefix-unique": trigger_prefix_unique,
 }
 
 
