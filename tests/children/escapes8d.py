@@ -24,6 +24,10 @@ tests/children/hostile6.py does, and is broken in ONE place by its mode:
 - ``empty-id-text`` (ES-ERR-002): a Node store accepts the empty actor id (ES-ACTOR-003 lets it)
   but names the actor in its conflict text with ``actorId || "<unknown>"``: the empty string is
   falsy, so the text reads ``actor "<unknown>"`` where Go writes ``actor ""``.
+- ``unicode13-text`` (ES-ERR-002): a Java 17 store ports %q with ``Character.getType``, whose
+  tables are Unicode 13.0: the emoji Unicode 14.0 added (U+1FAE0 melting face, U+1FAF0..U+1FAF6,
+  U+1FAC3..U+1FAC5, U+1FA7B..U+1FA7C) are unassigned there, so it writes ``\\U0001fae0`` where Go
+  (Unicode 17) writes the emoji.
 - ``prefix-unique`` (ES-ACTOR-001): a MySQL store whose unique key is ``(actor_id(768), version)``,
   the longest prefix InnoDB indexes in utf8mb4 (3,072 bytes); it accepts ids over 256 characters
   (ES-ACTOR-003 lets it), but two such ids sharing their first 768 characters share the key: the
@@ -65,6 +69,7 @@ BROKEN = {
     "line-limit": "ES-SAVE-001",
     "empty-id-text": "ES-ERR-002",
     "prefix-unique": "ES-ACTOR-001",
+    "unicode13-text": "ES-ERR-002",
 }
 CONTROLS = ["reorder", "exotic-json", "slow"]
 THREADED = {"race-text", "race-current"}
@@ -84,6 +89,19 @@ def _note(text: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as log:
             log.write(text + "\n")
+
+
+# Emoji Unicode 14.0 added (melting face, hand gestures, pregnant person, x-ray...): unassigned, so
+# not printable, in Unicode 13.0 tables (Java 17's Character, Node 14's ICU 67).
+_UNICODE_14_EMOJI = [(0x1FA7B, 0x1FA7C), (0x1FAC3, 0x1FAC5), (0x1FAE0, 0x1FAE7), (0x1FAF0, 0x1FAF6)]
+
+
+def _new_in_14(char: str) -> bool:
+    return any(low <= ord(char) <= high for low, high in _UNICODE_14_EMOJI)
+
+
+def _quote_unicode13(text: str) -> str:
+    return '"' + "".join(f"\\U{ord(c):08x}" if _new_in_14(c) else go_quote(c)[1:-1] for c in text) + '"'
 
 
 def _abbreviate(text: str, width: int = 256) -> str:
@@ -136,6 +154,11 @@ class Server:
                 _note(f"{mode}: conflict on the empty id")
                 text = (f"version conflict: actor \"<unknown>\" has version {conflict.current_version}, "
                         f"cannot save version {conflict.attempted_version}")
+                return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version, text)
+            if mode == "unicode13-text" and any(_new_in_14(char) for char in conflict.actor_id):
+                _note(f"{mode}: conflict on an id with a Unicode 14 character")
+                text = (f"version conflict: actor {_quote_unicode13(conflict.actor_id)} has version "
+                        f"{conflict.current_version}, cannot save version {conflict.attempted_version}")
                 return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version, text)
             if mode == "long-id-text" and len(conflict.actor_id) > 256:
                 _note(f"{mode}: conflict on an id of {len(conflict.actor_id)} characters")
@@ -291,6 +314,14 @@ def trigger_prefix_unique() -> bool:
     return "error" in server.respond(_request(2, "save_event", event=_event(second, 1)))
 
 
+def trigger_unicode13_text() -> bool:
+    server = Server("unicode13-text")
+    actor = "party-\U0001fae0"
+    server.respond(_request(1, "save_event", event=_event(actor, 1)))
+    conflict = server.respond(_request(2, "save_event", event=_event(actor, 1)))["error"]["conflict"]
+    return conflict["message"] != f'version conflict: actor "{actor}" has version 1, cannot save version 1'
+
+
 def trigger_line_limit() -> bool:
     server = Server("line-limit")
     data = {"samples": [n % 10 for n in range(200_000)]}
@@ -307,6 +338,7 @@ TRIGGERS = {
     "line-limit": trigger_line_limit,
     "empty-id-text": trigger_empty_id_text,
     "prefix-unique": trigger_prefix_unique,
+    "unicode13-text": trigger_unicode13_text,
 }
 
 
