@@ -28,6 +28,9 @@ tests/children/hostile6.py does, and is broken in ONE place by its mode:
   tables are Unicode 13.0: the emoji Unicode 14.0 added (U+1FAE0 melting face, U+1FAF0..U+1FAF6,
   U+1FAC3..U+1FAC5, U+1FA7B..U+1FA7C) are unassigned there, so it writes ``\\U0001fae0`` where Go
   (Unicode 17) writes the emoji.
+- ``hot-actor-text`` (ES-ERR-002): after 1,000 conflicts on one actor, an actor framework's store
+  moves the actor's writes to a single-writer mailbox, whose refusals carry the right fields but
+  are worded by the mailbox: ``version conflict: actor a has version 2, ...`` (the id unquoted).
 - ``prefix-unique`` (ES-ACTOR-001): a MySQL store whose unique key is ``(actor_id(768), version)``,
   the longest prefix InnoDB indexes in utf8mb4 (3,072 bytes); it accepts ids over 256 characters
   (ES-ACTOR-003 lets it), but two such ids sharing their first 768 characters share the key: the
@@ -60,6 +63,7 @@ from reference_store.memory import InMemoryEventStore
 
 GREETING = b'{"protocol": "aether-store/1", "snapshots": true, "name": "escapes8d", "version": "1"}\n'
 LINE_LIMIT = 512 * 1024 + 1024
+HOT_AFTER = 1_000  # conflicts on one actor before its writes move to a single-writer mailbox
 PREFIX = 768  # InnoDB's 3,072-byte key prefix in utf8mb4
 
 BROKEN = {
@@ -70,6 +74,7 @@ BROKEN = {
     "empty-id-text": "ES-ERR-002",
     "prefix-unique": "ES-ACTOR-001",
     "unicode13-text": "ES-ERR-002",
+    "hot-actor-text": "ES-ERR-002",
 }
 CONTROLS = ["reorder", "exotic-json", "slow"]
 THREADED = {"race-text", "race-current"}
@@ -114,6 +119,7 @@ class Server:
         self.store = InMemoryEventStore()
         # Between the lock-free pre-check and the locked append (a trigger plants a rival there).
         self.between: Callable[[], None] | None = None
+        self.conflicts: dict[str, int] = {}
         self.slots: dict[tuple[str, int], set[str]] = {}
 
     def _save(self, event: Event) -> dict | None:
@@ -155,6 +161,14 @@ class Server:
                 text = (f"version conflict: actor \"<unknown>\" has version {conflict.current_version}, "
                         f"cannot save version {conflict.attempted_version}")
                 return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version, text)
+            if mode == "hot-actor-text":
+                self.conflicts[conflict.actor_id] = self.conflicts.get(conflict.actor_id, 0) + 1
+                if self.conflicts[conflict.actor_id] > HOT_AFTER:
+                    _note(f"{mode}: conflict {self.conflicts[conflict.actor_id]} on one actor, from the mailbox")
+                    text = (f"version conflict: actor {conflict.actor_id} has version {conflict.current_version}, "
+                            f"cannot save version {conflict.attempted_version}")
+                    return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version,
+                                          text)
             if mode == "unicode13-text" and any(_new_in_14(char) for char in conflict.actor_id):
                 _note(f"{mode}: conflict on an id with a Unicode 14 character")
                 text = (f"version conflict: actor {_quote_unicode13(conflict.actor_id)} has version "
@@ -322,6 +336,14 @@ def trigger_unicode13_text() -> bool:
     return conflict["message"] != f'version conflict: actor "{actor}" has version 1, cannot save version 1'
 
 
+def trigger_hot_actor_text() -> bool:
+    server = Server("hot-actor-text")
+    server.respond(_request(1, "save_event", event=_event("a", 1)))
+    for number in range(HOT_AFTER + 1):
+        answer = server.respond(_request(2 + number, "save_event", event=_event("a", 1)))
+    return answer["error"]["conflict"]["message"] != 'version conflict: actor "a" has version 1, cannot save version 1'
+
+
 def trigger_line_limit() -> bool:
     server = Server("line-limit")
     data = {"samples": [n % 10 for n in range(200_000)]}
@@ -339,6 +361,7 @@ TRIGGERS = {
     "empty-id-text": trigger_empty_id_text,
     "prefix-unique": trigger_prefix_unique,
     "unicode13-text": trigger_unicode13_text,
+    "hot-actor-text": trigger_hot_actor_text,
 }
 
 
