@@ -31,6 +31,10 @@ tests/children/hostile6.py does, and is broken in ONE place by its mode:
 - ``hot-actor-text`` (ES-ERR-002): after 1,000 conflicts on one actor, an actor framework's store
   moves the actor's writes to a single-writer mailbox, whose refusals carry the right fields but
   are worded by the mailbox: ``version conflict: actor a has version 2, ...`` (the id unquoted).
+- ``snprintf-1k`` (ES-ERR-002): a C or Rust-FFI store formats the conflict text with
+  ``snprintf(buf, 1024, ...)`` into a stack buffer: a text over 1,023 bytes is cut (and the broken
+  UTF-8 at the cut dropped).  ASCII ids of 256 characters fit; 256 astral characters (1,024 bytes
+  of UTF-8 in the quotes) or 256 escaped ones (``\\U...``, 2,560 bytes) do not.
 - ``prefix-unique`` (ES-ACTOR-001): a MySQL store whose unique key is ``(actor_id(768), version)``,
   the longest prefix InnoDB indexes in utf8mb4 (3,072 bytes); it accepts ids over 256 characters
   (ES-ACTOR-003 lets it), but two such ids sharing their first 768 characters share the key: the
@@ -75,6 +79,7 @@ BROKEN = {
     "prefix-unique": "ES-ACTOR-001",
     "unicode13-text": "ES-ERR-002",
     "hot-actor-text": "ES-ERR-002",
+    "snprintf-1k": "ES-ERR-002",
 }
 CONTROLS = ["reorder", "exotic-json", "slow"]
 THREADED = {"race-text", "race-current"}
@@ -169,6 +174,14 @@ class Server:
                             f"cannot save version {conflict.attempted_version}")
                     return _conflict_body(conflict.actor_id, conflict.attempted_version, conflict.current_version,
                                           text)
+            if mode == "snprintf-1k":
+                body = conflict.to_dict()
+                encoded = body["message"].encode("utf-8")
+                if len(encoded) > 1023:
+                    _note(f"{mode}: a message of {len(encoded)} bytes cut to 1,023")
+                    # snprintf(buf, 1024, ...) cuts bytes; the store then drops a broken UTF-8 tail
+                    body["message"] = encoded[:1023].decode("utf-8", "ignore")
+                return {"kind": "version_conflict", "conflict": body}
             if mode == "unicode13-text" and any(_new_in_14(char) for char in conflict.actor_id):
                 _note(f"{mode}: conflict on an id with a Unicode 14 character")
                 text = (f"version conflict: actor {_quote_unicode13(conflict.actor_id)} has version "
@@ -344,6 +357,14 @@ def trigger_hot_actor_text() -> bool:
     return answer["error"]["conflict"]["message"] != 'version conflict: actor "a" has version 1, cannot save version 1'
 
 
+def trigger_snprintf_1k() -> bool:
+    server = Server("snprintf-1k")
+    actor = "\U0001f980" * 256
+    server.respond(_request(1, "save_event", event=_event(actor, 1)))
+    conflict = server.respond(_request(2, "save_event", event=_event(actor, 1)))["error"]["conflict"]
+    return conflict["message"] != f'version conflict: actor "{actor}" has version 1, cannot save version 1'
+
+
 def trigger_line_limit() -> bool:
     server = Server("line-limit")
     data = {"samples": [n % 10 for n in range(200_000)]}
@@ -362,6 +383,7 @@ TRIGGERS = {
     "prefix-unique": trigger_prefix_unique,
     "unicode13-text": trigger_unicode13_text,
     "hot-actor-text": trigger_hot_actor_text,
+    "snprintf-1k": trigger_snprintf_1k,
 }
 
 
