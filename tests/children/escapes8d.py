@@ -50,6 +50,15 @@ Correct children (CONTROLS), which the kit must certify:
   (``1000.0``, ``1e+16``): what Jackson's double nodes write; versions stay integers.
 - ``slow``: correct, one request at a time, pausing 40 ms every 64th request and 1 ms otherwise
   every 8th.
+
+Outcome against the default profile (spec 3.2.1): CONFORMANT, i.e. escaped: race-text,
+long-id-text, line-limit, empty-id-text, unicode13-text, hot-actor-text, snprintf-1k; caught:
+race-current (ES-CONC-001), prefix-unique (SS-SNAP-003 / ES-REFUSE-001, its snapshot test's 4096
+ids collide with the event test's).  The three CONTROLS are certified.  With ``ESCAPES8D_LOG=FILE``
+in the child's environment each broken path appends a line to FILE when it is taken (race-text's
+locked path ran 949 times in one default run, hot-actor-text's 3,515, long-id-text's twice).
+The race modes wait 0.2 ms between the pre-check and the locked append (a database round trip):
+without it the GIL runs both in one slice and the suite never reaches the locked path.
 """
 
 from __future__ import annotations
