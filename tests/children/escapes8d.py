@@ -57,6 +57,9 @@ race-current (ES-CONC-001), prefix-unique (SS-SNAP-003 / ES-REFUSE-001, its snap
 ids collide with the event test's).  The three CONTROLS are certified.  With ``ESCAPES8D_LOG=FILE``
 in the child's environment each broken path appends a line to FILE when it is taken (race-text's
 locked path ran 949 times in one default run, hot-actor-text's 3,515, long-id-text's twice).
+Thorough (with AETHER_STORE_MAX_LINE_BYTES=134217728 and --timeout 60, which any child needs: its
+65 MiB actor is read back as one line over the 64 MiB default, and its 100,050-event read takes
+over 10 s here) certifies hot-actor-text too (its path taken 46,285 times).
 The race modes wait 0.2 ms between the pre-check and the locked append (a database round trip):
 without it the GIL runs both in one slice and the suite never reaches the locked path.
 """
