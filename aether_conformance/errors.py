@@ -36,6 +36,11 @@ def go_quote(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def seed_text(actor_id: str, attempted_version: int, current_version: int) -> str:
+    """The Go seed's text of a conflict with these fields (ES-ERR-002)."""
+    return f"version conflict: actor {go_quote(actor_id)} has version {current_version}, cannot save version {attempted_version}"
+
+
 class VersionConflictError(Exception):
     """A save was rejected because its version is not above the actor's latest.
 
@@ -52,10 +57,7 @@ class VersionConflictError(Exception):
 
     @property
     def message(self) -> str:
-        return (
-            f"version conflict: actor {go_quote(self.actor_id)} has version "
-            f"{self.current_version}, cannot save version {self.attempted_version}"
-        )
+        return seed_text(self.actor_id, self.attempted_version, self.current_version)
 
     def __str__(self) -> str:
         return self.message

@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreTimeout, ensure_import_path
-from .errors import VersionConflictError
+from .errors import VersionConflictError, go_quote, seed_text
 from .history import (ERROR, EVENTS, LATEST, OK, SAVE, UNKNOWN, EventsRead, HistoryRecorder, SnapshotCall,
                       content_digest)
 from .model import INT64_MAX, ActorSnapshot, Event
@@ -126,10 +126,17 @@ class RunLog:
         self._lock = threading.Lock()
         self.event_reads: list[EventsRead] = []
         self.snapshot_calls: list[SnapshotCall] = []
+        # Conflicts with the right fields whose text is not the seed's (ES-ERR-002): a message worded
+        # on another path (a conflict found only under the lock, say).
+        self.wrong_texts: list[str] = []
 
     def add(self, item: EventsRead | SnapshotCall) -> None:
         with self._lock:
             (self.event_reads if isinstance(item, EventsRead) else self.snapshot_calls).append(item)
+
+    def wrong_text(self, what: str) -> None:
+        with self._lock:
+            self.wrong_texts.append(what)
 
 
 def _event(plan: WriterPlan, actor: str, label: str, round_no: int, version: int) -> Event:
@@ -234,6 +241,10 @@ def _write_round(handle: DrivenHandle, plan: WriterPlan, writer_no: int, label: 
         else:
             op.conflict(conflict.current_version)
             seen[actor] = conflict.current_version
+            expected = seed_text(actor, event.version, conflict.current_version)
+            if str(conflict) != expected:
+                log.wrong_text(f"{label} saving version {event.version} of {go_quote(actor)}: expected error text "
+                               f"{expected!r}, store's error text is {str(conflict)[:500]!r}")
         return True
     except StoreTimeout:
         barrier.abort()

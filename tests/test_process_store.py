@@ -18,7 +18,9 @@ import pytest
 from aether_conformance.process_store import StoreProcess, StoreProcessError, from_environment, _quote
 from aether_conformance.schemas import validate
 from tests.go_toolchain import go_binary, run_go
-from tests.test_zoo import ROOT, certify
+from tests.children.escapes8d import BROKEN as ESCAPES8D_BROKEN
+from tests.children.escapes8d import CONTROLS as ESCAPES8D_CONTROLS
+from tests.test_zoo import ROOT, assert_verdict, certify
 
 FACTORY = "aether_conformance.process_store:from_environment"
 PYTHON_SERVER = f"{sys.executable} -m tests.process_server"
@@ -159,6 +161,22 @@ def test_a_child_misbehaving_mid_run_fails_with_a_clear_message(mode, tmp_path):
     messages = _failure_messages(report)
     assert code == 1 and not report["conformant"] and messages, output[-3000:]
     assert any(HOSTILE6_FAILURES[mode] in message for message in messages), messages[:3]
+
+
+ESCAPES8D = f"{sys.executable} -m tests.children.escapes8d"
+
+
+@pytest.mark.parametrize("mode", sorted(ESCAPES8D_BROKEN))
+def test_a_child_the_eighth_review_wrote_is_flagged_for_its_requirement(mode, tmp_path):
+    # Stores in other languages broken on one path of the wire (tests/children/escapes8d.py).
+    code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{ESCAPES8D} {mode}"})
+    assert_verdict(mode, ESCAPES8D_BROKEN[mode], code, report, output)
+
+
+@pytest.mark.parametrize("mode", ESCAPES8D_CONTROLS)
+def test_a_correct_child_of_the_eighth_review_is_certified(mode, tmp_path):
+    code, report, output = certify(FACTORY, tmp_path, env={"AETHER_STORE_COMMAND": f"{ESCAPES8D} {mode}"})
+    assert_verdict(mode, None, code, report, output)
 
 
 def test_a_child_writing_raw_unicode_line_separators_in_json_strings_is_certified(tmp_path):

@@ -11,6 +11,7 @@ from aether_conformance import Event, Timestamp, VersionConflictError
 from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 
+from tests.children import escapes8d
 from tests.zoo import escapes as stores
 from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c
 
@@ -266,3 +267,8 @@ def test_sixth_review_backend_store_misbehaves_at_its_trigger(name):
                          ids=lambda value: value if isinstance(value, str) else value.__name__.rpartition(".")[2])
 def test_seventh_review_store_misbehaves_at_its_trigger(module, name):
     assert module.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("mode", sorted(escapes8d.TRIGGERS))
+def test_eighth_review_child_misbehaves_at_its_trigger(mode):
+    assert escapes8d.TRIGGERS[mode]() is True

@@ -58,7 +58,9 @@ def _verdict(req_id, store, plan, recorder, request, how, log=None):
         kept = Path(artifacts) / "histories" / f"{_file_name(request.node.nodeid)}.json"
         kept.parent.mkdir(parents=True, exist_ok=True)
         kept.write_text(json.dumps(history_artifact(request.node.nodeid, req_id, plan, operations, result)))
-    if result.ok and not read_violations and not snapshot_violations and not stats["errors"] and not stats["unknown"]:
+    wrong_texts = log.wrong_texts if log else []
+    if (result.ok and not read_violations and not snapshot_violations and not wrong_texts and not stats["errors"]
+            and not stats["unknown"]):
         return
     path = (Path(artifacts) if artifacts else request.getfixturevalue("tmp_path_factory").mktemp("aether-history")) \
         / "histories" / "full" / f"{_file_name(request.node.nodeid)}.json"
@@ -83,6 +85,9 @@ def _verdict(req_id, store, plan, recorder, request, how, log=None):
         violated(req_id, f"{doing}: {read_violations[0].explanation}{more}")
     if snapshot_violations:
         violated("SS-SNAP-002", f"{doing}: {snapshot_violations[0].explanation}")
+    if wrong_texts:
+        more = f" (and {len(wrong_texts) - 1} more)" if len(wrong_texts) > 1 else ""
+        violated("ES-ERR-002", f"{doing}: {wrong_texts[0]}{more}")
     failures = [op for op in operations if op.outcome in ("error", "unknown")]
     if not failures:
         violated(req_id, f"{doing}: {stats['errors']} snapshot save(s) failed and {stats['unknown']} never returned")
@@ -104,26 +109,26 @@ def _seed() -> int:
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES)
-@pytest.mark.requirement("ES-CONC-001")
+@pytest.mark.requirement("ES-CONC-001", "ES-ERR-002")
 def test_concurrent_writers_on_one_handle(store, fresh_actor, aether_profile, request):
     profile = aether_profile
     plan = draw_plan(fresh_actor("race-one-handle"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
-    run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
+    log = run_writers([store], plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} sharing {store.name}"
-    _verdict("ES-CONC-001", store, plan, recorder, request, how)
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
-@pytest.mark.requirement("ES-CONC-001")
+@pytest.mark.requirement("ES-CONC-001", "ES-ERR-002")
 def test_concurrent_writers_on_many_handles(store, aether_driver, fresh_actor, aether_profile, request):
     profile = aether_profile
     handles = [store] + [aether_driver.new_handle() for _ in range(min(profile.writers, 4) - 1)]
     plan = draw_plan(fresh_actor("race-many-handles"), f"run{_seed()}", profile.writers, profile.rounds, _seed())
     recorder = HistoryRecorder()
-    run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
+    log = run_writers(handles, plan, recorder, call_timeout=store.driver.timeout)
     how = f"{'asyncio tasks' if store.is_async else 'threads'} over {len(handles)} handles"
-    _verdict("ES-CONC-001", store, plan, recorder, request, how)
+    _verdict("ES-CONC-001", store, plan, recorder, request, how, log)
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001", "ES-CONC-001")
@@ -171,7 +176,7 @@ def test_concurrent_writer_processes(store, fresh_actor, aether_profile, request
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
-@pytest.mark.requirement("ES-CONC-001")
+@pytest.mark.requirement("ES-CONC-001", "ES-ERR-002")
 def test_writers_and_readers_on_several_actors(store, aether_driver, fresh_actor, aether_profile, request):
     # Writers spread over three actors or piled on one, some skipping versions, while readers read
     # latest versions and events: cross-actor lost updates, a busy backend reported as a conflict,
@@ -309,7 +314,7 @@ def test_saves_piling_up_behind_a_long_read_conflict_only_below_the_latest(store
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-HANDLE-001")
-@pytest.mark.requirement("ES-CONC-001")
+@pytest.mark.requirement("ES-CONC-001", "ES-ERR-002")
 def test_a_burst_of_writers_on_actors_that_hash_alike(store, aether_driver, fresh_actor, request):
     # 32 writers at once, half the rounds all on one actor and half spread over ids whose CRC-32 or
     # Java hashCode are equal after the common prefix; a quarter of the saves jump 16 to 63 versions
@@ -382,7 +387,7 @@ def test_two_saves_of_one_event_id_at_one_version_race_to_one_winner(store, othe
 
 
 @pytest.mark.presupposes(*SEQUENTIAL_RULES, "ES-CONC-001", "SS-SNAP-001")
-@pytest.mark.requirement("SS-SNAP-002", "ES-CONC-001")
+@pytest.mark.requirement("SS-SNAP-002", "ES-CONC-001", "ES-ERR-002")
 def test_concurrent_snapshot_writers_keep_the_highest(snapshot_store, fresh_actor, aether_profile, request):
     # Every acknowledged save is followed by a snapshot at its version, from writers racing on two
     # actors: a read-compare-write of the latest snapshot lets a lower version overwrite a higher one.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ..boundaries import QUOTE_ESCAPE_CLASSES
-from ..errors import go_quote
+from ..driver import StoreRaised
+from ..errors import go_quote, seed_text
 from ..model import INT64_MAX, INT64_MIN
-from .support import new_event, q, save_conflict, save_ok, violated
+from .support import highest_stored_version, new_event, q, save_conflict, save_ok, violated
 
 
 def _conflict_after(store, actor, history, attempt, req_id):
@@ -51,7 +52,7 @@ def test_a_conflicted_event_sent_again_names_the_new_latest(store, fresh_actor):
                                f"latest 3, it conflicted with current version {error.current_version}")
 
 
-@pytest.mark.requirement("ES-ERR-001")
+@pytest.mark.requirement("ES-ERR-001", "ES-ERR-002")
 def test_thousands_of_conflicts_on_one_actor_carry_the_latest(store, fresh_actor):
     # A hot actor: some stores switch one to another write path after so many conflicts (a
     # single-writer mailbox after 2,000), whose refusals are worded from another source.
@@ -59,10 +60,14 @@ def test_thousands_of_conflicts_on_one_actor_carry_the_latest(store, fresh_actor
     for version in (1, 2):
         save_ok("ES-ERR-001", store, new_event(actor, version))
     for attempt in range(2_100):
-        error = save_conflict("ES-ERR-001", store, new_event(actor, 1 + attempt % 2), latest=2)
+        version = 1 + attempt % 2
+        error = save_conflict("ES-ERR-001", store, new_event(actor, version), latest=2)
         if (error.actor_id, error.current_version) != (actor, 2):
             violated("ES-ERR-001", f"conflict {attempt + 1} of 2,100 on {q(actor)} (latest 2) named actor "
                                    f"{q(error.actor_id)} at current version {error.current_version}")
+        if str(error) != seed_text(actor, version, 2):
+            violated("ES-ERR-002", f"conflict {attempt + 1} of 2,100 on {q(actor)} (latest 2): expected error text "
+                                   f"{seed_text(actor, version, 2)!r}, store's error text is {str(error)[:500]!r}")
 
 
 @pytest.mark.requirement("ES-ERR-002")
@@ -75,7 +80,10 @@ def test_thousands_of_conflicts_on_one_actor_carry_the_latest(store, fresh_actor
               "replacement\ufffdchar", "e\u0301-accent",
               # Format verbs: a port that puts the quoted id into the format string (Sprintf(msg + id))
               # turns them into %!d(MISSING).
-              "100%done", "verbs %d %s %q %v %!x %%"],
+              "100%done", "verbs %d %s %q %v %!x %%",
+              # Emoji of Unicode 14 (2021), printable for Go and for this kit: quoting tables of an
+              # older Unicode (Java 17's are 13) escape them.
+              "melting-\U0001fae0-salute-\U0001fae1"],
 )
 def test_conflict_error_text_is_the_seeds(store, fresh_actor, label):
     # The label itself in the id, always (fresh_actor may leave its label out).
@@ -129,14 +137,42 @@ def test_conflict_error_text_for_new_actors_and_negative_versions(store, fresh_a
 
 @pytest.mark.requirement("ES-ERR-002")
 @pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
-def test_conflict_error_text_for_the_longest_id(store, fresh_actor):
+@pytest.mark.parametrize("filler", ["ascii", "astral"])
+def test_conflict_error_text_for_the_longest_id(store, fresh_actor, filler):
     # 256 characters (the longest id every store accepts) at int64 versions: a text cut at 255
-    # characters (a VARCHAR(255) or SIGNAL MESSAGE_TEXT on the way) loses its end.
+    # characters (a VARCHAR(255) or SIGNAL MESSAGE_TEXT on the way) loses its end, and one cut at
+    # 1,023 bytes (a C buffer of 1 KiB) loses the end of 256 astral characters (4 bytes each).
     token = fresh_actor("")
-    actor = (token + "-" + "L" * 256)[:256]
+    actor = (token + "-" + ("L" if filler == "ascii" else "\U0001f980") * 256)[:256]
     error = _conflict_after(store, actor, [INT64_MAX - 1], -(2**62), "ES-ERR-002")
     expected = (f"version conflict: actor {go_quote(actor)} has version {INT64_MAX - 1}, "
                 f"cannot save version {-(2**62)}")
     if str(error) != expected:
         violated("ES-ERR-002", f"saved version {-(2**62)} to the 256-character actor {q(actor)} whose latest is "
                                f"{INT64_MAX - 1}; expected error text {expected!r}, store's error text is {str(error)!r}")
+
+
+@pytest.mark.requirement("ES-ERR-002")
+@pytest.mark.presupposes("ES-ERR-001")  # the text is the fields, worded
+@pytest.mark.parametrize("kind", ["empty", "257-characters", "1000-characters"])
+def test_conflict_error_text_for_empty_and_long_ids_a_store_keeps(store, fresh_actor, kind):
+    # A store may refuse these ids (ES-ACTOR-003); one that keeps them words their conflicts like
+    # any other: no "<unknown>" for the empty id, no id shortened to fit a message.
+    if kind == "empty":
+        actor = ""  # shared by every run against a long-lived store: write above what is there
+    else:
+        fresh = fresh_actor("y")
+        actor = "y" * (int(kind.split("-")[0]) - len(fresh)) + fresh
+    start = highest_stored_version(store, actor)
+    try:
+        store.save_event(new_event(actor, start + 1))
+    except StoreRaised as error:
+        if isinstance(error.original, ValueError):
+            return  # refused, as ES-ACTOR-003 allows: ES-REFUSE-001 checks how
+        raise
+    error = save_conflict("ES-ERR-002", store, new_event(actor, start + 1), latest=start + 1)
+    expected = seed_text(actor, start + 1, start + 1)
+    if str(error) != expected:
+        named = "the empty actor id" if kind == "empty" else f"an actor id of {kind.split('-')[0]} characters"
+        violated("ES-ERR-002", f"saved version {start + 1} again to {named}, whose latest is {start + 1}; "
+                               f"expected error text {expected[:300]!r}, store's error text is {str(error)[:300]!r}")
