@@ -224,6 +224,27 @@ def save_ok(req_id: str, store: DrivenHandle, event: Event, context: str = "") -
         )
 
 
+
+def check_saves_made_at_once(store: DrivenHandle, how: str, saves: list[Event], outcomes: list[Any],
+                             above: int = 0) -> list[int]:
+    """Saves of one actor made at once, each ``outcomes`` item None (acknowledged) or what it raised:
+    a refusal is a conflict at or above its own version, and what was acknowledged is what the
+    actor holds above ``above``, in ascending order (ES-CONC-001).  Returns the versions held."""
+    for event, outcome in zip(saves, outcomes):
+        if isinstance(outcome, VersionConflictError) and outcome.current_version < event.version:
+            violated("ES-CONC-001", f"{how}: version {event.version} was refused with current version "
+                                    f"{outcome.current_version}, below it: {outcome}")
+        if outcome is not None and not isinstance(outcome, VersionConflictError):
+            violated("ES-CONC-001", f"{how}: version {event.version} failed other than with a VersionConflictError: "
+                                    f"{outcome}")
+    acknowledged = [event.version for event, outcome in zip(saves, outcomes) if outcome is None]
+    stored = versions(store.get_events(saves[0].actor_id, above + 1 if above else 0))
+    if stored != acknowledged:
+        violated("ES-CONC-001", f"{how}: acknowledged versions {acknowledged}; the actor then holds {stored}"
+                                + (f" above {above}" if above else ""))
+    return stored
+
+
 def save_conflict(req_id: str, store: DrivenHandle, event: Event, latest: int) -> VersionConflictError:
     """Save ``event``, which a conforming store must refuse; return the error."""
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from ..errors import VersionConflictError
-from .support import blame, new_event, new_snapshot, q, save_ok, versions, violated
+from .support import blame, check_saves_made_at_once, new_event, new_snapshot, q, save_ok, versions, violated
 
 # Turns of the event loop after which a call is cancelled: each from 0 (before it starts) to 128,
 # then further apart, until a call finishes on its own first (a store that awaits a connection,
@@ -148,18 +148,7 @@ def test_many_saves_of_one_actor_gathered_at_once_conflict_only_below_the_latest
     store, actor, count = async_store, fresh_actor("fan-out"), 32
     saves = [new_event(actor, version) for version in range(1, count + 1)]
     outcomes = store.gathered([("save_event", (event,)) for event in saves])
-    how = f"versions 1 to {count} of {q(actor)} saved at once"
-    for event, outcome in zip(saves, outcomes):
-        if isinstance(outcome, VersionConflictError) and outcome.current_version < event.version:
-            violated("ES-CONC-001", f"{how}: version {event.version} was refused with current version "
-                                    f"{outcome.current_version}, below it: {outcome}")
-        if outcome is not None and not isinstance(outcome, VersionConflictError):
-            violated("ES-CONC-001", f"{how}: version {event.version} failed other than with a VersionConflictError: "
-                                    f"{outcome}")
-    acknowledged = [event.version for event, outcome in zip(saves, outcomes) if outcome is None]
-    stored = versions(store.get_events(actor, 0))
-    if stored != acknowledged:
-        violated("ES-CONC-001", f"{how}: acknowledged versions {acknowledged}; the actor then holds {stored}")
+    check_saves_made_at_once(store, f"versions 1 to {count} of {q(actor)} saved at once", saves, outcomes)
 
 
 @pytest.mark.requirement("SS-SNAP-002")

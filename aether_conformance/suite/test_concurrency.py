@@ -27,7 +27,7 @@ from ..errors import VersionConflictError
 from ..history import (OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
                        stored_events)
 from ..writers import draw_plan, prefill, racing, run_writer_process, run_writers
-from .support import SEQUENTIAL_RULES, diff_event, drop, new_event, new_snapshot, q, save_ok, versions, violated
+from .support import SEQUENTIAL_RULES, check_saves_made_at_once, diff_event, drop, new_event, new_snapshot, q, save_ok, versions, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -301,18 +301,7 @@ def test_saves_piling_up_behind_a_long_read_conflict_only_below_the_latest(store
             reader.join()
         if failures:
             violated("ES-CONC-001", f"{how}, round {round_no + 1}: {failures[0]}")
-        for event, outcome in zip(saves, outcomes):
-            if isinstance(outcome, VersionConflictError) and outcome.current_version < event.version:
-                violated("ES-CONC-001", f"{how}, round {round_no + 1}: version {event.version} was refused with "
-                                        f"current version {outcome.current_version}, below it: {outcome}")
-            if outcome is not None and not isinstance(outcome, VersionConflictError):
-                violated("ES-CONC-001", f"{how}, round {round_no + 1}: version {event.version} failed other than "
-                                        f"with a VersionConflictError: {outcome}")
-        acknowledged = [event.version for event, outcome in zip(saves, outcomes) if outcome is None]
-        stored = versions(store.get_events(actor, latest + 1))
-        if stored != acknowledged:
-            violated("ES-CONC-001", f"{how}, round {round_no + 1}: acknowledged versions {acknowledged}; "
-                                    f"the actor then holds {stored} above {latest}")
+        stored = check_saves_made_at_once(store, f"{how}, round {round_no + 1}", saves, outcomes, above=latest)
         latest = max(stored, default=latest)
 
 
