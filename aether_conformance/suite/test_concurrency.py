@@ -279,13 +279,16 @@ def test_saves_piling_up_behind_a_long_read_conflict_only_below_the_latest(store
         def read() -> None:
             # Reading from before the saves start until they are all answered: the saves meet a
             # read in progress, and the reader takes the actor again as soon as it lets go.
-            while writing.is_set():
-                try:
-                    other_store.get_events(actor, 1)
-                except StoreMisbehaviour as error:
-                    failures.append(f"a read failed: {error}")
-                    writing.clear()
-                read_once.set()
+            try:
+                while writing.is_set():
+                    try:
+                        other_store.get_events(actor, 1)
+                    except StoreMisbehaviour as error:
+                        failures.append(f"a read failed: {error}")
+                        writing.clear()
+                    read_once.set()
+            finally:
+                read_once.set()  # whatever ended the reader, the saves do not wait for it
 
         writing.set()
         threads = [threading.Thread(target=save, args=(n,), daemon=True) for n in range(len(saves))]
