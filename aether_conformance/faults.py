@@ -69,7 +69,9 @@ FAULT_RUN_KEY = "aether_fault_run"
 
 # Hold and gap ranges in seconds: long enough for a Raft election to matter, short
 # enough that three faults fit in about a minute.  They shape the load, not the verdict.
-HOLD_SECONDS = (1.5, 4.0)
+# The shortest hold still outlasts, by seconds, the second or so a partitioned NATS
+# follower takes to start answering its clients from its stale replica.
+HOLD_SECONDS = (3.0, 6.0)
 GAP_SECONDS = (1.0, 2.5)
 
 

@@ -640,11 +640,15 @@ class ClusterFaults:
         ]
 
     def _inject(self, fault: Callable[[ClusterNode], Any], split_clients: bool = False) -> str:
-        """Hit the busiest stream's leader; a partition must also leave clients on both sides.
+        """Hit the busiest stream's leader; a partition hits a follower with clients on both sides.
 
-        A partitioned node keeps serving its own clients from its own (now stale) replica,
-        while clients of the majority go on saving: that is the moment a store reading from
-        any replica is caught, so the partition picks a node with some but not all clients.
+        A partitioned follower keeps serving its own clients from its own (now stale) replica
+        (direct gets, within about a second of the cut), while the majority keeps its leader and
+        goes on saving at once: that is the moment a store reading from any replica is caught,
+        whatever the hold.  Cutting off the leader instead would leave the majority without a
+        leader until an election (seconds), which a short hold may never reach.  So the
+        partition picks the follower with the fewest clients but some, which leaves the most
+        handles saving on the majority side; the leader only when no follower has clients.
         """
         streams = {name: s for name, s in self.cluster.streams().items() if s["leader"]}
         if streams:
@@ -659,8 +663,10 @@ class ClusterFaults:
             clients = {n.name: (n.monitor("/connz") or {}).get("num_connections", 0) for n in self.cluster.nodes}
             total = sum(clients.values())
             split = [n for n in self.cluster.nodes if 0 < clients[n.name] < total]
-            if split and leader not in split:
-                node, role = split[0], f"{clients[split[0].name]} of {total} clients; not the leader, {leader.name}"
+            followers = sorted((n for n in split if n is not leader), key=lambda n: (clients[n.name], n.index))
+            if followers:
+                node = followers[0]
+                role = f"follower, {clients[node.name]} of {total} clients; the {role} is {leader.name}"
             elif split:
                 role += f", {clients[node.name]} of {total} clients"
         fault(node)

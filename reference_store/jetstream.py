@@ -395,7 +395,11 @@ class JetStreamStore:
                 **fences,
             ),
         )
-        deadline = self._deadline()
+        # A fresh cluster can re-elect its meta leader under load, dropping a create in flight:
+        # the request is sent again (identical configuration, so harmless) for twice the
+        # operation's deadline, each attempt bounded by the jetstream context's timeout.
+        budget = 2 * self.op_timeout
+        deadline = asyncio.get_running_loop().time() + budget
         for config in configs:
             # Creating a stream with an identical configuration succeeds, so
             # concurrent first uses all get the same stream.
@@ -404,6 +408,9 @@ class JetStreamStore:
                 try:
                     info = await js.add_stream(config)
                     break
+                except _TRANSIENT as error:
+                    attempt += 1
+                    await self._pause(deadline, attempt, error, budget)
                 except nats.js.errors.APIError as error:
                     if error.err_code == STREAM_IN_USE:
                         raise RuntimeError(
@@ -415,7 +422,7 @@ class JetStreamStore:
                     # A busy cluster's meta leader can miss a peer's heartbeat for a moment;
                     # placement succeeds once it counts the peer again, within the deadline.
                     attempt += 1
-                    await self._pause(deadline, attempt, error)
+                    await self._pause(deadline, attempt, error, budget)
             _check_replicas(config.name, self.replicas, info)
 
     async def close(self) -> None:
@@ -450,11 +457,12 @@ class JetStreamStore:
                 attempt += 1
                 await self._pause(deadline, attempt, error)
 
-    async def _pause(self, deadline: float, attempt: int, error: Exception) -> None:
+    async def _pause(self, deadline: float, attempt: int, error: Exception, budget: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         if loop.time() >= deadline:
             raise TimeoutError(
-                f"NATS server at {self.url} did not answer within {self.op_timeout}s: {type(error).__name__} {error}"
+                f"NATS server at {self.url} did not answer within {budget or self.op_timeout}s: "
+                f"{type(error).__name__} {error}"
             ) from error
         await asyncio.sleep(min(0.05 * attempt, 0.5, max(deadline - loop.time(), 0)))
 

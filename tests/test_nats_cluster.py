@@ -123,12 +123,20 @@ def test_killing_the_stream_leader_elects_another_and_a_restart_rejoins_with_its
     assert new in {n.name for n in survivors}
     for node in survivors:
         wait_until(lambda: leader not in node.route_peers(), f"{node.name} dropping its routes to the killed node")
+    store_dir = cluster.node(leader).store_dir
     node = cluster.restart(leader)
     assert node.pid != pid
     cluster.wait_healthy(SETTLE)
-    jsz = node.monitor("/jsz?accounts=true&streams=true")
-    streams = {s["name"]: s for a in jsz["account_details"] for s in a["stream_detail"]}
-    assert streams["PROBE"]["state"]["messages"] == 5  # same store directory
+    assert node.monitor("/jsz")["config"]["store_dir"] == str(store_dir / "jetstream")  # same store directory
+
+    def messages() -> int:
+        jsz = node.monitor("/jsz?accounts=true&streams=true") or {}
+        return {s["name"]: s["state"]["messages"] for a in jsz.get("account_details") or ()
+                for s in a.get("stream_detail") or ()}.get("PROBE", -1)
+
+    # A SIGKILL can cost the node the writes nats-server had not yet handed to the OS; its
+    # peers give them back as it catches up, so it rejoins with every message.
+    wait_until(lambda: messages() == 5, f"{node.name} holding PROBE's 5 messages again")
 
 
 def test_a_paused_node_is_stopped_its_routes_drop_and_it_comes_back_on_resume(cluster):
@@ -195,6 +203,39 @@ def test_the_fault_provider_hits_the_busiest_stream_leader_and_reports_unreplica
     assert not cluster.node(leader).paused
     environment = faults.environment()
     assert environment["version"].startswith("v2.") and environment["nodes"] == 3
+
+
+def connect_raw_clients(node, count: int) -> list[socket.socket]:
+    """``count`` bare NATS clients of ``node`` (CONNECT, then PING answered): what /connz counts."""
+    clients = []
+    for _ in range(count):
+        client = socket.create_connection(("127.0.0.1", node.port), timeout=SETTLE)
+        clients.append(client)
+        reader = client.makefile("rb")
+        assert reader.readline().startswith(b"INFO ")
+        client.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        assert reader.readline() == b"PONG\r\n"
+    return clients
+
+
+def test_a_partition_cuts_off_the_follower_with_the_fewest_clients_so_the_leader_keeps_saving(cluster):
+    leader = cluster.node(cluster.stream_leader("PROBE"))
+    crowded, lonely = [n for n in cluster.nodes if n is not leader]
+    # The leader has the fewest clients of all: the old rule, which cut off the leader when it had
+    # clients, would pick it; the follower with fewer clients than the other is the one to cut off.
+    clients = [*connect_raw_clients(leader, 1), *connect_raw_clients(crowded, 3), *connect_raw_clients(lonely, 2)]
+    try:
+        faults = ClusterFaults(cluster, recovery_timeout=SETTLE)
+        partition = next(kind for kind in faults.fault_kinds() if kind.name == "partition")
+        target = partition.inject()
+        assert target == f"{lonely.name} (follower, 2 of 6 clients; the leader of stream PROBE is {leader.name})"
+        wait_until(lambda: not lonely.route_peers(), f"{lonely.name} losing its routes")
+        assert cluster.stream_leader("PROBE") == leader.name
+        partition.recover()  # waits until the cluster is healthy, or raises
+        assert lonely.route_peers() == {leader.name, crowded.name}
+    finally:
+        for client in clients:
+            client.close()
 
 
 def test_python_m_runs_a_cluster_until_sigterm_and_cleans_up():

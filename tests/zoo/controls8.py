@@ -474,29 +474,39 @@ blocking_pool_of_two = factory(BlockingPoolOfTwo, PoolState)
 # -- 8. SQLite in WAL mode, a connection per handle ---------------------------------------------
 
 class _SqliteFile:
+    """The shared database file, made by the first open handle and removed with the last one
+    (a store need not keep data once its last handle closes): nothing is left behind even by
+    a process that ends without running atexit handlers, as pytest-xdist's workers may."""
+
     def __init__(self) -> None:
-        self.path = None
+        self.directory = None
+        self.handles = 0
         self.guard = threading.Lock()
 
-    def get(self) -> str:
-        import atexit
+    def acquire(self) -> str:
         import os
-        import shutil
+        import sqlite3
         import tempfile
         with self.guard:
-            if self.path is None:
-                directory = tempfile.mkdtemp(prefix="adv8e-wal-")
-                atexit.register(shutil.rmtree, directory, True)
-                self.path = os.path.join(directory, "store.db")
-                import sqlite3
-                db = sqlite3.connect(self.path, isolation_level=None)
+            if self.directory is None:
+                self.directory = tempfile.mkdtemp(prefix="adv8e-wal-")
+                db = sqlite3.connect(os.path.join(self.directory, "store.db"), isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("CREATE TABLE events (actor BLOB, version INTEGER, body BLOB, PRIMARY KEY (actor, version))"
                            " WITHOUT ROWID")
                 db.execute("CREATE TABLE snapshots (actor BLOB, version INTEGER, body BLOB)")
                 db.execute("CREATE INDEX snap_by_actor ON snapshots (actor, version)")
                 db.close()
-            return self.path
+            self.handles += 1
+            return os.path.join(self.directory, "store.db")
+
+    def release(self) -> None:
+        import shutil
+        with self.guard:
+            self.handles -= 1
+            if self.handles == 0:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                self.directory = None
 
 
 class SqliteWalHandle:
@@ -505,9 +515,10 @@ class SqliteWalHandle:
     bytes, NUL included), records as pickles.  The connection is used by one thread at a time
     (the kit may call one handle from several threads)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, file: _SqliteFile) -> None:
         import sqlite3
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.file = file
+        self.db = sqlite3.connect(file.acquire(), isolation_level=None, check_same_thread=False, timeout=30)
         self.db.execute("PRAGMA synchronous=OFF")
         self.lock = threading.Lock()
 
@@ -556,14 +567,18 @@ class SqliteWalHandle:
 
     def close(self):
         with self.lock:
+            if self.file is None:
+                return
             self.db.close()
+            self.file, file = None, self.file
+        file.release()
 
 
 def _sqlite_wal_factory():
     where = _SqliteFile()
 
     def make():
-        return SqliteWalHandle(where.get())
+        return SqliteWalHandle(where)
 
     return make
 
