@@ -353,3 +353,93 @@ lazy_connect_slow_close = factory(LazyConnectSlowClose, LazyState)
 
 
 CONTROLS = ["own_loop_client", "local_time_process_settings", "chatty_client", "lazy_connect_slow_close"]
+
+
+# -- 5. a cached client: the factory is a callable object that hands out one client -------------
+
+class SingletonClient(CorrectStore):
+    """The one client of the process, handed out again by every call of the factory (redis-py's
+    ``from_url`` behind a module cache, boto3's cached session client); close() counts its users
+    and only the last one really closes it.  Spec 3.2: "Each call of the factory returns a handle;
+    all handles of one factory MUST share one store" -- the same object shares it trivially."""
+
+    def __init__(self, shared: ShareState) -> None:
+        super().__init__(shared)
+        self.users = 0
+        self.users_lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.users_lock:
+            self.users -= 1
+            if self.users == 0:
+                self.closed = True  # a later connect() reopens it
+
+
+class Connector:
+    """The factory: a callable object whose parameters all have defaults (a DSN read from the
+    environment), not a function.  Spec 3.2: MODULE:ATTR is "a zero-argument factory"."""
+
+    def __init__(self) -> None:
+        self.client: SingletonClient | None = None
+        self.lock = threading.Lock()
+        self.shared = ShareState()
+
+    def __call__(self, *, dsn: str | None = None, pool_size: int = 10) -> SingletonClient:
+        with self.lock:
+            if self.client is None:
+                self.client = SingletonClient(self.shared)
+            with self.client.users_lock:
+                self.client.users += 1
+                self.client.closed = False
+            return self.client
+
+
+singleton_client = Connector()
+
+
+# -- 6. stop-the-world pauses ----------------------------------------------------------------
+
+class PauseState(ShareState):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.gate = threading.Lock()
+
+
+class StopTheWorldPauses(CorrectStore):
+    """Every 1,500th call (any method, any handle) holds every call of the store for 2.5 s (a
+    checkpoint, a stop-the-world GC pause of the server, a pool recycling its connections): calls
+    that arrive meanwhile wait, then go on in order.  Each call answers within the per-call timeout
+    (10 s by default); spec 1: performance is not covered."""
+
+    def _gate(self) -> None:
+        with self.shared.gate:
+            self.shared.calls += 1
+            if self.shared.calls % 1500 == 0:
+                time.sleep(2.5)
+
+    def save_event(self, event):
+        self._gate()
+        return super().save_event(event)
+
+    def get_events(self, actor_id, from_version):
+        self._gate()
+        return super().get_events(actor_id, from_version)
+
+    def get_latest_version(self, actor_id):
+        self._gate()
+        return super().get_latest_version(actor_id)
+
+    def save_snapshot(self, snapshot):
+        self._gate()
+        return super().save_snapshot(snapshot)
+
+    def get_latest_snapshot(self, actor_id):
+        self._gate()
+        return super().get_latest_snapshot(actor_id)
+
+
+stop_the_world_pauses = factory(StopTheWorldPauses, PauseState)
+
+CONTROLS += ["singleton_client", "stop_the_world_pauses"]
