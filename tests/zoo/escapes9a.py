@@ -10,12 +10,15 @@ names the MUST requirement each one breaks.
 from __future__ import annotations
 
 import copy
+import hashlib
 import unicodedata
 from collections import OrderedDict
 from dataclasses import replace
+from datetime import timedelta
 
 from aether_conformance import VersionConflictError
-from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap
+from aether_conformance.timestamps import utc_microseconds
+from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
 
 INT64_MAX = 2**63 - 1
 
@@ -259,12 +262,179 @@ def trigger_bucket_index():
     return len(s.get_events("wide", 0)) == 100
 
 
+
+# 7 ---------------------------------------------------------------------------------------------
+def _dns_name(actor_id: str) -> str:
+    if len(actor_id) <= 63:
+        return actor_id
+    return actor_id[:54] + "-" + hashlib.sha256(actor_id.encode()).hexdigest()[:8]
+
+
+class NameShortenedLikeKubernetes(CorrectStore):
+    """Operators and Helm charts: a name over 63 characters (a DNS label, a Kubernetes object name, a
+    NATS KV or Consul key segment) is shortened the usual way, its first 54 characters, '-', and the
+    first 8 hex digits of its SHA-256 (`trunc 54 | printf "%s-%s" (sha256sum . | trunc 8)`).  Short ids
+    stay exact, and long ids sharing a prefix of 64, 128 or 255 characters still differ in the hash;
+    two long ids sharing their first 54 characters whose hashes start alike (32 bits: a birthday
+    pair among 77,000 ids) are one actor."""
+
+    def latest(self, actor_id):
+        return super().latest(_dns_name(actor_id))
+
+    def append(self, event):
+        self.shared.events.setdefault(_dns_name(event.actor_id), []).append(copy.deepcopy(event))
+
+    def select(self, actor_id, from_version):
+        return super().select(_dns_name(actor_id), from_version)
+
+
+SHA_TWINS = ("tenant-eu-west-1.orders.customer-account-2024-tenant-e-line-00010985",
+             "tenant-eu-west-1.orders.customer-account-2024-tenant-e-line-00142543")
+
+
+def trigger_dns_name():
+    s = factory(NameShortenedLikeKubernetes)()
+    s.save_event(ev(SHA_TWINS[0], 1))
+    return s.get_latest_version(SHA_TWINS[1]) == 1
+
+
+# 8 ---------------------------------------------------------------------------------------------
+class SnapshotCacheState(ShareState):
+    CAPACITY = 4_096
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.latest_snapshot: OrderedDict[str, object] = OrderedDict()
+
+
+class SnapshotCacheOverTakenAtTable(CorrectStore):
+    """A write-through LRU of each actor's latest snapshot (4,096 actors; a save replaces the entry
+    only with a higher version) in front of a Cassandra table clustered `(taken_at DESC, version
+    DESC)` and read with `LIMIT 1` (the time-series layout).  While an actor is cached the highest
+    version wins; once many other actors' snapshots have pushed it out, the table answers with the
+    snapshot taken last - a lower one taken later (a rebuild, a replica catching up) hides the
+    highest."""
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            self.shared.snapshots.setdefault(snapshot.actor_id, []).append(copy.deepcopy(snapshot))
+            cache = self.shared.latest_snapshot
+            held = cache.get(snapshot.actor_id)
+            if held is None or snapshot.version > held.version:
+                cache[snapshot.actor_id] = copy.deepcopy(snapshot)
+            if snapshot.actor_id in cache:
+                cache.move_to_end(snapshot.actor_id)
+            while len(cache) > self.shared.CAPACITY:
+                cache.popitem(last=False)
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            cache = self.shared.latest_snapshot
+            if actor_id in cache:
+                cache.move_to_end(actor_id)
+                return copy.deepcopy(cache[actor_id])
+            rows = self.shared.snapshots.get(actor_id)
+            if not rows:
+                return None
+            found = max(rows, key=lambda s: (utc_microseconds(s.timestamp), s.version))
+            cache[actor_id] = copy.deepcopy(found)
+            while len(cache) > self.shared.CAPACITY:
+                cache.popitem(last=False)
+            return copy.deepcopy(found)
+
+
+def trigger_snapshot_cache():
+    s = factory(SnapshotCacheOverTakenAtTable, SnapshotCacheState)()
+    s.save_event(ev("a", 2))
+    s.save_snapshot(snap("a", 2, timestamp=T0))
+    s.save_snapshot(snap("a", 1, timestamp=T0 + timedelta(seconds=1)))
+    first = s.get_latest_snapshot("a").version
+    for n in range(4_100):
+        s.save_snapshot(snap(f"other-{n}", 0))
+    return first == 2 and s.get_latest_snapshot("a").version == 1
+
+
+# 9 ---------------------------------------------------------------------------------------------
+class FilterState(ShareState):
+    CAPACITY = 4_096
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.known: set[str] = set()
+
+
+class ActorFilterFullInsertIgnored(CorrectStore):
+    """A cuckoo filter of the actors that have events (sized for 4,096), consulted before each read
+    so that reads of unknown actors (most of a projector's lookups) skip the database: not in the
+    filter, latest 0 and no events.  The filter's insert returns false once it is full, and the
+    save path ignores the result (the event is in the database, the save succeeded).  From the
+    4,097th actor on, new actors read as unknown; the version check, which goes to the database,
+    still refuses their stale saves."""
+
+    def append(self, event):
+        super().append(event)
+        if len(self.shared.known) < self.shared.CAPACITY:
+            self.shared.known.add(event.actor_id)
+
+    def get_events(self, actor_id, from_version):
+        with self.shared.lock:
+            return self.select(actor_id, from_version) if actor_id in self.shared.known else []
+
+    def get_latest_version(self, actor_id):
+        with self.shared.lock:
+            return self.latest(actor_id) if actor_id in self.shared.known else 0
+
+
+def trigger_actor_filter():
+    s = factory(ActorFilterFullInsertIgnored, FilterState)()
+    for n in range(4_097):
+        s.save_event(ev(f"actor-{n}", 1))
+    return s.get_latest_version("actor-4096") == 0 and s.get_latest_version("actor-4095") == 1
+
+
+# 10 --------------------------------------------------------------------------------------------
+class TooManyQueryArguments(Exception):
+    """asyncpg.exceptions.InterfaceError: the wire protocol counts bind parameters in an int16."""
+
+
+class ExpandingInOverRowIds(CorrectStore):
+    """SQLAlchemy over asyncpg: each actor's row ids are kept in order in a stream row (an array, for
+    cheap appends), and a read selects `events.c.row_id.in_(ids[from:])`.  SQLAlchemy's expanding IN
+    renders one bind parameter per id, and PostgreSQL's Bind message counts parameters in an int16:
+    asyncpg refuses more than 32,767 ("the number of query arguments cannot exceed 32767").  Reads
+    of up to 32,767 events work - SQL Server's 2,100 and every window below are passed - and a read
+    of a longer stream raises."""
+
+    LIMIT = 32_767
+
+    def select(self, actor_id, from_version):
+        rows = [e for e in self.shared.events.get(actor_id, []) if e.version >= from_version]
+        if len(rows) > self.LIMIT:
+            raise TooManyQueryArguments(f"the number of query arguments cannot exceed {self.LIMIT}")
+        return [copy.deepcopy(e) for e in rows]
+
+
+def trigger_expanding_in():
+    s = factory(ExpandingInOverRowIds)()
+    for v in range(1, 32_769):
+        s.append(ev("long", v))  # the rows, without 32,768 round trips of the check
+    try:
+        s.get_events("long", 0)
+    except TooManyQueryArguments:
+        return len(s.get_events("long", 2)) == 32_767
+    return False
+
+
 make_ci_command_dedup = factory(CommandDedupUnderCiCollation, CommandState)
 make_keyset_overflow = factory(KeysetCursorPastInt64)
 make_head_cache = factory(HeadCacheReloadsFirstPage, HeadCacheState)
 make_fnv_heads = factory(ConflictVersionFromHashedHeads, FnvState)
 make_cold_tier = factory(ColdTierLosesNullData, TierState)
 make_bucket_index = factory(BucketIndexFirstPageOnly, BucketState)
+make_dns_name = factory(NameShortenedLikeKubernetes)
+make_snapshot_cache = factory(SnapshotCacheOverTakenAtTable, SnapshotCacheState)
+make_actor_filter = factory(ActorFilterFullInsertIgnored, FilterState)
+make_expanding_in = factory(ExpandingInOverRowIds)
 
 TRIGGERS = {
     "make_ci_command_dedup": trigger_ci_command_dedup,
@@ -273,6 +443,10 @@ TRIGGERS = {
     "make_fnv_heads": trigger_fnv_heads,
     "make_cold_tier": trigger_cold_tier,
     "make_bucket_index": trigger_bucket_index,
+    "make_dns_name": trigger_dns_name,
+    "make_snapshot_cache": trigger_snapshot_cache,
+    "make_actor_filter": trigger_actor_filter,
+    "make_expanding_in": trigger_expanding_in,
 }
 
 BROKEN = {
@@ -282,4 +456,8 @@ BROKEN = {
     "make_fnv_heads": "ES-ERR-001",
     "make_cold_tier": "ES-READ-003",
     "make_bucket_index": "ES-READ-001",
+    "make_dns_name": "ES-ACTOR-002",
+    "make_snapshot_cache": "SS-SNAP-002",
+    "make_actor_filter": "ES-LATEST-002",
+    "make_expanding_in": "ES-READ-001",
 }
