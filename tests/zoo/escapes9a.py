@@ -517,6 +517,35 @@ def trigger_bloom_ids():
     return False
 
 
+
+# 13 --------------------------------------------------------------------------------------------
+def _subject_token(actor_id: str) -> str:
+    return actor_id if actor_id else "_"
+
+
+class EmptyIdAsPlaceholderToken(CorrectStore):
+    """NATS JetStream: each actor's events on the subject `events.<actor id>`.  A subject token may
+    not be empty, and instead of refusing the empty actor id (which ES-ACTOR-003 allows) the store
+    writes it as the placeholder token `_`, escaping nothing else: ids with dots, spaces and empty
+    tokens inside are kept apart by an escape of their own, but the empty id and the id "_" are one
+    subject, one stream."""
+
+    def latest(self, actor_id):
+        return super().latest(_subject_token(actor_id))
+
+    def append(self, event):
+        self.shared.events.setdefault(_subject_token(event.actor_id), []).append(copy.deepcopy(event))
+
+    def select(self, actor_id, from_version):
+        return super().select(_subject_token(actor_id), from_version)
+
+
+def trigger_empty_token():
+    s = factory(EmptyIdAsPlaceholderToken)()
+    s.save_event(ev("_", 1))
+    return s.get_latest_version("") == 1
+
+
 make_ci_command_dedup = factory(CommandDedupUnderCiCollation, CommandState)
 make_keyset_overflow = factory(KeysetCursorPastInt64)
 make_head_cache = factory(HeadCacheReloadsFirstPage, HeadCacheState)
@@ -529,6 +558,7 @@ make_actor_filter = factory(ActorFilterFullInsertIgnored, FilterState)
 make_expanding_in = factory(ExpandingInOverRowIds)
 make_case_disk = factory(LongIdsEscapedOnCaseInsensitiveDisk)
 make_bloom_ids = factory(EventIdBloomFilterRefuses, BloomState)
+make_empty_token = factory(EmptyIdAsPlaceholderToken)
 
 TRIGGERS = {
     "make_ci_command_dedup": trigger_ci_command_dedup,
@@ -543,6 +573,7 @@ TRIGGERS = {
     "make_expanding_in": trigger_expanding_in,
     "make_case_disk": trigger_case_disk,
     "make_bloom_ids": trigger_bloom_ids,
+    "make_empty_token": trigger_empty_token,
 }
 
 BROKEN = {
@@ -558,4 +589,5 @@ BROKEN = {
     "make_expanding_in": "ES-READ-001",
     "make_case_disk": "ES-ACTOR-002",
     "make_bloom_ids": "ES-SAVE-001",
+    "make_empty_token": "ES-ACTOR-002",
 }
