@@ -546,6 +546,37 @@ def trigger_empty_token():
     return s.get_latest_version("") == 1
 
 
+
+# 14 --------------------------------------------------------------------------------------------
+class SnapshotsKeyedByFnv(CorrectStore):
+    """Go: events in the database under the exact actor id, snapshots - a cache, rebuilt from events
+    if lost - in a Redis hash whose field is the 32-bit FNV-1a of the actor id in hex (`HSET
+    snapshots <fnv32a> <json>`, short fields keeping the hash small), replaced when the version is
+    at least the stored one.  Every colliding-id check the events get, the snapshots do not: two
+    actors whose ids hash alike share one snapshot slot, and one reads the other's snapshot."""
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            key = f"{fnv1a_32(snapshot.actor_id):08x}"
+            held = self.shared.snapshots.get(key)
+            if not held or snapshot.version >= held[0].version:
+                self.shared.snapshots[key] = [copy.deepcopy(snapshot)]
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            held = self.shared.snapshots.get(f"{fnv1a_32(actor_id):08x}")
+            return copy.deepcopy(held[0]) if held else None
+
+
+def trigger_fnv_snapshots():
+    s = factory(SnapshotsKeyedByFnv)()
+    left, right = "order-229599", "order-432382"
+    s.save_event(ev(left, 1))
+    s.save_snapshot(snap(left, 1))
+    got = s.get_latest_snapshot(right)
+    return got is not None and got.actor_id == left
+
+
 make_ci_command_dedup = factory(CommandDedupUnderCiCollation, CommandState)
 make_keyset_overflow = factory(KeysetCursorPastInt64)
 make_head_cache = factory(HeadCacheReloadsFirstPage, HeadCacheState)
@@ -559,6 +590,7 @@ make_expanding_in = factory(ExpandingInOverRowIds)
 make_case_disk = factory(LongIdsEscapedOnCaseInsensitiveDisk)
 make_bloom_ids = factory(EventIdBloomFilterRefuses, BloomState)
 make_empty_token = factory(EmptyIdAsPlaceholderToken)
+make_fnv_snapshots = factory(SnapshotsKeyedByFnv)
 
 TRIGGERS = {
     "make_ci_command_dedup": trigger_ci_command_dedup,
@@ -574,6 +606,7 @@ TRIGGERS = {
     "make_case_disk": trigger_case_disk,
     "make_bloom_ids": trigger_bloom_ids,
     "make_empty_token": trigger_empty_token,
+    "make_fnv_snapshots": trigger_fnv_snapshots,
 }
 
 BROKEN = {
@@ -590,4 +623,5 @@ BROKEN = {
     "make_case_disk": "ES-ACTOR-002",
     "make_bloom_ids": "ES-SAVE-001",
     "make_empty_token": "ES-ACTOR-002",
+    "make_fnv_snapshots": "SS-SNAP-004",
 }
