@@ -11,7 +11,8 @@ fewer than 2,000 actors, so a structure of 2,048 or 4,096 actors with events nev
 actor outlives an LRU of that size before it is read again (the revisit's 10,050 touched actors
 only read), and nothing counts to 32,768.  All 14 stores here were certified by the default
 profile when written; the thorough profile flags make_bucket_index and make_expanding_in (its
-100,050-event stream) and make_actor_filter (more than 4,096 actors), and certified the rest.
+100,050-event stream), make_actor_filter (more than 4,096 actors) and, in the run made,
+make_bloom_ids (a new id refused among thorough's racing writers), and certified the other ten.
 """
 
 from __future__ import annotations
