@@ -151,6 +151,10 @@ COLLIDING_ACTOR_IDS: dict[str, IdPair] = {
         IdPair("dot-dot-segment", "{}/x/../b", "{}/b", "path normalisation resolving '..' segments"),
         IdPair("trailing-slash", "{}/a/", "{}/a", "path normalisation dropping a trailing '/'"),
         IdPair("case", "Order-{}", "order-{}", "case-insensitive collation or lower-cased keys"),
+        # Long ids take another path in many keyings (escaped rather than encoded file names, a
+        # hashed overflow column): case must still tell them apart there (each id is 205 characters).
+        IdPair("long-case", "{}ORDER", "{}order", "long ids kept with their case on a case-insensitive "
+                                                  "file system or collation", 200),
         IdPair("case-sharp-s", "{}-straße", "{}-STRASSE", "case folding (ß folds to ss)"),
         IdPair("nfc-vs-nfd", "café-{}", _nfd("café") + "-{}", "NFC or NFD normalisation of keys"),
         IdPair("angstrom-sign", "\u212b-{}", "\u00c5-{}", "NFC normalisation (U+212B is canonically U+00C5)"),

@@ -142,6 +142,7 @@ WHOLE_ID_KEYINGS = {
     "sha256-prefix-32": lambda text: hashlib.sha256(text.encode()).hexdigest()[:8],
     "fnv1a-32": _fnv1a_32,
     "murmur2-32": lambda text: murmur2(text.encode()),
+    "name-cut-to-63": lambda text: text[:54] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8],
 }
 
 

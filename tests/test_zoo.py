@@ -38,6 +38,8 @@ from tests.zoo.escapes7b import NOT_CAUGHT as ESCAPES7B_NOT_CAUGHT
 from tests.zoo.escapes7c import BROKEN as ESCAPES7C
 from tests.zoo.escapes7c import CONTROLS as CONTROLS7C
 from tests.zoo.escapes7c import NOT_CAUGHT as ESCAPES7C_NOT_CAUGHT
+from tests.zoo.escapes9a import BROKEN as ESCAPES9A
+from tests.zoo.escapes9a import NOT_CAUGHT as ESCAPES9A_NOT_CAUGHT
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,6 +267,22 @@ def test_backend_store_a_sixth_review_wrote_is_flagged_for_its_requirement(name,
 def test_concurrency_store_a_seventh_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes7c:{name}", tmp_path)
     assert_verdict(name, ESCAPES7C[name], code, report, output)
+
+
+# A ninth review's stores (tests/zoo/escapes9a.py).  Caches and filters of 2,048 or 4,096 actors
+# overflow only with the default profile's 10,050 touched actors; expanding_in needs a read of more
+# than 32,767 events, the thorough profile's long stream.
+ESCAPE9A_DEFAULT = {"make_head_cache", "make_actor_filter", "make_snapshot_cache", "make_cold_tier"}
+ESCAPE9A_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    **{name: ("--profile", "default", "--", "-x") for name in ESCAPE9A_DEFAULT},
+    "make_expanding_in": ("--profile", "thorough", "--", "-k", "test_a_long_stream_is_read_whole_from_anywhere"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(set(ESCAPES9A) - (set(ESCAPES9A_NOT_CAUGHT) - {"make_expanding_in"})))
+def test_store_a_ninth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes9a:{name}", tmp_path, *ESCAPE9A_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, ESCAPES9A[name], code, report, output)
 
 
 # A null-state snapshot cleaned 10,000 snapshot records after its save needs the default profile's

@@ -1,4 +1,4 @@
-"""Each store of tests/zoo/escapes.py and escapes3.py to escapes7c.py misbehaves at its trigger, called directly (not through
+"""Each store of tests/zoo/escapes.py and escapes3.py to escapes9a.py misbehaves at its trigger, called directly (not through
 the suite)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.children import escapes8d
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c
+from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c, escapes9a
 
 
 def fresh(name):
@@ -272,3 +272,8 @@ def test_seventh_review_store_misbehaves_at_its_trigger(module, name):
 @pytest.mark.parametrize("mode", sorted(escapes8d.TRIGGERS))
 def test_eighth_review_child_misbehaves_at_its_trigger(mode):
     assert escapes8d.TRIGGERS[mode]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes9a.TRIGGERS))
+def test_ninth_review_store_misbehaves_at_its_trigger(name):
+    assert escapes9a.TRIGGERS[name]() is True

@@ -325,19 +325,27 @@ PLANTED_KINDS: tuple[dict[str, Any], ...] = (
 )
 
 
+# A planted actor longer than the first page of 1,000 that a store may rebuild an evicted actor
+# from, and than the newest 1,000 events an archive tier keeps hot.
+PLANTED_LONG = 1_050
+
+
 def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
     """Write a few actors at the very start of a session and read them once (warming any cache)."""
     started = time.monotonic()
     events: dict[str, list[Event]] = {}
     snapshots: dict[str, ActorSnapshot] = {}
     try:
-        for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100)), ("planted-kinds", (1, 2, 3))):
+        for label, stream in (("planted", (1, 2, 3)), ("planted-gaps", (2, 10, 100)), ("planted-kinds", (1, 2, 3)),
+                              ("planted-long", range(1, PLANTED_LONG + 1))):
             actor = fresh_actor(label)
             # The gapped actor's events are one command's (a log compacted by command id keeps one).
             events[actor] = [new_event(actor, v, command_id=f"cmd-{label}" if label == "planted-gaps" else
                                        f"cmd-{label}-{v}") for v in stream]
             if label == "planted-kinds":
                 events[actor] = [replace(event, **kind) for event, kind in zip(events[actor], PLANTED_KINDS)]
+            if label == "planted-long":  # its oldest event has null data, which an archive tier may rewrite
+                events[actor][0] = replace(events[actor][0], data=None)
             for event in events[actor]:
                 save_ok("ES-SAVE-001", store, event, context=" (planted at the start of the run, to revisit at its end)")
             store.get_latest_version(actor)
@@ -365,8 +373,11 @@ def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
             snapshots[gapped] = new_snapshot(gapped, 100, state=None)
             with blame("SS-SNAP-002"):
                 store.save_snapshot(snapshots[actor])
-                # A lower one after it: a log compacted to the last record per actor keeps this one.
-                store.save_snapshot(new_snapshot(actor, 1, state={"planted": "lower, saved later"}))
+                # A lower one after it, taken later: a log compacted to the last record per actor, or a
+                # table read newest-taken first once a cache of the highest has let the actor go,
+                # answers this one.
+                store.save_snapshot(new_snapshot(actor, 1, state={"planted": "lower, saved later"},
+                                                 timestamp=snapshots[actor].timestamp + timedelta(hours=1)))
                 store.save_snapshot(snapshots[gapped])
                 store.get_latest_snapshot(actor)
     except AssertionError as error:  # RequirementViolation and StoreMisbehaviour

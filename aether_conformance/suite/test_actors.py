@@ -161,14 +161,21 @@ WHOLE_ID_PAIRS = {
     "sha256-prefix-32": ("order-19537", "order-32133", "a key of the first 8 hex digits of SHA-256"),
     "fnv1a-32": ("order-229599", "order-432382", "a key of the 32-bit FNV-1a hash"),
     "murmur2-32": ("order-80130", "order-137953", "a key of Kafka's murmur2 hash (its default partitioner's)"),
+    # 68 characters, one prefix of 54: names over 63 characters cut the Kubernetes/Helm way, to the
+    # first 54, '-' and the first 8 hex digits of the whole name's SHA-256.
+    "name-cut-to-63": ("tenant-eu-west-1.orders.customer-account-2024-tenant-e-line-00010985",
+                       "tenant-eu-west-1.orders.customer-account-2024-tenant-e-line-00142543",
+                       "names over 63 characters cut to their first 54, '-' and 8 hex digits of SHA-256"),
 }
 
 
-@pytest.mark.requirement("ES-ACTOR-002")
+@pytest.mark.requirement("ES-ACTOR-002", "ES-ERR-001")
 @pytest.mark.parametrize("kind", sorted(WHOLE_ID_PAIRS))
 def test_whole_ids_a_layer_confuses_stay_apart(store, kind):
     left, right, why = WHOLE_ID_PAIRS[kind]
     written = {actor: _write_above_what_is_stored(store, actor, why) for actor in (left, right)}
+    if written[right].version == written[left].version:  # at other versions, so a mixed-up latest shows
+        written[right] = _write_above_what_is_stored(store, right, why)
     for actor, other in ((left, right), (right, left)):
         got = store.get_events(actor, 0)
         strays = [(e.id, e.actor_id, e.version) for e in got if e.actor_id != actor or e.id == written[other].id]
@@ -179,6 +186,32 @@ def test_whole_ids_a_layer_confuses_stay_apart(store, kind):
         latest = store.get_latest_version(actor)
         if latest < written[actor].version:
             violated("ES-ACTOR-002", f"saved v{written[actor].version} to {q(actor)} ({kind}: {why}); latest is {latest}")
+    # The conflict's current version too: a map of latest versions under the same lossy key gives
+    # one actor's conflicts the other's version, however right the check itself is.
+    for actor in (left, right):
+        version = max(e.version for e in store.get_events(actor, 0))
+        error = save_conflict("ES-ACTOR-002", store, new_event(actor, version), latest=version)
+        if (error.actor_id, error.current_version) != (actor, version):
+            violated("ES-ERR-001", f"saving version {version} again to {q(actor)} (its latest; {kind}: {why}) raised "
+                                   f"a conflict naming actor {q(error.actor_id)} at version {error.current_version}")
+
+
+@pytest.mark.presupposes("ES-ACTOR-002")  # the same ids, kept apart for events first
+@pytest.mark.requirement("SS-SNAP-004")
+@pytest.mark.parametrize("kind", sorted(WHOLE_ID_PAIRS))
+def test_whole_ids_a_layer_confuses_keep_their_own_snapshots(snapshot_store, kind):
+    left, right, why = WHOLE_ID_PAIRS[kind]
+    saved = {}
+    for actor in (left, right):
+        event = _write_above_what_is_stored(snapshot_store, actor, why)
+        saved[actor] = new_snapshot(actor, event.version, state={"owner": actor, "of": event.id})
+        snapshot_store.save_snapshot(saved[actor])
+    for actor, other in ((left, right), (right, left)):
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or diff_snapshot(saved[actor], got):
+            shown = "None" if got is None else f"version {got.version} of {q(got.actor_id)} with state {got.state}"
+            violated("SS-SNAP-004", f"saved a snapshot of {q(actor)} at version {saved[actor].version}, then one of "
+                                    f"{q(other)} ({kind}: {why}); get_latest_snapshot({q(actor)}) returned {shown}")
 
 
 @pytest.mark.requirement("ES-READ-001")

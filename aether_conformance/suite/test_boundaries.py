@@ -122,7 +122,7 @@ def _check_stream(store, actor, other, expected, kind, req_id="ES-ACTOR-002"):
     got = store.get_events(actor, 0)
     if [(e.id, e.version, e.actor_id) for e in got] != [(e.id, e.version, e.actor_id) for e in expected]:
         violated(req_id, f"saved {len(expected)} events to {q(actor)} and 3 or more to {q(other)} (ids differing "
-                         f"by {kind}); get_events({q(actor)}) returned {len(got)}: versions {versions(got)}, event ids "
+                         f"by {kind}; each actor's version N with command id 'command-N'); get_events({q(actor)}) returned {len(got)}: versions {versions(got)}, event ids "
                          f"{[e.id for e in got][:4]}")
     latest = store.get_latest_version(actor)
     want = expected[-1].version if expected else 0
@@ -149,11 +149,14 @@ def test_colliding_ids_stay_apart(store, fresh_actor, kind):
 
 
 def _check_pair_apart(store, one, two, kind):
-    one_events = [new_event(one, v) for v in (1, 2, 3)]
+    # Both actors' events carry one command id per version: a table of processed commands keyed by
+    # (actor, command id, version) under the same lossy keying takes the second actor's saves for
+    # redeliveries of the first's, acknowledges them and stores nothing.
+    one_events = [new_event(one, v, command_id=f"command-{v}") for v in (1, 2, 3)]
     for event in one_events:
         save_ok("ES-ACTOR-002", store, event, context=f" (ids differing by {kind})")
     _check_stream(store, two, one, [], kind)  # a prefix scan or lossy key shows one's events here
-    two_events = [new_event(two, v) for v in (1, 2)]
+    two_events = [new_event(two, v, command_id=f"command-{v}") for v in (1, 2)]
     for event in two_events:
         save_ok("ES-ACTOR-002", store, event, context=f" while {q(one)} is at version 3 (ids differing by {kind})")
     for actor, expected, other in ((one, one_events, two), (two, two_events, one)):

@@ -103,6 +103,31 @@ def test_empty_or_long_actor_ids_are_accepted_or_cleanly_refused(store, fresh_ac
     save_conflict("ES-ACTOR-003", store, new_event(actor, start + 1), latest=start + 1)
 
 
+# What an empty key or token becomes where one cannot be empty: NATS subject sanitisers write '_',
+# others '-', 'null' or '~'.
+EMPTY_ID_PLACEHOLDERS = ("_", "-", "null", "~")
+
+
+@pytest.mark.requirement("ES-ACTOR-002", "ES-ACTOR-003")
+@pytest.mark.parametrize("placeholder", EMPTY_ID_PLACEHOLDERS)
+def test_an_accepted_empty_actor_id_is_no_placeholder_id(store, placeholder):
+    # Both ids are shared by every run against a long-lived store: each save goes above what is there.
+    empty = new_event("", highest_stored_version(store, "") + 1)
+    if not _accepted(store, empty, "saved an event to the empty actor id"):
+        return  # refused (ES-ACTOR-003); test_empty_or_long_actor_ids_... checks how
+    other = new_event(placeholder, highest_stored_version(store, placeholder) + 1)
+    save_ok("ES-ACTOR-002", store, other)
+    for actor, own, stray in (("", empty, other), (placeholder, other, empty)):
+        got = [e.id for e in store.get_events(actor, 0)]
+        if stray.id in got or own.id not in got:
+            violated("ES-ACTOR-002", f"saved v{empty.version} to the empty actor id and v{other.version} to "
+                                     f"{q(placeholder)}; get_events({q(actor)}, 0) "
+                                     + (f"holds the event of {q(stray.actor_id)}" if stray.id in got
+                                        else "lacks its own event")
+                                     + f" (an empty key written as {q(placeholder)}: ES-ACTOR-003 lets a store "
+                                       "refuse the empty id, not merge it with another)")
+
+
 @pytest.mark.requirement("SS-SNAP-003", REFUSE)
 @pytest.mark.parametrize("kind", ["empty", "257-characters", "4096-characters"])
 def test_snapshots_of_empty_or_long_actor_ids_are_kept_or_cleanly_refused(snapshot_store, fresh_actor, kind):

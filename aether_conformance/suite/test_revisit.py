@@ -7,7 +7,7 @@ that keeps only so many actors in memory and brings an evicted one back wrong
 (an actor passivated out of an LRU and restored without its events).  The
 planted actors are written by the ``revisit_plants`` fixture as the session's
 first conformance test starts; here, once everything else has run and after
-many other actors have been read (or given snapshots), they are checked again,
+many other actors have been given an event and read (or given snapshots), they are checked again,
 and no sooner than the profile's revisit age (2 s in quick, 10 s in default,
 60 s in thorough) after they were written.
 """
@@ -47,16 +47,27 @@ def _touch_other_actors(touch, fresh_actor, count: int) -> str:
     """``touch`` ``count`` actors nobody wrote: any actor cache fills with them."""
     token = fresh_actor("")
     for number in range(count):
-        touch(f"{token}-{number}")  # what a read answers is judged by the tests of unknown actors
+        touch(f"{token}-{number}")
     return f"{count:,} other actors"
 
 
-@pytest.mark.requirement("ES-READ-003", "ES-LATEST-002", "ES-SAVE-002")
+@pytest.mark.requirement("ES-READ-003", "ES-LATEST-002", "ES-SAVE-002", "ES-SAVE-001")
 def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_plants, fresh_actor, aether_profile):
     planted = revisit_plants
     if planted.problem:
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
-    touched = _touch_other_actors(store.get_latest_version, fresh_actor, aether_profile.touched_actors)
+    # Each other actor gets an event and is read: caches and filters filled by saves (a filter of the
+    # actors that have events, sized below the count and ignoring inserts once full) and by reads
+    # (an LRU of latest versions that rebuilds an evicted actor from its first page) both overflow.
+    def save_and_read(actor: str) -> None:
+        save_ok("ES-SAVE-001", store, new_event(actor, 1), context=" (one of the actors touched before the revisit)")
+        latest = store.get_latest_version(actor)
+        if latest != 1:
+            violated("ES-LATEST-002", f"saved version 1 to {q(actor)}, a new actor, after saving to "
+                                      f"{aether_profile.touched_actors:,} other new actors at most; "
+                                      f"get_latest_version returned {latest}")
+
+    touched = _touch_other_actors(save_and_read, fresh_actor, aether_profile.touched_actors)
     _wait_until_aged(planted, aether_profile.revisit_age_seconds)
     age = f"{_age(planted)}, and {touched} touched since"
     for actor, saved in planted.events.items():

@@ -100,6 +100,59 @@ def test_a_long_stream_is_read_whole_from_anywhere(store, fresh_actor, aether_pr
                                     + _where_it_differs(expected, versions(got)))
 
 
+# Versions far apart, each in a version range of its own: a store that keeps an actor's events in
+# partitions of a version range (Cassandra buckets of 1,000 or 10,000 versions, sort-key shards)
+# and lists the partitions a page at a time, following the first page only, loses every event past
+# the first 100 or so partitions.
+SPARSE_STRIDE = 65_536
+SPARSE_EVENTS = 300
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
+def test_a_sparse_stream_across_hundreds_of_version_ranges_is_read_whole(store, fresh_actor):
+    actor = fresh_actor("sparse")
+    stream = [k * SPARSE_STRIDE for k in range(1, SPARSE_EVENTS + 1)]
+    for version in stream:
+        save_ok("ES-READ-001", store, new_event(actor, version), context=f" (versions {SPARSE_STRIDE:,} apart)")
+    latest = store.get_latest_version(actor)
+    if latest != stream[-1]:
+        violated("ES-LATEST-002", f"saved {len(stream)} events to {q(actor)}, versions {SPARSE_STRIDE:,} apart up to "
+                                  f"{stream[-1]:,}; get_latest_version returned {latest}")
+    for from_version in (0, stream[99] + 1, stream[-1]):
+        got = versions(store.get_events(actor, from_version))
+        expected = stream[bisect_left(stream, from_version):]
+        if got != expected:
+            violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)}, versions {SPARSE_STRIDE:,} apart up to "
+                                    f"{stream[-1]:,}; get_events(from_version={from_version}) returned {len(got)} "
+                                    f"events, expected {len(expected)}" + _where_it_differs(expected, got))
+
+
+# Full pages that end at the highest versions: a keyset cursor set to the last version + 1 after a
+# full page overflows int64 past 2**63 - 1, and in a float64 stands still past 2**53.  1,000 events
+# end a page of 100, 200, 250, 500 or 1,000 there; 1,024 one of 64 to 1,024.
+TOP_RUNS = ((2**63 - 1, 1_000), (2**63 - 1, 1_024), (2**53, 1_000))
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
+@pytest.mark.parametrize("top, count", TOP_RUNS, ids=[f"{count}-up-to-{top}" for top, count in TOP_RUNS])
+def test_full_pages_ending_at_the_highest_versions_are_read_whole(store, fresh_actor, top, count):
+    actor = fresh_actor("top")
+    stream = list(range(top - count + 1, top + 1))
+    for version in stream:
+        save_ok("ES-READ-001", store, new_event(actor, version), context=f" ({count} events up to {top})")
+    latest = store.get_latest_version(actor)
+    if latest != top:
+        violated("ES-LATEST-002", f"saved versions {stream[0]} to {top} to {q(actor)}; get_latest_version returned "
+                                  f"{latest}")
+    for from_version in (0, stream[0], top - 99, top):
+        got = versions(store.get_events(actor, from_version))
+        expected = stream[bisect_left(stream, from_version):]
+        if got != expected:
+            violated("ES-READ-001", f"saved versions {stream[0]} to {top} ({count} events) to {q(actor)}; "
+                                    f"get_events(from_version={from_version}) returned {len(got)} events, expected "
+                                    f"{len(expected)}" + _where_it_differs(expected, got))
+
+
 _BOUNDARIES = frozenset({n + d for n in (*(2**k for k in range(6, 18)), 100, 1_000, 5_000, 10_000, 50_000, 100_000)
                          for d in (-1, 0, 1)})
 
