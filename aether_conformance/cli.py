@@ -437,7 +437,9 @@ def _certify(args: argparse.Namespace, artifacts: Path, extra_outputs: dict[str,
     # charged for its deaths are still failures found.
     found_failure = report is not None and any(r["outcome"] in ("failed", "blocked") for r in report["requirements"])
     if report is None or not (report["tests"]["ran"] or found_failure):
-        if interrupted or status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
+        if interrupted:  # before any conformance test finished (while the first actors were planted, say)
+            reason = f"the run was interrupted ({', '.join(_signalled) or 'internal error'}) before any test finished"
+        elif status not in (pytest.ExitCode.NO_TESTS_COLLECTED, pytest.ExitCode.OK):
             reason = f"the run did not complete (pytest exit code {int(status)})"
         else:
             reason = "no conformance test ran"
