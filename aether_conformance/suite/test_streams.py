@@ -108,23 +108,29 @@ SPARSE_STRIDE = 65_536
 SPARSE_EVENTS = 300
 
 
-@pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
-def test_a_sparse_stream_across_hundreds_of_version_ranges_is_read_whole(store, fresh_actor):
-    actor = fresh_actor("sparse")
-    stream = [k * SPARSE_STRIDE for k in range(1, SPARSE_EVENTS + 1)]
+def _saved_then_read_back(store, actor: str, stream: list[int], from_versions, described: str) -> None:
+    """Save ``stream``'s versions to ``actor``; the latest must be the last, and each read from
+    ``from_versions`` exactly the versions at or above it."""
     for version in stream:
-        save_ok("ES-READ-001", store, new_event(actor, version), context=f" (versions {SPARSE_STRIDE:,} apart)")
+        save_ok("ES-READ-001", store, new_event(actor, version), context=f" ({described})")
     latest = store.get_latest_version(actor)
     if latest != stream[-1]:
-        violated("ES-LATEST-002", f"saved {len(stream)} events to {q(actor)}, versions {SPARSE_STRIDE:,} apart up to "
-                                  f"{stream[-1]:,}; get_latest_version returned {latest}")
-    for from_version in (0, stream[99] + 1, stream[-1]):
+        violated("ES-LATEST-002", f"saved {len(stream)} events to {q(actor)} ({described}); get_latest_version "
+                                  f"returned {latest}, expected {stream[-1]}")
+    for from_version in from_versions:
         got = versions(store.get_events(actor, from_version))
         expected = stream[bisect_left(stream, from_version):]
         if got != expected:
-            violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)}, versions {SPARSE_STRIDE:,} apart up to "
-                                    f"{stream[-1]:,}; get_events(from_version={from_version}) returned {len(got)} "
-                                    f"events, expected {len(expected)}" + _where_it_differs(expected, got))
+            violated("ES-READ-001", f"saved {len(stream)} events to {q(actor)} ({described}); get_events(from_version="
+                                    f"{from_version}) returned {len(got)} events, expected {len(expected)}"
+                                    + _where_it_differs(expected, got))
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
+def test_a_sparse_stream_across_hundreds_of_version_ranges_is_read_whole(store, fresh_actor):
+    stream = [k * SPARSE_STRIDE for k in range(1, SPARSE_EVENTS + 1)]
+    _saved_then_read_back(store, fresh_actor("sparse"), stream, (0, stream[99] + 1, stream[-1]),
+                          f"versions {SPARSE_STRIDE:,} apart up to {stream[-1]:,}")
 
 
 # Full pages that end at the highest versions: a keyset cursor set to the last version + 1 after a
@@ -136,21 +142,9 @@ TOP_RUNS = ((2**63 - 1, 1_000), (2**63 - 1, 1_024), (2**53, 1_000))
 @pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
 @pytest.mark.parametrize("top, count", TOP_RUNS, ids=[f"{count}-up-to-{top}" for top, count in TOP_RUNS])
 def test_full_pages_ending_at_the_highest_versions_are_read_whole(store, fresh_actor, top, count):
-    actor = fresh_actor("top")
     stream = list(range(top - count + 1, top + 1))
-    for version in stream:
-        save_ok("ES-READ-001", store, new_event(actor, version), context=f" ({count} events up to {top})")
-    latest = store.get_latest_version(actor)
-    if latest != top:
-        violated("ES-LATEST-002", f"saved versions {stream[0]} to {top} to {q(actor)}; get_latest_version returned "
-                                  f"{latest}")
-    for from_version in (0, stream[0], top - 99, top):
-        got = versions(store.get_events(actor, from_version))
-        expected = stream[bisect_left(stream, from_version):]
-        if got != expected:
-            violated("ES-READ-001", f"saved versions {stream[0]} to {top} ({count} events) to {q(actor)}; "
-                                    f"get_events(from_version={from_version}) returned {len(got)} events, expected "
-                                    f"{len(expected)}" + _where_it_differs(expected, got))
+    _saved_then_read_back(store, fresh_actor("top"), stream, (0, stream[0], top - 99, top),
+                          f"versions {stream[0]} to {top}")
 
 
 _BOUNDARIES = frozenset({n + d for n in (*(2**k for k in range(6, 18)), 100, 1_000, 5_000, 10_000, 50_000, 100_000)
