@@ -531,6 +531,68 @@ def test_calls_in_one_task_of_a_sync_handle_run_on_one_thread():
     driver.close()
 
 
+class SlowAndHangingReads(ThreadRecordingStore):
+    """Each read takes a quarter of a second; a read of actor "hang" never returns."""
+
+    def get_latest_version(self, actor_id):
+        if actor_id == "hang":
+            threading.Event().wait()
+        time.sleep(0.25)
+        return super().get_latest_version(actor_id)
+
+
+def test_a_run_of_calls_is_made_on_one_thread_each_call_timed_on_its_own():
+    driver = StoreDriver("tests.test_driver:SlowAndHangingReads", timeout=1)
+    handle = driver.new_handle()
+    # Eight reads of a quarter of a second: twice the timeout in all, each well within it.
+    results = handle.one_after_another([("save_event", (EVENT,))] + [("get_latest_version", ("a",))] * 8)
+    assert results == [None] + [1] * 8
+    assert len(set(handle.raw.callers)) == 1 and handle.raw.callers[0] != threading.get_ident()
+    driver.close()
+
+
+def test_a_run_of_calls_names_the_call_that_hung_and_makes_no_more():
+    driver = StoreDriver("tests.test_driver:SlowAndHangingReads", timeout=0.5)
+    handle = driver.new_handle()
+    second = dataclasses.replace(EVENT, version=2)
+    with pytest.raises(StoreTimeout, match=r'get_latest_version\("hang"\) did not return within 0.5s') as raised:
+        handle.one_after_another([("save_event", (EVENT,)), ("get_latest_version", ("a",)),
+                                  ("get_latest_version", ("hang",)), ("save_event", (second,))])
+    assert raised.value.call_index == 2
+    assert [e.version for e in handle.raw.events] == [1]  # the save after the hang was never made
+    # The hang counts towards the store's, as any call's does.
+    assert [str(call) for call in driver.hung_by_method["get_latest_version"]] == ['get_latest_version("hang")']
+
+
+def test_a_run_of_calls_stops_at_an_error_or_settles_each_call():
+    driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    second = dataclasses.replace(EVENT, version=2)
+    with pytest.raises(VersionConflictError) as raised:
+        handle.one_after_another([("save_event", (EVENT,)), ("save_event", (EVENT,)), ("save_event", (second,))])
+    assert raised.value.call_index == 1 and [e.version for e in handle.raw.events] == [1]
+    assert len(set(handle.raw.callers)) == 1  # one task made them
+    outcomes = handle.one_after_another([("save_event", (EVENT,)), ("save_event", (second,)),
+                                         ("get_latest_version", ("a",))], settle=True)
+    assert isinstance(outcomes[0], VersionConflictError) and outcomes[1:] == [None, 2]
+    driver.close()
+
+
+def test_a_run_of_calls_logs_the_calls_it_made_and_no_others():
+    from aether_conformance import driver as driver_module
+
+    driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    log, driver_module.call_log = driver_module.call_log, driver_module.CallLog()
+    try:
+        with pytest.raises(VersionConflictError):
+            handle.one_after_another([("save_event", (EVENT,)), ("save_event", (EVENT,)), ("get_events", ("a", 0))])
+        assert [call["method"] for call in driver_module.call_log.calls] == ["save_event", "save_event"]
+    finally:
+        driver_module.call_log = log
+    driver.close()
+
+
 def test_gathered_saves_are_all_under_way_at_once_and_each_outcome_is_kept():
     driver = StoreDriver("tests.test_driver:TaskRecordingStore", timeout=2)
     handle = driver.new_handle()

@@ -30,8 +30,10 @@ __all__ = [
     "new_event",
     "new_snapshot",
     "exact_id",
+    "save_all_ok",
     "save_ok",
     "save_conflict",
+    "save_all_conflict",
     "diff_event",
     "diff_snapshot",
     "summary",
@@ -224,6 +226,15 @@ def save_ok(req_id: str, store: DrivenHandle, event: Event, context: str = "") -
         )
 
 
+def save_all_ok(req_id: str, store: DrivenHandle, events: list[Event], context: str = "") -> None:
+    """``save_ok`` for each of ``events`` in turn, made as one run of calls (one hand-off to the store)."""
+    try:
+        store.one_after_another([("save_event", (event,)) for event in events])
+    except VersionConflictError as error:
+        event = events[error.call_index]
+        violated(SAVE_ACCEPTED, f"saved version {event.version} to actor {q(event.actor_id)}{context}; expected "
+                                f"success, store raised VersionConflictError({error})")
+
 
 def check_saves_made_at_once(store: DrivenHandle, how: str, saves: list[Event], outcomes: list[Any],
                              above: int = 0) -> list[int]:
@@ -252,16 +263,26 @@ def save_conflict(req_id: str, store: DrivenHandle, event: Event, latest: int) -
     except VersionConflictError as error:
         return error
     except StoreRaised as error:
-        violated(
-            SAVE_REFUSED,
-            f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
-            f"expected VersionConflictError, store raised {type(error.original).__name__}: {error.original_text}",
-        )
-    violated(
-        SAVE_REFUSED,
-        f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
-        f"expected VersionConflictError, store returned None",
-    )
+        _not_refused(event, latest, error)
+    _not_refused(event, latest, None)
+
+
+def save_all_conflict(req_id: str, store: DrivenHandle, events: list[Event], latest: int) -> list[VersionConflictError]:
+    """``save_conflict`` for each of ``events`` in turn, made as one run of calls: the errors."""
+    outcomes = store.one_after_another([("save_event", (event,)) for event in events], settle=True)
+    for event, outcome in zip(events, outcomes):
+        if not isinstance(outcome, VersionConflictError):
+            if outcome is not None and not isinstance(outcome, StoreRaised):
+                raise outcome  # a misbehaviour the driver reports for itself
+            _not_refused(event, latest, outcome)
+    return outcomes
+
+
+def _not_refused(event: Event, latest: int, raised: StoreRaised | None) -> NoReturn:
+    got = (f"store raised {type(raised.original).__name__}: {raised.original_text}" if raised is not None
+           else "store returned None")
+    violated(SAVE_REFUSED, f"saved version {event.version} to actor {q(event.actor_id)} whose latest is {latest}; "
+                           f"expected VersionConflictError, {got}")
 
 
 def _same_instant_to_microsecond(left: datetime, right: datetime) -> bool:
@@ -346,8 +367,8 @@ def plant_revisit_actors(store: DrivenHandle, fresh_actor: Any) -> Planted:
                 events[actor] = [replace(event, **kind) for event, kind in zip(events[actor], PLANTED_KINDS)]
             if label == "planted-long":  # its oldest event has null data, which an archive tier may rewrite
                 events[actor][0] = replace(events[actor][0], data=None)
-            for event in events[actor]:
-                save_ok("ES-SAVE-001", store, event, context=" (planted at the start of the run, to revisit at its end)")
+            save_all_ok("ES-SAVE-001", store, events[actor],
+                        context=" (planted at the start of the run, to revisit at its end)")
             store.get_latest_version(actor)
             store.get_events(actor, 0)
         # The first planted event's id again, on an actor of its own: a store may refuse it (ES-ID-001),

@@ -6,7 +6,7 @@ import pytest
 
 from ..errors import VersionConflictError
 from .support import (blame, diff_event, diff_snapshot, exact_id, highest_stored_version, new_event, new_snapshot, q,
-                      read_back, save_conflict, save_ok, versions, violated)
+                      read_back, save_all_ok, save_conflict, save_ok, versions, violated)
 
 
 @pytest.mark.requirement("ES-ACTOR-001")
@@ -224,8 +224,7 @@ def test_an_actor_of_a_thousand_events_is_read_whole_beside_actors_below_it(stor
     for other in below:
         save_ok("ES-READ-001", store, new_event(other, 1))
     count = 1_100
-    for version in range(1, count + 1):
-        save_ok("ES-READ-001", store, new_event(actor, version))
+    save_all_ok("ES-READ-001", store, [new_event(actor, version) for version in range(1, count + 1)])
     for start in (0, 1, 900):
         got = versions(store.get_events(actor, start))
         if got != list(range(max(start, 1), count + 1)):

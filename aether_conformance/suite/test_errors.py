@@ -8,7 +8,7 @@ from ..boundaries import QUOTE_ESCAPE_CLASSES
 from ..driver import StoreRaised
 from ..errors import go_quote, seed_text
 from ..model import INT64_MAX, INT64_MIN
-from .support import highest_stored_version, new_event, q, save_conflict, save_ok, violated
+from .support import highest_stored_version, new_event, q, save_all_conflict, save_conflict, save_ok, violated
 
 
 def _conflict_after(store, actor, history, attempt, req_id):
@@ -59,9 +59,10 @@ def test_thousands_of_conflicts_on_one_actor_carry_the_latest(store, fresh_actor
     actor = fresh_actor()
     for version in (1, 2):
         save_ok("ES-ERR-001", store, new_event(actor, version))
-    for attempt in range(2_100):
+    errors = save_all_conflict("ES-ERR-001", store, [new_event(actor, 1 + attempt % 2) for attempt in range(2_100)],
+                               latest=2)
+    for attempt, error in enumerate(errors):
         version = 1 + attempt % 2
-        error = save_conflict("ES-ERR-001", store, new_event(actor, version), latest=2)
         if (error.actor_id, error.current_version) != (actor, 2):
             violated("ES-ERR-001", f"conflict {attempt + 1} of 2,100 on {q(actor)} (latest 2) named actor "
                                    f"{q(error.actor_id)} at current version {error.current_version}")

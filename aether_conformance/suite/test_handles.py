@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..driver import StoreDriver
-from .support import drop, new_event, new_snapshot, q, save_conflict, save_ok, versions, violated
+from .support import drop, new_event, new_snapshot, q, save_all_ok, save_conflict, save_ok, versions, violated
 
 
 @pytest.mark.requirement("ES-HANDLE-001")
@@ -182,8 +182,8 @@ def test_a_handle_idle_through_many_saves_elsewhere_reads_the_latest(store, othe
     save_ok("ES-HANDLE-001", store, new_event(actor, 1))
     other_store.get_latest_version(actor)
     save_ok("ES-HANDLE-001", store, new_event(actor, 2))
-    for version in range(1, 1101):
-        save_ok("ES-HANDLE-001", store, new_event(f"{elsewhere}-{version % 50}", version // 50 + 1))
+    save_all_ok("ES-HANDLE-001", store, [new_event(f"{elsewhere}-{version % 50}", version // 50 + 1)
+                                         for version in range(1, 1101)])
     latest = other_store.get_latest_version(actor)
     if latest != 2:
         violated("ES-HANDLE-001", f"{other_store.name} read {q(actor)} at version 1; {store.name} saved version 2 and "

@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from ..errors import VersionConflictError
 from .support import (
     RequirementViolation,
     diff_event,
@@ -43,12 +44,10 @@ def _wait_until_aged(planted, seconds: float) -> None:
     time.sleep(max(0.0, planted.at + seconds + 1 - time.monotonic()))
 
 
-def _touch_other_actors(touch, fresh_actor, count: int) -> str:
-    """``touch`` ``count`` actors nobody wrote: any actor cache fills with them."""
+def _untouched_actors(fresh_actor, count: int) -> list[str]:
+    """``count`` actors nobody wrote, for any actor cache to fill with."""
     token = fresh_actor("")
-    for number in range(count):
-        touch(f"{token}-{number}")
-    return f"{count:,} other actors"
+    return [f"{token}-{number}" for number in range(count)]
 
 
 @pytest.mark.requirement("ES-READ-003", "ES-LATEST-002", "ES-SAVE-002", "ES-SAVE-001")
@@ -59,15 +58,19 @@ def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_pla
     # Each other actor gets an event and is read: caches and filters filled by saves (a filter of the
     # actors that have events, sized below the count and ignoring inserts once full) and by reads
     # (an LRU of latest versions that rebuilds an evicted actor from its first page) both overflow.
-    def save_and_read(actor: str) -> None:
-        save_ok("ES-SAVE-001", store, new_event(actor, 1), context=" (one of the actors touched before the revisit)")
-        latest = store.get_latest_version(actor)
+    others = _untouched_actors(fresh_actor, aether_profile.touched_actors)
+    try:
+        results = store.one_after_another([call for actor in others for call in (
+            ("save_event", (new_event(actor, 1),)), ("get_latest_version", (actor,)))])
+    except VersionConflictError as error:
+        violated("ES-SAVE-001", f"saved version 1 to {q(others[error.call_index // 2])}, a new actor (one of the "
+                                f"actors touched before the revisit); expected success, store raised "
+                                f"VersionConflictError({error})")
+    for actor, latest in zip(others, results[1::2]):
         if latest != 1:
             violated("ES-LATEST-002", f"saved version 1 to {q(actor)}, a new actor, after saving to "
-                                      f"{aether_profile.touched_actors:,} other new actors at most; "
-                                      f"get_latest_version returned {latest}")
-
-    touched = _touch_other_actors(save_and_read, fresh_actor, aether_profile.touched_actors)
+                                      f"{len(others):,} other new actors at most; get_latest_version returned {latest}")
+    touched = f"{len(others):,} other actors"
     _wait_until_aged(planted, aether_profile.revisit_age_seconds)
     age = f"{_age(planted)}, and {touched} touched since"
     for actor, saved in planted.events.items():
@@ -95,8 +98,9 @@ def test_snapshots_written_at_the_start_are_unchanged_at_the_end(snapshot_store,
         raise RequirementViolation(f"{planted.problem} (while planting actors at the start of the run)")
     # Snapshots are saved for the others (at version 0, which no store may refuse): a filter of the
     # actors that have one, sized for 8,192 and cleared when full, forgets the planted actors'.
-    touched = _touch_other_actors(lambda actor: snapshot_store.save_snapshot(new_snapshot(actor, 0)), fresh_actor,
-                                  aether_profile.touched_actors)
+    others = _untouched_actors(fresh_actor, aether_profile.touched_actors)
+    snapshot_store.one_after_another([("save_snapshot", (new_snapshot(actor, 0),)) for actor in others])
+    touched = f"{len(others):,} other actors"
     _wait_until_aged(planted, aether_profile.revisit_age_seconds)
     for actor, snapshot in planted.snapshots.items():
         got = snapshot_store.get_latest_snapshot(actor)

@@ -82,8 +82,8 @@ def test_the_highest_snapshot_outlives_many_lower_ones(snapshot_store, fresh_act
     actor, lower = fresh_actor(), 1_100
     save_ok("SS-SNAP-002", snapshot_store, new_event(actor, lower + 1))
     snapshot_store.save_snapshot(new_snapshot(actor, lower + 1))
-    for version in range(1, lower + 1):
-        snapshot_store.save_snapshot(new_snapshot(actor, version))
+    snapshot_store.one_after_another([("save_snapshot", (new_snapshot(actor, version),))
+                                      for version in range(1, lower + 1)])
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or got.version != lower + 1:
         violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} at version {lower + 1:,}, then {lower:,} lower ones (1 to "
