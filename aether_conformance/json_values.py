@@ -202,6 +202,9 @@ def json_equal(left: Any, right: Any) -> bool:
     return True
 
 
+_IMMUTABLE_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def copy_json(value: Any, memo: dict[int, Any] | None = None) -> Any:
     """A deep copy of ``value`` that walks plain dicts and lists without recursion.
 
@@ -214,6 +217,8 @@ def copy_json(value: Any, memo: dict[int, Any] | None = None) -> Any:
     def clone(item: Any) -> tuple[Any, bool]:
         """The copy of ``item`` and whether its contents still have to be filled in."""
         cls = type(item)
+        if cls in _IMMUTABLE_SCALARS:  # what deepcopy would return anyway, without its dispatch
+            return item, False
         if cls is not dict and cls is not list:
             return copy.deepcopy(item, memo), False
         if id(item) in memo:

@@ -594,3 +594,23 @@ def test_json_equal_compares_numbers_as_go_float64s():
     # ... but not as another float64, as text, or beyond float64's range.
     assert not json_equal(2**60, 2**60 + 2**9) and not json_equal(2**53 + 1, "9007199254740993")
     assert not json_equal(10**400, 10**400 + 1)
+
+
+class _Tagged(str):
+    """A str subclass: copied as deepcopy copies it, not passed through as a plain str is."""
+
+
+def test_copy_json_copies_every_container_and_keeps_shared_ones_shared():
+    from aether_conformance.json_values import copy_json
+
+    shared = [1, 2.5, "s", None, True]
+    value = {"a": shared, "b": shared, "c": {"d": [shared, {"e": _Tagged("x")}]}, "f": {1, 2}}
+    copied = copy_json(value)
+    assert copied == value
+    assert copied is not value and copied["c"] is not value["c"] and copied["f"] is not value["f"]
+    assert copied["a"] is copied["b"] is copied["c"]["d"][0] and copied["a"] is not shared
+    assert type(copied["c"]["d"][1]["e"]) is _Tagged and copied["c"]["d"][1]["e"] is not value["c"]["d"][1]["e"]
+    circular: list = []
+    circular.append(circular)
+    again = copy_json(circular)
+    assert again[0] is again and again is not circular
