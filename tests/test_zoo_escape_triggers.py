@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from aether_conformance import Event, Timestamp, VersionConflictError
+from aether_conformance import Timestamp, VersionConflictError
 from aether_conformance.errors import go_quote
 from aether_conformance.suite.support import new_event, new_snapshot
 

@@ -24,7 +24,7 @@ from ..html_report import history_artifact
 from ..plugin import STATISTICS_KEY, run_key
 from ..driver import StoreDriver, StoreMisbehaviour, StoreRaised, StoreTimeout
 from ..errors import VersionConflictError
-from ..history import (OK, HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
+from ..history import (HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
                        stored_events)
 from ..writers import draw_plan, prefill, racing, run_writer_process, run_writers
 from .support import SEQUENTIAL_RULES, check_saves_made_at_once, diff_event, drop, new_event, new_snapshot, q, save_ok, versions, violated

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
 
 import pytest
 

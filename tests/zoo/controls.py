@@ -889,8 +889,6 @@ class GroupCommit(CorrectStore):
     its return."""
 
     def _writer(self):
-        from concurrent.futures import Future  # noqa: F401  (type only)
-
         q = self.shared.queue
         while True:
             batch = [q.get()]

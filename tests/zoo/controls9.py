@@ -16,7 +16,6 @@ import threading
 import time
 import warnings
 import weakref
-from datetime import timezone
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError
 

@@ -21,9 +21,8 @@ import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import PurePosixPath
-from urllib.parse import quote
 
-from aether_conformance import Event, VersionConflictError
+from aether_conformance import VersionConflictError
 from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap, walk
 from tests.zoo.subtle import KeyedStreams
 

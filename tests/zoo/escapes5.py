@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
-import itertools
 from datetime import datetime, timezone
 
 from aether_conformance import ActorSnapshot, Event, VersionConflictError

@@ -22,8 +22,8 @@ import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
-from aether_conformance import Event, Timestamp
-from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
+from aether_conformance import Timestamp
+from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap
 
 
 def _refused(call) -> bool:

@@ -23,7 +23,7 @@ import hashlib
 import json
 import time
 
-from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
+from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap
 
 
 def _json(value) -> str:
