@@ -13,7 +13,7 @@ from aether_conformance.suite.support import new_event, new_snapshot
 
 from tests.children import escapes8d
 from tests.zoo import escapes as stores
-from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c, escapes9a
+from tests.zoo import escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c, escapes9a, escapes10a
 
 
 def fresh(name):
@@ -277,3 +277,8 @@ def test_eighth_review_child_misbehaves_at_its_trigger(mode):
 @pytest.mark.parametrize("name", sorted(escapes9a.TRIGGERS))
 def test_ninth_review_store_misbehaves_at_its_trigger(name):
     assert escapes9a.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes10a.TRIGGERS))
+def test_tenth_review_store_misbehaves_at_its_trigger(name):
+    assert escapes10a.TRIGGERS[name]() is True

@@ -39,6 +39,7 @@ __all__ = [
     "summary",
     "versions",
     "read_back",
+    "DATA_LOOKALIKES",
     "ROUND_TRIP_CASES",
     "highest_stored_version",
     "SEQUENTIAL_RULES",
@@ -78,6 +79,20 @@ def blame(req_id: str) -> Iterator[None]:
 def q(text: str) -> str:
     """Quote an id the way the seed's error text does."""
     return go_quote(text)
+
+
+# Data (and snapshot state) that a content-addressed or interning layer takes for other data: equal under a hash
+# (CRC-32 twins and Java String.hashCode twins of equal length stay equal inside any common
+# surroundings, so the whole documents collide whatever canonical JSON a store hashes), or equal
+# as Python values (True == 1, False == 0 == 0.0: a dict keyed by a frozen copy of the data).
+DATA_LOOKALIKES = {
+    "crc32-twins": ({"note": "plumless"}, {"note": "buckeroo"}),
+    "java-hashcode-twins": ({"note": "Aa"}, {"note": "BB"}),
+    "true-vs-1": ({"ok": 1}, {"ok": True}),
+    "false-vs-0": ({"z": 0}, {"z": False}),
+    "false-vs-0.0": ({"z": 0.0}, {"z": False}),
+    "nested-bools-vs-numbers": ({"a": [1, 0, {"b": 1}]}, {"a": [True, False, {"b": True}]}),
+}
 
 
 # Event contents a store must give back exactly (ES-READ-003), as fields for new_event: the
@@ -120,7 +135,11 @@ ROUND_TRIP_CASES = {
         "date-with-zeros": "2024-01-02T03:04:05.1000000Z", "date-only": "2024-01-02",
         "escape-text": "bad byte \\u0000 seen", "newline-text": "a\\nb", "percent-text": "a%2Eb",
         "cr": "a\rb", "crlf": "line1\r\nline2", "empty": "", "space": " ", "in-list": ["", "\r", "no"],
-        "empty-key-and-value": {"": ""}}},
+        "empty-key-and-value": {"": ""},
+        # The same words as keys: a YAML layer that quotes values but not keys reads these as
+        # booleans and null, which come back as the keys "true", "false" and "null".
+        "keys": {"on": 1, "off": 0, "yes": 2, "NO": 3, "y": 4, "n": 5, "true": 6, "False": 7, "null": 8, "~": 9,
+                 "Yes": 10, "Off": 11}}},
     # Keys a driver or library reads as instructions: MongoDB extended JSON wrappers, Spring
     # Data's type alias, an object with a length (lodash/underscore iterate it as an array), keys
     # that look escaped, and long keys (an EAV table's VARCHAR(64) key column).

@@ -11,7 +11,7 @@ import pytest
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
 from ..model import INT64_MAX, INT64_MIN, Timestamp, json_equal
-from .support import ROUND_TRIP_CASES, blame, diff_event, read_back, new_event, q, save_ok, versions, violated
+from .support import DATA_LOOKALIKES, ROUND_TRIP_CASES, blame, diff_event, read_back, new_event, q, save_ok, versions, violated
 
 GAPPED = [1, 2, 4, 7, 8, 15]
 
@@ -223,6 +223,26 @@ def test_hundreds_of_distinct_event_types_round_trip(store, fresh_actor):
         changed = [(e.version, e.event_type) for e, s in zip(got, saved) if e.event_type != s.event_type][:3]
         violated("ES-READ-003", f"saved 300 events of distinct types to {q(actor)}; read back {len(got)} events, "
                                 f"types changed: {changed}")
+
+
+@pytest.mark.requirement("ES-READ-003")
+@pytest.mark.parametrize("case", sorted(DATA_LOOKALIKES))
+def test_data_a_content_store_takes_for_other_data_is_kept(store, fresh_actor, case):
+    first, second = DATA_LOOKALIKES[case]
+    # Each in both orders, on one actor and on actors of their own.
+    streams = {fresh_actor("lookalike"): (first, second), fresh_actor("lookalike"): (second, first),
+               fresh_actor("lookalike"): (first,), fresh_actor("lookalike"): (second,)}
+    saved = {actor: [new_event(actor, version, data=copy.deepcopy(data)) for version, data in enumerate(datas, 1)]
+             for actor, datas in streams.items()}
+    for events in saved.values():
+        for event in events:
+            save_ok("ES-READ-003", store, event)
+    for actor, events in saved.items():
+        for expected, actual in zip(events, read_back(store, actor, 1, versions(events))):
+            if not json_equal(expected.data, actual.data):
+                violated("ES-READ-003", f"saved data {first!r} and {second!r} ({case}) to one actor in both orders and "
+                                        f"to actors of their own; event v{expected.version} of {q(actor)}, saved with "
+                                        f"data {expected.data!r}, came back with {actual.data!r}")
 
 
 # One read crosses null, empty, flat and nested data in turn: a store with a path of its own for

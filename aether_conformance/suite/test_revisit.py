@@ -59,9 +59,11 @@ def test_actors_written_at_the_start_are_unchanged_at_the_end(store, revisit_pla
     # actors that have events, sized below the count and ignoring inserts once full) and by reads
     # (an LRU of latest versions that rebuilds an evicted actor from its first page) both overflow.
     others = _untouched_actors(fresh_actor, aether_profile.touched_actors)
+    # Each event of a type of its own: a dictionary of event types fills up as the actors do.
+    kind = f"Touched.{others[0][:12]}"
     try:
-        results = store.one_after_another([call for actor in others for call in (
-            ("save_event", (new_event(actor, 1),)), ("get_latest_version", (actor,)))])
+        results = store.one_after_another([call for number, actor in enumerate(others) for call in (
+            ("save_event", (new_event(actor, 1, event_type=f"{kind}.{number}"),)), ("get_latest_version", (actor,)))])
     except VersionConflictError as error:
         violated("ES-SAVE-001", f"saved version 1 to {q(others[error.call_index // 2])}, a new actor (one of the "
                                 f"actors touched before the revisit); expected success, store raised "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
-from .support import (ROUND_TRIP_CASES, blame, save_conflict, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions,
+from ..model import json_equal
+from .support import (DATA_LOOKALIKES, ROUND_TRIP_CASES, blame, save_conflict, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions,
                       violated)
 from .test_actors import EXACT_IDS
 
@@ -167,6 +169,23 @@ def test_snapshots_round_trip(snapshot_store, fresh_actor, case):
     problems = diff_snapshot(snapshot, got)
     if problems:
         violated("SS-SNAP-003", f"snapshot of {q(actor)} ({case}) came back changed: " + "; ".join(problems))
+
+
+@pytest.mark.requirement("SS-SNAP-003")
+@pytest.mark.parametrize("case", sorted(DATA_LOOKALIKES))
+def test_states_a_content_store_takes_for_other_states_are_kept(snapshot_store, fresh_actor, case):
+    first, second = DATA_LOOKALIKES[case]
+    # Each state on an actor of its own, in both orders (a store keeping one copy per hash or per
+    # equal value returns whichever came first).
+    saved = [new_snapshot(fresh_actor("lookalike"), 0, state=copy.deepcopy(state)) for state in (first, second, first)]
+    for snapshot in saved:
+        snapshot_store.save_snapshot(snapshot)
+    for snapshot in saved:
+        got = snapshot_store.get_latest_snapshot(snapshot.actor_id)
+        if got is None or not json_equal(got.state, snapshot.state):
+            violated("SS-SNAP-003", f"saved states {first!r} and {second!r} ({case}) to actors of their own; the "
+                                    f"snapshot of {q(snapshot.actor_id)}, saved with state {snapshot.state!r}, came back "
+                                    + ("as None" if got is None else f"with {got.state!r}"))
 
 
 @pytest.mark.requirement("SS-SNAP-003")
