@@ -1,0 +1,198 @@
+"""Stores a tenth adversarial review (b) wrote: snapshot stores, and how snapshots and events
+interact on real backends, broken just outside the values, orders and reads the suite uses.
+
+Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`` maps each factory
+name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
+names the MUST requirement each one breaks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+from aether_conformance.timestamps import utc_microseconds
+from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
+
+
+def _json(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# 1 ---------------------------------------------------------------------------------------------
+class SnapshotAheadDroppedOnCatchUp(CorrectStore):
+    """Stores that can rewind a stream (truncate to a version, then append a new branch) invalidate
+    snapshots on append: an event written at version v means any snapshot at v or above was taken
+    from events that are no longer the stream's, so `DELETE FROM snapshots WHERE actor_id = $1 AND
+    version >= $2` runs in the append's transaction.  Without rewinds this only ever hits a snapshot
+    saved ahead of the events (which the seed accepts, SS-SNAP-005): once the events catch up with
+    it, the actor's highest snapshot is silently gone."""
+
+    def append(self, event):
+        super().append(event)
+        rows = self.shared.snapshots.get(event.actor_id)
+        if rows:
+            rows[:] = [s for s in rows if s.version < event.version]
+
+
+def trigger_ahead_dropped():
+    s = factory(SnapshotAheadDroppedOnCatchUp)()
+    s.save_event(ev("a", 1))
+    s.save_snapshot(snap("a", 5))
+    for v in range(2, 6):
+        s.save_event(ev("a", v))
+    got = s.get_latest_snapshot("a")
+    return got is None or got.version != 5
+
+
+# 2 ---------------------------------------------------------------------------------------------
+class SnapshotRetentionByTakenAt(CorrectStore):
+    """Snapshot retention counted by age: after each save, `DELETE FROM snapshots WHERE actor_id = $1
+    AND taken_at < (SELECT taken_at FROM snapshots WHERE actor_id = $1 ORDER BY taken_at DESC OFFSET 4
+    LIMIT 1)` keeps the five most recently *taken* (taken_at is the natural age column; a Cassandra
+    table clustered by taken_at, an S3 lifecycle rule 'keep 5 newest').  The highest version, taken
+    earlier than five lower ones (a rebuild, a replica catching up, a back-filled import), goes."""
+
+    KEEP = 5
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(snapshot)
+        with self.shared.lock:
+            rows = self.shared.snapshots[snapshot.actor_id]
+            if len(rows) > self.KEEP:
+                stamps = sorted((utc_microseconds(s.timestamp) for s in rows), reverse=True)
+                cut = stamps[self.KEEP - 1]
+                rows[:] = [s for s in rows if utc_microseconds(s.timestamp) >= cut]
+
+
+def trigger_retention_taken_at():
+    s = factory(SnapshotRetentionByTakenAt)()
+    s.save_event(ev("a", 9))
+    s.save_snapshot(snap("a", 9, timestamp=T0))
+    for v in range(1, 6):
+        s.save_snapshot(snap("a", v, timestamp=T0 + timedelta(seconds=v)))
+    got = s.get_latest_snapshot("a")
+    return got is None or got.version != 9
+
+
+# 3 ---------------------------------------------------------------------------------------------
+class ColdState(ShareState):
+    def __init__(self):
+        super().__init__()
+        self.cold = {}  # actor -> events moved to the archive tier, in order
+
+
+class ColdTierBehindSnapshot(CorrectStore):
+    """Hot/cold tiering driven by snapshots (Marten-style archiving, a DynamoDB table with the tail
+    exported to S3): saving a snapshot moves the actor's events more than 1,000 versions behind it
+    to a cold archive.  A full replay (from_version 0 or below) stitches archive and hot table;
+    a read that starts at a version is taken for a resuming reader and is served from the hot
+    table alone, so get_events(actor, 1) or (actor, 10) of a long snapshotted stream starts at the
+    first hot event."""
+
+    HISTORY = 1_000
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(snapshot)
+        with self.shared.lock:
+            hot = self.shared.events.get(snapshot.actor_id, [])
+            moved = [e for e in hot if e.version < snapshot.version - self.HISTORY]
+            if moved:
+                self.shared.cold.setdefault(snapshot.actor_id, []).extend(moved)
+                hot[:] = hot[len(moved):]
+
+    def latest(self, actor_id):
+        stream = self.shared.events.get(actor_id) or self.shared.cold.get(actor_id)
+        return stream[-1].version if stream else 0
+
+    def select(self, actor_id, from_version):
+        hot = super().select(actor_id, from_version)
+        if from_version > 0:
+            return hot
+        return [copy.deepcopy(e) for e in self.shared.cold.get(actor_id, [])] + hot
+
+
+def trigger_cold_tier():
+    s = factory(ColdTierBehindSnapshot, ColdState)()
+    for v in range(1, 1051):
+        s.save_event(ev("a", v))
+    s.save_snapshot(snap("a", 1050))
+    return [e.version for e in s.get_events("a", 1)] != list(range(1, 1051))
+
+
+# 4 ---------------------------------------------------------------------------------------------
+class BlobState(ShareState):
+    def __init__(self):
+        super().__init__()
+        self.blobs = {}  # object key -> state
+
+
+class ClaimCheckKeyedByActor(CorrectStore):
+    """The claim-check pattern for large snapshots: a state over 256 KiB (an SQS/SNS message, a
+    DynamoDB item's comfortable size) is written to S3 and the row keeps a pointer.  The object key
+    is `snapshots/<actor>.json`, the actor's *current* state, not one object per version: a large
+    snapshot at a lower version saved later overwrites the object the highest row points to, which
+    then reads the lower one's state."""
+
+    LIMIT = 256 * 1024
+
+    def save_snapshot(self, snapshot):
+        stored = copy.deepcopy(snapshot)
+        if len(_json(snapshot.state).encode()) > self.LIMIT:
+            key = f"snapshots/{snapshot.actor_id}.json"
+            with self.shared.lock:
+                self.shared.blobs[key] = copy.deepcopy(snapshot.state)
+            stored = _Pointer(replace(stored, state={"$claim": key}), key)
+        with self.shared.lock:
+            self.shared.snapshots.setdefault(snapshot.actor_id, []).append(stored)
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            rows = self.shared.snapshots.get(actor_id)
+            if not rows:
+                return None
+            top = max(rows, key=lambda s: s.version)
+            if isinstance(top, _Pointer):
+                return replace(top.snapshot, state=copy.deepcopy(self.shared.blobs[top.key]))
+            return copy.deepcopy(top)
+
+
+class _Pointer:
+    def __init__(self, snapshot, key):
+        self.snapshot, self.key = snapshot, key
+
+    @property
+    def version(self):
+        return self.snapshot.version
+
+
+def trigger_claim_check():
+    s = factory(ClaimCheckKeyedByActor, BlobState)()
+    s.save_event(ev("a", 2))
+    high = snap("a", 2, state={"blob": "2" * 300_000})
+    s.save_snapshot(high)
+    s.save_snapshot(snap("a", 1, state={"blob": "1" * 300_000}))
+    got = s.get_latest_snapshot("a")
+    return got.version == 2 and got.state != high.state
+
+
+TRIGGERS = {
+    "ahead_dropped": trigger_ahead_dropped,
+    "retention_taken_at": trigger_retention_taken_at,
+    "cold_tier": trigger_cold_tier,
+    "claim_check": trigger_claim_check,
+}
+
+ahead_dropped = factory(SnapshotAheadDroppedOnCatchUp)
+retention_taken_at = factory(SnapshotRetentionByTakenAt)
+cold_tier = factory(ColdTierBehindSnapshot, ColdState)
+claim_check = factory(ClaimCheckKeyedByActor, BlobState)
+
+BROKEN = {
+    "ahead_dropped": "SS-SNAP-002",
+    "retention_taken_at": "SS-SNAP-002",
+    "cold_tier": "ES-READ-001",
+    "claim_check": "SS-SNAP-003",
+}
