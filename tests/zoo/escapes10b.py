@@ -178,21 +178,135 @@ def trigger_claim_check():
     return got.version == 2 and got.state != high.state
 
 
+# 5 ---------------------------------------------------------------------------------------------
+class ZsetScoreTiesByTakenAtMember(CorrectStore):
+    """Redis: snapshots of an actor in a sorted set scored by version, each member the text
+    `<taken_at, RFC 3339 in UTC>|<snapshot JSON>` (so that members are unique and a rebuild at the
+    same version is a new member), the latest read with `ZREVRANGE key 0 0`.  Scores are float64:
+    versions within one float64 (2^53 and 2^53 + 1, 10^16 - 1 and 10^16, the top of int64) tie,
+    and a tie goes to the greatest member - the snapshot *taken* last, not the highest version.
+    The version in the member is exact, so whatever is returned reads back unchanged."""
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            rows = self.shared.snapshots.get(actor_id)
+            if not rows:
+                return None
+            return copy.deepcopy(max(rows, key=lambda s: (float(s.version), utc_microseconds(s.timestamp))))
+
+
+def trigger_zset_taken_at():
+    s = factory(ZsetScoreTiesByTakenAtMember)()
+    s.save_event(ev("a", 2**53 + 1))
+    s.save_snapshot(snap("a", 2**53 + 1, timestamp=T0))
+    s.save_snapshot(snap("a", 2**53, timestamp=T0 + timedelta(seconds=1)))
+    return s.get_latest_snapshot("a").version == 2**53
+
+
+# 6 ---------------------------------------------------------------------------------------------
+class HeadState(ShareState):
+    def __init__(self):
+        super().__init__()
+        self.heads = {}  # actor -> [latest event version, latest snapshot version or None]
+
+
+class SnapshotPointerOnStreamHead(CorrectStore):
+    """A streams table with one row per actor, created by the actor's first event, carrying the
+    version of its latest snapshot (`UPDATE streams SET snapshot_version = $2 WHERE actor_id = $1
+    AND (snapshot_version IS NULL OR snapshot_version < $2)`): get_latest_snapshot follows the
+    pointer, and a stream row whose pointer is NULL answers None at once without touching the
+    snapshots table.  An actor with no stream row yet (no event) is looked up in the snapshots
+    table.  A snapshot saved before the actor's first event - at version 0, which no store may
+    refuse, or an imported one ahead - updates no row, and the first event then creates the row
+    with a NULL pointer: the snapshot is hidden from then on."""
+
+    def append(self, event):
+        super().append(event)
+        self.shared.heads.setdefault(event.actor_id, [0, None])[0] = event.version
+
+    def save_snapshot(self, snapshot):
+        with self.shared.lock:
+            self.shared.snapshots.setdefault(snapshot.actor_id, []).append(copy.deepcopy(snapshot))
+            head = self.shared.heads.get(snapshot.actor_id)
+            if head is not None and (head[1] is None or head[1] < snapshot.version):
+                head[1] = snapshot.version
+
+    def get_latest_snapshot(self, actor_id):
+        with self.shared.lock:
+            head = self.shared.heads.get(actor_id)
+            rows = self.shared.snapshots.get(actor_id)
+            if head is None:
+                return copy.deepcopy(max(rows, key=lambda s: s.version)) if rows else None
+            if head[1] is None:
+                return None
+            return copy.deepcopy(next(s for s in reversed(rows) if s.version == head[1]))
+
+
+def trigger_head_pointer():
+    s = factory(SnapshotPointerOnStreamHead, HeadState)()
+    s.save_snapshot(snap("a", 0, state={"initial": True}))
+    s.save_event(ev("a", 1))
+    return s.get_latest_snapshot("a") is None
+
+
+# 7 ---------------------------------------------------------------------------------------------
+class HandleWriteThroughSnapshotCache(CorrectStore):
+    """Each client keeps the latest snapshot it *wrote* per actor (a write-through cache: 'we
+    saved it, so we know it' - Axon's and Akka's in-process snapshot caches of one application
+    instance), replaced only by a higher version it saves, and answers reads from it; actors it
+    never wrote are read from the table.  A handle that saved a snapshot does not see a higher
+    one another handle saved afterwards."""
+
+    def __init__(self, shared):
+        super().__init__(shared)
+        self.written = {}
+
+    def save_snapshot(self, snapshot):
+        super().save_snapshot(snapshot)
+        cached = self.written.get(snapshot.actor_id)
+        if cached is None or snapshot.version > cached.version:
+            self.written[snapshot.actor_id] = copy.deepcopy(snapshot)
+
+    def get_latest_snapshot(self, actor_id):
+        cached = self.written.get(actor_id)
+        if cached is not None:
+            return copy.deepcopy(cached)
+        return super().get_latest_snapshot(actor_id)
+
+
+def trigger_write_through():
+    make = factory(HandleWriteThroughSnapshotCache)
+    one, two = make(), make()
+    one.save_event(ev("a", 6))
+    one.save_snapshot(snap("a", 5))
+    two.save_snapshot(snap("a", 6))
+    return one.get_latest_snapshot("a").version == 5
+
+
 TRIGGERS = {
     "ahead_dropped": trigger_ahead_dropped,
     "retention_taken_at": trigger_retention_taken_at,
     "cold_tier": trigger_cold_tier,
     "claim_check": trigger_claim_check,
+    "zset_taken_at": trigger_zset_taken_at,
+    "head_pointer": trigger_head_pointer,
+    "write_through": trigger_write_through,
 }
 
 ahead_dropped = factory(SnapshotAheadDroppedOnCatchUp)
 retention_taken_at = factory(SnapshotRetentionByTakenAt)
 cold_tier = factory(ColdTierBehindSnapshot, ColdState)
 claim_check = factory(ClaimCheckKeyedByActor, BlobState)
+zset_taken_at = factory(ZsetScoreTiesByTakenAtMember)
+head_pointer = factory(SnapshotPointerOnStreamHead, HeadState)
+write_through = factory(HandleWriteThroughSnapshotCache)
 
 BROKEN = {
     "ahead_dropped": "SS-SNAP-002",
     "retention_taken_at": "SS-SNAP-002",
     "cold_tier": "ES-READ-001",
     "claim_check": "SS-SNAP-003",
+    "zset_taken_at": "SS-SNAP-002",
+    "head_pointer": "SS-SNAP-002",
+    "write_through": "ES-HANDLE-001",
 }
