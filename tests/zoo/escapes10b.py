@@ -11,10 +11,12 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from aether_conformance.timestamps import utc_microseconds
 from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
+from tests.zoo.subtle import with_nanoseconds
 
 
 def _json(value) -> str:
@@ -283,6 +285,32 @@ def trigger_write_through():
     return one.get_latest_snapshot("a").version == 5
 
 
+# 8 ---------------------------------------------------------------------------------------------
+class SnapshotTakenAtLosAngelesDatetime(CorrectStore):
+    """MySQL: the snapshots table (added later than the events table, which keeps UTC text) has
+    `taken_at DATETIME(6)`, written in the application server's local zone (America/Los_Angeles,
+    the driver's default of converting an aware time to local wall-clock time) and read back as
+    local time in that zone.  A wall-clock time carries no fold: in the hour repeated when DST ends
+    (01:00-02:00 twice, 08:00-10:00 UTC on 2024-11-03) the second occurrence reads back as the
+    first, an hour early.  The suite's fall-back instants are New York's, Berlin's and Sydney's;
+    Los Angeles repeats its hour at another instant in UTC."""
+
+    ZONE = ZoneInfo("America/Los_Angeles")
+
+    def save_snapshot(self, snapshot):
+        wall = snapshot.timestamp.astimezone(self.ZONE).replace(tzinfo=None, fold=0)
+        local = wall.replace(tzinfo=self.ZONE)
+        super().save_snapshot(replace(snapshot, timestamp=with_nanoseconds(local, snapshot.timestamp)))
+
+
+def trigger_los_angeles():
+    s = factory(SnapshotTakenAtLosAngelesDatetime)()
+    s.save_event(ev("a", 1))
+    taken = datetime(2024, 11, 3, 9, 30, tzinfo=timezone.utc)  # 01:30 PST, the second 01:30
+    s.save_snapshot(snap("a", 1, timestamp=taken))
+    return utc_microseconds(s.get_latest_snapshot("a").timestamp) != utc_microseconds(taken)
+
+
 TRIGGERS = {
     "ahead_dropped": trigger_ahead_dropped,
     "retention_taken_at": trigger_retention_taken_at,
@@ -291,6 +319,7 @@ TRIGGERS = {
     "zset_taken_at": trigger_zset_taken_at,
     "head_pointer": trigger_head_pointer,
     "write_through": trigger_write_through,
+    "los_angeles": trigger_los_angeles,
 }
 
 ahead_dropped = factory(SnapshotAheadDroppedOnCatchUp)
@@ -300,6 +329,7 @@ claim_check = factory(ClaimCheckKeyedByActor, BlobState)
 zset_taken_at = factory(ZsetScoreTiesByTakenAtMember)
 head_pointer = factory(SnapshotPointerOnStreamHead, HeadState)
 write_through = factory(HandleWriteThroughSnapshotCache)
+los_angeles = factory(SnapshotTakenAtLosAngelesDatetime)
 
 BROKEN = {
     "ahead_dropped": "SS-SNAP-002",
@@ -309,4 +339,5 @@ BROKEN = {
     "zset_taken_at": "SS-SNAP-002",
     "head_pointer": "SS-SNAP-002",
     "write_through": "ES-HANDLE-001",
+    "los_angeles": "SS-SNAP-003",
 }
