@@ -220,6 +220,15 @@ TIMESTAMPS: dict[str, str] = {
     "berlin-fall-back-second": "2024-10-27T02:30:00+01:00",
     "sydney-fall-back-first": "2024-04-07T02:30:00+11:00",
     "sydney-fall-back-second": "2024-04-07T02:30:00+10:00",
+    # The second of the repeated hour in more zones a server's local time is set to (a DATETIME in
+    # local time reads it back as the first, an hour early); each is another zone's first too.
+    "chicago-fall-back-second": "2024-11-03T01:30:00-06:00",
+    "denver-fall-back-second": "2024-11-03T01:30:00-07:00",
+    "los-angeles-fall-back-second": "2024-11-03T01:30:00-08:00",
+    "london-fall-back-second": "2024-10-27T01:30:00+00:00",
+    "adelaide-fall-back-second": "2024-04-07T02:30:00+09:30",
+    "auckland-fall-back-second": "2024-04-07T02:30:00+12:00",
+    "santiago-fall-back-second": "2024-04-06T23:30:00-04:00",
     "just-before-the-epoch": "1969-12-31T23:59:59.999999Z",
     "epoch": "1970-01-01T00:00:00Z",
     "year-1900": "1900-01-01T00:00:00.5+01:00",

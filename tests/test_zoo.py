@@ -41,6 +41,7 @@ from tests.zoo.escapes7c import NOT_CAUGHT as ESCAPES7C_NOT_CAUGHT
 from tests.zoo.escapes9a import BROKEN as ESCAPES9A
 from tests.zoo.escapes9a import NOT_CAUGHT as ESCAPES9A_NOT_CAUGHT
 from tests.zoo.escapes10a import BROKEN as ESCAPES10A
+from tests.zoo.escapes10b import BROKEN as ESCAPES10B
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,7 +287,7 @@ def test_store_a_ninth_review_wrote_is_flagged_for_its_requirement(name, tmp_pat
     assert_verdict(name, ESCAPES9A[name], code, report, output)
 
 
-# A tenth review's stores (tests/zoo/escapes10a.py).  Codes of 16 bits run out only in thorough:
+# A tenth review's stores (tests/zoo/escapes10a.py, escapes10b.py).  Codes of 16 bits run out only in thorough:
 # its long stream's 100,050 event types, and the revisit's 66,000 touched actors.
 ESCAPE10A_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
     "type_int16": ("--profile", "thorough", "--", "-k", "test_a_long_stream_is_read_whole_from_anywhere"),
@@ -294,10 +295,12 @@ ESCAPE10A_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(ESCAPES10A))
-def test_store_a_tenth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
-    code, report, output = certify(f"tests.zoo.escapes10a:{name}", tmp_path, *ESCAPE10A_RUN_OPTIONS.get(name, ()))
-    assert_verdict(name, ESCAPES10A[name], code, report, output)
+@pytest.mark.parametrize("store", [f"escapes10a:{name}" for name in sorted(ESCAPES10A)]
+                         + [f"escapes10b:{name}" for name in sorted(ESCAPES10B)])
+def test_store_a_tenth_review_wrote_is_flagged_for_its_requirement(store, tmp_path):
+    module, name = store.split(":")
+    code, report, output = certify(f"tests.zoo.{store}", tmp_path, *ESCAPE10A_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, (ESCAPES10A if module == "escapes10a" else ESCAPES10B)[name], code, report, output)
 
 
 # A null-state snapshot cleaned 10,000 snapshot records after its save needs the default profile's

@@ -95,6 +95,15 @@ def test_snapshots_are_shared_between_handles(snapshot_store, other_store, fresh
         violated("ES-HANDLE-001", f"{other_store.name} read the snapshot of {q(actor)} at version 6; then {store.name} "
                                   f"saved one at version 7, and {other_store.name} read "
                                   f"{'None' if got is None else f'version {got.version}'}")
+    # The other way round: the handle that wrote every snapshot so far (a cache of what it wrote
+    # itself, replaced only by its own saves) must see a higher one saved elsewhere.
+    save_ok("ES-HANDLE-001", other_store, new_event(actor, 8))
+    other_store.save_snapshot(new_snapshot(actor, 8))
+    got = store.get_latest_snapshot(actor)
+    if got is None or got.version != 8:
+        violated("ES-HANDLE-001", f"{store.name} saved snapshots of {q(actor)} at versions 5 to 7; then {other_store.name} "
+                                  f"saved one at version 8, and {store.name} read "
+                                  f"{'None' if got is None else f'version {got.version}'}")
 
 
 @pytest.mark.presupposes("ES-ERR-001")

@@ -10,8 +10,8 @@ import pytest
 from ..driver import StoreRaised
 from ..errors import VersionConflictError
 from ..model import json_equal
-from .support import (DATA_LOOKALIKES, ROUND_TRIP_CASES, blame, save_conflict, diff_snapshot, exact_id, new_event, new_snapshot, q, save_ok, versions,
-                      violated)
+from .support import (DATA_LOOKALIKES, ROUND_TRIP_CASES, blame, diff_snapshot, exact_id, new_event, new_snapshot, q,
+                      save_conflict, save_ok, versions, violated)
 from .test_actors import EXACT_IDS
 
 
@@ -30,8 +30,9 @@ def test_no_snapshot_is_none(snapshot_store, fresh_actor):
 @pytest.mark.requirement("SS-SNAP-002")
 # Negative versions too (not ahead of any stream, so no store may refuse them): a sorted key-value
 # store keyed by the version's big-endian bytes without flipping the sign bit sorts -1 above 3.
+# The highest first and six lower ones taken after it: a store keeping the five taken last loses it.
 @pytest.mark.parametrize("order", [[1, 2, 3], [3, 2, 1], [2, 5, 3, 4, 1], [10, 1], [3, -1], [-5, -1, -3],
-                                   [-(2**63), 2]], ids=str)
+                                   [-(2**63), 2], [9, 1, 2, 3, 4, 5, 6]], ids=str)
 def test_highest_version_wins(snapshot_store, fresh_actor, order):
     actor = fresh_actor()
     for version in range(1, max(order) + 1):
@@ -93,7 +94,7 @@ def test_the_highest_snapshot_outlives_many_lower_ones(snapshot_store, fresh_act
                                 f"{'None' if got is None else f'version {got.version}'}, expected {lower + 1:,}")
 
 
-@pytest.mark.requirement("SS-SNAP-002")
+@pytest.mark.requirement("SS-SNAP-002", "SS-SNAP-003")
 def test_the_highest_of_large_snapshots_wins(snapshot_store, fresh_actor):
     # Four snapshots of 380 KB: a read that takes the last item of a first page of 1 MB (a DynamoDB
     # Query that never follows LastEvaluatedKey) returns the second.
@@ -105,6 +106,17 @@ def test_the_highest_of_large_snapshots_wins(snapshot_store, fresh_actor):
     if got is None or got.version != 4:
         violated("SS-SNAP-002", f"saved snapshots of {q(actor)} at versions 1 to 4, each of 380 KB; get_latest_snapshot "
                                 f"returned {'None' if got is None else f'version {got.version}'}, expected 4")
+    # A lower one after it, with a state of its own: a blob store keyed by actor alone (a claim check
+    # per actor, not per version) overwrites the state the highest snapshot's row points to.
+    snapshot_store.save_snapshot(new_snapshot(actor, 2, state={"blob": "L" * 380_000}))
+    got = snapshot_store.get_latest_snapshot(actor)
+    what = f"saved snapshots of {q(actor)} at versions 1 to 4, each of 380 KB, then another at 2 with a state of its own"
+    if got is None or got.version != 4:
+        violated("SS-SNAP-002", f"{what}; get_latest_snapshot returned "
+                                f"{'None' if got is None else f'version {got.version}'}, expected version 4")
+    if not json_equal(got.state, {"blob": "4" * 380_000}):
+        violated("SS-SNAP-003", f"{what}; get_latest_snapshot returned version 4 with a state starting "
+                                f"{str(got.state)[:40]!r}, not the state saved with it")
 
 
 @pytest.mark.requirement("SS-SNAP-003")
@@ -137,6 +149,14 @@ def test_a_snapshot_at_version_0_is_returned(snapshot_store, fresh_actor):
     if got is None or got.version != version:
         violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} (no events) at version {version}; "
                                 f"get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")
+    # The actor's first events after it: a store that keeps the latest snapshot's pointer on a row
+    # its first event creates loses the snapshot saved before that row.
+    for event_version in (1, 2):
+        save_ok("SS-SNAP-002", snapshot_store, new_event(actor, event_version), context=" (after a snapshot at 0)")
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or diff_snapshot(snapshot, got):
+            violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} at version 0, then events up to {event_version}; "
+                                    f"get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")
 
 
 @pytest.mark.requirement("SS-SNAP-003")
@@ -287,6 +307,11 @@ def test_snapshot_ahead_of_events_is_accepted_or_cleanly_refused(snapshot_store,
                                 f"with current version {error.current_version}, expected 2")
     for version in range(3, 11):
         save_ok("SS-SNAP-004", snapshot_store, new_event(actor, version), context=" (a snapshot at version 9 exists)")
+    # A store that takes a snapshot at or above a new event's version for a stale one deletes it.
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or diff_snapshot(ahead, got):
+        violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} at version 9, ahead of its events, then events up to "
+                                f"10; get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")
     for from_version in (0, 9, 10):
         got = versions(snapshot_store.get_events(actor, from_version))
         if got != list(range(max(from_version, 1), 11)):
@@ -327,3 +352,7 @@ def test_a_snapshot_of_an_actor_without_events_gives_it_none(snapshot_store, fre
     if got != []:
         violated("ES-READ-002", f"{q(actor)} has a snapshot and no events; get_events returned {versions(got)}, expected []")
     _events_untouched_by_snapshot(snapshot_store, actor, [], "at version 1, before any event")
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or got.version != 1:
+        violated("SS-SNAP-002", f"saved a snapshot of {q(actor)} at version 1 before any event, then event 1; "
+                                f"get_latest_snapshot returned {'None' if got is None else f'version {got.version}'}")

@@ -225,6 +225,14 @@ def test_a_snapshot_of_a_long_stream_changes_none_of_its_events(snapshot_store, 
             violated("SS-SNAP-004", f"saved {len(stream)} events to {q(actor)} and a snapshot at version "
                                     f"{snapshot_version}; get_events(0) then returned {len(got)} events"
                                     + _where_it_differs(stream, got))
+        # Reads from inside the stream too: an archive of the events far behind the snapshot that
+        # only a read from 0 includes loses them for every other reader.
+        for from_version in (1, 10, stream[-1] - 1_000):
+            got = versions(snapshot_store.get_events(actor, from_version))
+            if got != stream[from_version - 1:]:
+                violated("SS-SNAP-004", f"saved {len(stream)} events to {q(actor)} and a snapshot at version "
+                                        f"{snapshot_version}; get_events(from_version={from_version}) then returned "
+                                        f"{len(got)} events" + _where_it_differs(stream[from_version - 1:], got))
 
 
 def _check_latest_snapshot(store, actor: str, expected: int, what: str) -> None:
