@@ -4,7 +4,8 @@ a write-ahead queue replayed later, a cache written first, a command index writt
 
 Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`` maps each factory
 name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
-names the MUST requirement each one breaks.
+names the MUST requirement each one breaks.  The real CLI (default profile) certified 7 of the 8
+(all but make_gap_conflict); make_head_guard was certified by thorough too.
 """
 
 from __future__ import annotations
@@ -323,6 +324,40 @@ def trigger_snapshot_keys():
     return False
 
 
+# 8 ---------------------------------------------------------------------------------------------
+class GapConflictLeavesRow(CorrectStore):
+    """Postgres in autocommit, two statements: `INSERT INTO events` (primary key (actor_id,
+    version)), then the stream guard `UPDATE streams SET version = $v WHERE actor_id = $a AND
+    version < $v`; no row updated is a conflict, raised without deleting the row just inserted.
+    At a version already stored, the primary key refuses the insert first and nothing is left; at
+    a version below the latest that is not stored (a gap: 4 when the actor holds 2 and 5), the
+    insert goes through, the guard then conflicts, and the rejected event stays in the stream."""
+
+    def check_and_append(self, event):
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+            stream = self.shared.events.get(event.actor_id, [])
+            if any(e.version == event.version for e in stream):
+                raise self.conflict(event, latest)  # unique_violation on the primary key
+            if event.version >= 1:  # CHECK (version >= 1) refuses the others before the insert
+                stream = self.shared.events.setdefault(event.actor_id, [])
+                stream.append(copy.deepcopy(event))
+                stream.sort(key=lambda e: e.version)
+            if self.is_conflict(event, latest):
+                raise self.conflict(event, latest)
+
+
+def trigger_gap_conflict():
+    s = factory(GapConflictLeavesRow)()
+    for v in (2, 5):
+        s.save_event(ev("a", v))
+    try:
+        s.save_event(ev("a", 4))
+    except VersionConflictError:
+        return [e.version for e in s.get_events("a", 0)] == [2, 4, 5]
+    return False
+
+
 TRIGGERS = {
     "make_head_guard": trigger_head_guard,
     "make_write_ahead": trigger_write_ahead,
@@ -331,6 +366,7 @@ TRIGGERS = {
     "make_command_index": trigger_command_index,
     "make_cache_first": trigger_cache_first,
     "make_snapshot_keys": trigger_snapshot_keys,
+    "make_gap_conflict": trigger_gap_conflict,
 }
 
 make_head_guard = factory(HeadGuardBumpedBeforeRefusal, HeadState)
@@ -340,6 +376,7 @@ make_snapshot_pointer = factory(SnapshotPointerBumpedBeforeOversizeRefusal, Snap
 make_command_index = factory(CommandIndexWrittenAfterInsert)
 make_cache_first = factory(CacheFirstLatestReadYourWrites, CacheState)
 make_snapshot_keys = factory(SnapshotKeysUnvalidated)
+make_gap_conflict = factory(GapConflictLeavesRow)
 
 BROKEN = {
     "make_head_guard": "ES-REFUSE-001",
@@ -349,4 +386,5 @@ BROKEN = {
     "make_command_index": "ES-REFUSE-001",
     "make_cache_first": "ES-REFUSE-001",
     "make_snapshot_keys": "ES-REFUSE-001",
+    "make_gap_conflict": "ES-SAVE-003",
 }
