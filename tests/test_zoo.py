@@ -42,6 +42,7 @@ from tests.zoo.escapes9a import BROKEN as ESCAPES9A
 from tests.zoo.escapes9a import NOT_CAUGHT as ESCAPES9A_NOT_CAUGHT
 from tests.zoo.escapes10a import BROKEN as ESCAPES10A
 from tests.zoo.escapes10b import BROKEN as ESCAPES10B
+from tests.zoo.escapes11a import BROKEN as ESCAPES11A
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,6 +302,12 @@ def test_store_a_tenth_review_wrote_is_flagged_for_its_requirement(store, tmp_pa
     module, name = store.split(":")
     code, report, output = certify(f"tests.zoo.{store}", tmp_path, *ESCAPE10A_RUN_OPTIONS.get(name, ()))
     assert_verdict(name, (ESCAPES10A if module == "escapes10a" else ESCAPES10B)[name], code, report, output)
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES11A))
+def test_store_an_eleventh_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes11a:{name}", tmp_path)
+    assert_verdict(name, ESCAPES11A[name], code, report, output)
 
 
 # A null-state snapshot cleaned 10,000 snapshot records after its save needs the default profile's

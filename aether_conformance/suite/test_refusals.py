@@ -45,8 +45,11 @@ def _accepted(store, event, what):
     return True
 
 
-def _cleanly_refused_or_accepted(store, event, what):
-    """Save ``event``; a refusal must be a ValueError that stored nothing (ES-REFUSE-001)."""
+def _cleanly_refused_or_accepted(store, event, what, *, other_store=None, elsewhere=None, refused_for_its_id=False):
+    """Save ``event``; a refusal must be a ValueError that stored nothing (ES-REFUSE-001): not in the
+    stream, the latest version or the next conflict, through this handle or ``other_store``; not
+    after a save to another actor (``elsewhere``, a fresh actor id); and the version stays free
+    for a plain event, unless the store refused the event for its actor id (``refused_for_its_id``)."""
     before = _stream(store, event.actor_id)
     try:
         store.save_event(event)
@@ -54,9 +57,16 @@ def _cleanly_refused_or_accepted(store, event, what):
         if not isinstance(error.original, ValueError):
             violated(REFUSE, f"{what}: the store refused it with {type(error.original).__name__}: "
                              f"{error.original_text}; a refusal must be a ValueError")
-        after = _stream(store, event.actor_id)
-        if after != before:
-            violated(REFUSE, f"{what}: refused with ValueError, yet the stream changed from {before} to {after}")
+        _unchanged(store, event.actor_id, before, f"{what}: refused with ValueError")
+        if other_store is not None:
+            # A cache written before the refusal, that the refusing handle reads past.
+            _unchanged(other_store, event.actor_id, before, f"{what}: refused with ValueError through {store.name}; "
+                                                            f"read through {other_store.name}")
+        if elsewhere is not None:
+            # A queue or log replaying the refused write with the next save, to any actor.
+            save_ok(REFUSE, store, new_event(elsewhere, 1), context=f" (another actor, after {what})")
+            _unchanged(store, event.actor_id, before, f"{what}: refused with ValueError, then version 1 was saved to "
+                                                      f"another actor")
         if before and before[1] > 0:
             # Nothing of the refused save may show in the next conflict either (a high-water mark
             # written before the refusal).
@@ -64,9 +74,22 @@ def _cleanly_refused_or_accepted(store, event, what):
             if conflict.current_version != before[1]:
                 violated(REFUSE, f"{what}: refused with ValueError; a save at the latest version {before[1]} then "
                                  f"conflicted with current version {conflict.current_version}")
+        if before is not None and not refused_for_its_id:
+            # The refused version is free: a guard row advanced before the refused insert takes it.
+            try:
+                store.save_event(new_event(event.actor_id, event.version))
+            except VersionConflictError as conflict:
+                violated(REFUSE, f"{what}: refused with ValueError; a plain event at the same version {event.version} "
+                                 f"then conflicted: {conflict}")
         return
     except VersionConflictError as error:
         violated(REFUSE, f"{what}: the store raised VersionConflictError({error}); a refusal must be a ValueError")
+
+
+def _unchanged(store, actor, before, what):
+    after = _stream(store, actor)
+    if after != before:
+        violated(REFUSE, f"{what}, yet the stream (event ids, latest version) changed from {before} to {after}")
 
 
 def _deep(depth):
@@ -136,7 +159,16 @@ def test_snapshots_of_empty_or_long_actor_ids_are_kept_or_cleanly_refused(snapsh
     actor = "" if kind == "empty" else _long_actor(fresh_actor, 257 if kind == "257-characters" else 4096)
     start = highest_stored_version(snapshot_store, actor)
     if not _accepted(snapshot_store, new_event(actor, start + 1), f"saved an event to a {kind} actor id"):
-        return  # refused for events (ES-ACTOR-003)
+        # Refused for events (ES-ACTOR-003): a snapshot of it, at 0 (never ahead), is refused the same
+        # way or kept, never refused with another error (a key-value client's own InvalidKeyError).
+        snapshot, what = new_snapshot(actor, 0), f"saved a snapshot at version 0 of a {kind} actor id refused for events"
+        try:
+            snapshot_store.save_snapshot(snapshot)
+        except StoreRaised as error:
+            if not isinstance(error.original, ValueError):
+                violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; a "
+                                 "refusal must be a ValueError")
+        return
     snapshot = new_snapshot(actor, start + 1)
     what = f"saved a snapshot at version {start + 1} of a {kind} actor id the store took events for"
     try:
@@ -203,7 +235,7 @@ def test_an_empty_event_id_is_kept_or_cleanly_refused(store, fresh_actor):
 
 @pytest.mark.requirement("ES-LIMIT-001", "ES-READ-003")
 @pytest.mark.parametrize("kind", ["encoded-size-twice-the-floor", "encoded-size-of-3-mib", "encoded-size-of-4.5-mib-varied",
-                                  "fields-four-times-the-floor",
+                                  "fields-four-times-the-floor", "command-id-alone-four-times-the-floor",
                                   "fields-of-40000-characters", "nesting-four-times-the-floor",
                                   "nesting-at-the-model-maximum"])
 def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor, kind):
@@ -223,6 +255,8 @@ def test_events_beyond_the_floors_are_kept_or_cleanly_refused(store, fresh_actor
         event = new_event(actor, 1, data=_deep(4 * NESTING_DEPTH_FLOOR))
     elif kind == "nesting-at-the-model-maximum":
         event = new_event(actor, 1, data=_deep(MAX_NESTING_DEPTH))
+    elif kind == "command-id-alone-four-times-the-floor":
+        event = new_event(actor, 1, command_id="c" * (4 * FIELD_LENGTH_FLOOR))
     else:
         long = "f" * (4 * FIELD_LENGTH_FLOOR)
         event = new_event(actor, 1, id=long + fresh_actor(""), event_type=long, command_id=long)
@@ -257,6 +291,11 @@ def _refusable_inputs(store, fresh_actor):
         "reused-event-id": ([reused], new_event(reused.actor_id, 2, id=reused.id)),
         "empty-event-id": ([], new_event(fresh_actor(), 1, id="")),
         "long-fields": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""), event_type=long, command_id=long)),
+        # One long field at a time: a store that checks two of them and writes the third to a
+        # narrower column of its own (a command-id index) fails on that one alone.
+        "long-event-id-alone": ([], new_event(fresh_actor(), 1, id=long + fresh_actor(""))),
+        "long-event-type-alone": ([], new_event(fresh_actor(), 1, event_type=long)),
+        "long-command-id-alone": ([], new_event(fresh_actor(), 1, command_id=long)),
         "encoded-size": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (2 * ENCODED_SIZE_FLOOR)})),
         "encoded-size-of-3-mib": ([], new_event(fresh_actor(), 1, data={"blob": "x" * (3 * 1024 * 1024)})),
         "encoded-size-of-4.5-mib-varied": ([], new_event(fresh_actor(), 1, data=_varied_blob())),
@@ -284,17 +323,27 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
         if got is None or got.version != 1:
             violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
                              f"{'None' if got is None else f'version {got.version}'}; expected version 1")
+        # Once the events pass 9: a row written before the refusal and hidden while it was ahead shows.
+        for version in range(2, 11):
+            save_ok(REFUSE, snapshot_store, new_event(actor, version), context=f" (after {what}, refused)")
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or got.version != 1:
+            violated(REFUSE, f"{what}: refused with ValueError; after events up to 10 the latest snapshot is "
+                             f"{'None' if got is None else f'version {got.version}'}; expected version 1")
 
 
 @pytest.mark.requirement(REFUSE)
 @pytest.mark.parametrize("kind", ["empty-actor-id", "long-actor-id", "reused-event-id", "empty-event-id", "long-fields",
+                                  "long-event-id-alone", "long-event-type-alone", "long-command-id-alone",
                                   "fields-of-40000-characters", "encoded-size", "encoded-size-of-3-mib",
                                   "encoded-size-of-4.5-mib-varied", "deep-nesting", "deepest-nesting"])
-def test_a_refusal_is_a_value_error_that_stores_nothing(store, fresh_actor, kind):
+def test_a_refusal_is_a_value_error_that_stores_nothing(store, other_store, fresh_actor, kind):
     setup, event = _refusable_inputs(store, fresh_actor)[kind]
     for earlier in setup:
         save_ok(REFUSE, store, earlier, context=" while preparing the input")
-    _cleanly_refused_or_accepted(store, event, f"saved version {event.version} to {q(event.actor_id[:80])} ({kind})")
+    _cleanly_refused_or_accepted(store, event, f"saved version {event.version} to {q(event.actor_id[:80])} ({kind})",
+                                 other_store=other_store, elsewhere=fresh_actor("elsewhere"),
+                                 refused_for_its_id=kind in ("empty-actor-id", "long-actor-id"))
 
 
 @pytest.mark.requirement("ES-LIMIT-001", "SS-SNAP-003", REFUSE)
@@ -318,6 +367,14 @@ def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store,
         if got is None or diff_snapshot(first, got):
             violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
                              f"{'None' if got is None else f'version {got.version}'}; expected version 1 unchanged")
+        # The version stays free: a pointer raised before the refusal takes a plain snapshot at 2 for
+        # one it already has.
+        plain = new_snapshot(actor, 2)
+        snapshot_store.save_snapshot(plain)
+        got = snapshot_store.get_latest_snapshot(actor)
+        if got is None or diff_snapshot(plain, got):
+            violated(REFUSE, f"{what}: refused with ValueError; a plain snapshot at version 2 saved next reads back as "
+                             f"{'None' if got is None else f'version {got.version}'}")
         return
     got = snapshot_store.get_latest_snapshot(actor)
     if got is None or diff_snapshot(bigger, got):

@@ -6,6 +6,13 @@ Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`
 name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
 names the MUST requirement each one breaks.  The real CLI (default profile) certified 7 of the 8
 (all but make_gap_conflict); make_head_guard was certified by thorough too.
+
+The suite now flags all 8 (tests/test_zoo.py): after each refusal the refused version takes a
+plain event (make_head_guard), the stream is read through the other handle (make_cache_first) and
+again after a save to another actor (make_write_ahead); each long field is offered alone
+(make_command_index); a refused snapshot ahead of the events stays refused once the events pass
+it (make_ahead_hidden), and a refused oversized snapshot's version takes a plain one
+(make_snapshot_pointer); an actor id refused for events is offered a snapshot (make_snapshot_keys).
 """
 
 from __future__ import annotations
