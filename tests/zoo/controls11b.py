@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import random
+import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -459,6 +460,106 @@ def trigger_version_etag_cache():
 version_etag_cache = factory(VersionETagCache)
 
 
+# 10 --------------------------------------------------------------------------------------------
+class _Rejected(Exception):
+    """A conditional write that failed (DynamoDB's ConditionalCheckFailedException): no facts."""
+
+
+class RefetchedConflictHead(CorrectStore):
+    """DynamoDB-style: the save is a conditional put (attribute_not_exists on the version, and the
+    head row's version below it) that fails without telling why; the store then reads the head
+    (a strongly consistent GetItem, a round trip later) to fill current_version.  A concurrent
+    writer may have moved the head in between, so current_version can be above the latest at the
+    failed check, but it is a latest the actor had while the call was in flight, and the rejection
+    is valid at the moment of that read (the head only grows).  Spec 6: "each conflict's
+    current_version is a latest version the actor really had while the call was in flight";
+    linearizability places the (no-op) rejected save at that read."""
+
+    def check_and_append(self, event):
+        try:
+            with self.shared.lock:
+                if self.is_conflict(event, self.latest(event.actor_id)):
+                    raise _Rejected()
+                self.append(event)
+                return
+        except _Rejected:
+            pass
+        time.sleep(0.0002)  # the GetItem round trip
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+        raise self.conflict(event, latest)
+
+
+def trigger_refetched_conflict_head():
+    store = RefetchedConflictHead(ShareState())
+    store.save_event(ev("a", 1))
+    original = store.latest
+    calls = []
+
+    def latest(actor_id):  # another writer lands between the failed put and the GetItem
+        calls.append(actor_id)
+        if len(calls) == 2:
+            store.shared.events["a"].append(ev("a", 2))
+        return original(actor_id)
+
+    store.latest = latest
+    try:
+        store.save_event(ev("a", 1))
+    except VersionConflictError as error:
+        return error.current_version == 2
+    return False
+
+
+refetched_conflict_head = factory(RefetchedConflictHead)
+
+
+class RefetchedConflictHeadAsync(CorrectStore):
+    """The same with an async client: the failed conditional put and the GetItem that follows are
+    two awaits, so other tasks' saves run between them (spec 6: gathered saves are concurrent
+    writers like any others)."""
+
+    async def save_event(self, event):
+        await asyncio.sleep(0)
+        with self.shared.lock:
+            if not self.is_conflict(event, self.latest(event.actor_id)):
+                self.append(event)
+                return
+        await asyncio.sleep(0)  # the GetItem round trip
+        await asyncio.sleep(0)
+        with self.shared.lock:
+            latest = self.latest(event.actor_id)
+        raise self.conflict(event, latest)
+
+    async def get_events(self, actor_id, from_version):
+        await asyncio.sleep(0)
+        return CorrectStore.get_events(self, actor_id, from_version)
+
+    async def get_latest_version(self, actor_id):
+        await asyncio.sleep(0)
+        return CorrectStore.get_latest_version(self, actor_id)
+
+    async def save_snapshot(self, snapshot):
+        await asyncio.sleep(0)
+        CorrectStore.save_snapshot(self, snapshot)
+
+    async def get_latest_snapshot(self, actor_id):
+        await asyncio.sleep(0)
+        return CorrectStore.get_latest_snapshot(self, actor_id)
+
+
+def trigger_refetched_conflict_head_async():
+    async def go():
+        store = RefetchedConflictHeadAsync(ShareState())
+        await store.save_event(ev("a", 1))
+        outcomes = await asyncio.gather(store.save_event(ev("a", 1)), store.save_event(ev("a", 2)),
+                                        return_exceptions=True)
+        return isinstance(outcomes[0], VersionConflictError) and outcomes[0].current_version == 2
+    return asyncio.run(go())
+
+
+refetched_conflict_head_async = factory(RefetchedConflictHeadAsync)
+
+
 TRIGGERS = {
     "rounded_microseconds": trigger_rounded_microseconds,
     "decimal_numbers": trigger_decimal_numbers,
@@ -469,6 +570,8 @@ TRIGGERS = {
     "columnar_integers": trigger_columnar_integers,
     "kib_keyed_actors": trigger_kib_keyed_actors,
     "version_etag_cache": trigger_version_etag_cache,
+    "refetched_conflict_head": trigger_refetched_conflict_head,
+    "refetched_conflict_head_async": trigger_refetched_conflict_head_async,
 }
 
 CONTROLS = list(TRIGGERS)
