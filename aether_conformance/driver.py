@@ -29,12 +29,14 @@ import copy
 import importlib
 import inspect
 import json
+import numbers
 import operator
 import queue
 import sys
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -958,7 +960,8 @@ def _plain_time(value: Any) -> Any:
 
 
 def _plain_json(value: Any) -> Any:
-    """A deep copy of a JSON value in plain types (dict, list, str, int, float, bool, None).
+    """A deep copy of a JSON value in plain types (dict, list, str, int, float, bool, None); numbers
+    of other types (Decimal, numpy's scalars) become the int or float they equal.
 
     Iterative, so that data nested as deep as the model allows never meets the recursion limit.
     """
@@ -974,6 +977,14 @@ def _plain_json(value: Any) -> Any:
             parent[key] = int.__index__(item)
         elif isinstance(item, float):
             parent[key] = float(item)
+        elif isinstance(item, Decimal):
+            # What boto3 reads every DynamoDB number as: the int or float64 it equals (spec 3.2).
+            parent[key] = int(item) if item.is_finite() and item == item.to_integral_value() else float(item)
+        elif isinstance(item, numbers.Integral) or hasattr(type(item), "__index__"):
+            # numpy's and pyarrow's integer scalars: integers by __index__, as versions may be (spec 3.2).
+            parent[key] = int(operator.index(item))
+        elif isinstance(item, numbers.Real):
+            parent[key] = float(item)  # numpy's float32, say
         elif isinstance(item, dict):
             copy: dict[str, Any] = {}
             parent[key] = copy

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
-__all__ = ["Timestamp", "format_go_time", "parse_go_time", "utc_microseconds"]
+__all__ = ["Timestamp", "format_go_time", "parse_go_time", "utc_microseconds", "utc_nanoseconds"]
 
 # RFC 3339 date-time, as Go's time.Time.UnmarshalJSON accepts it.
 _RFC3339 = re.compile(
@@ -119,6 +119,12 @@ def utc_microseconds(value: datetime) -> int:
     """
     wall = datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
     return (wall - datetime.min - value.utcoffset()) // timedelta(microseconds=1)
+
+
+def utc_nanoseconds(value: datetime) -> int:
+    """The instant of an aware datetime (a Timestamp's nanoseconds included), in nanoseconds after
+    0001-01-01T00:00:00Z."""
+    return utc_microseconds(value) * 1000 + _nanosecond_of(value)
 
 
 def parse_go_time(text: str) -> Timestamp:

@@ -773,3 +773,29 @@ def test_a_handle_with_only_aclose_is_closed_with_it():
     driver.release(driver.new_handle())
     assert ClosesAsynchronously.closed == before + 1
     driver.close()
+
+
+class NumbersOfOtherTypes(ThreadRecordingStore):
+    """Data read back with numbers as a DynamoDB client (Decimal) or a columnar engine (__index__) gives them."""
+
+    def get_events(self, actor_id, from_version):
+        return [dataclasses.replace(e, data={"d": Decimal("3"), "f": Decimal("0.1"), "i": Int64(2**53 + 1),
+                                              "list": [Decimal("-2.50"), Int64(0)], "flag": True})
+                for e in super().get_events(actor_id, from_version)]
+
+
+class NotANumber(ThreadRecordingStore):
+    def get_events(self, actor_id, from_version):
+        return [dataclasses.replace(e, data={"nan": Decimal("NaN")}) for e in super().get_events(actor_id, from_version)]
+
+
+def test_numbers_of_other_types_in_data_are_read_as_the_int_or_float_they_equal():
+    handle = StoreDriver("tests.test_driver:NumbersOfOtherTypes", timeout=2).new_handle()
+    handle.save_event(EVENT)
+    data = handle.get_events("a", 0)[0].data
+    assert data == {"d": 3, "f": 0.1, "i": 2**53 + 1, "list": [-2.5, 0], "flag": True}
+    assert [type(data[k]) for k in ("d", "f", "i", "flag")] == [int, float, int, bool]
+    nan = StoreDriver("tests.test_driver:NotANumber", timeout=2).new_handle()
+    nan.save_event(EVENT)
+    with pytest.raises(StoreWrongType, match="NaN"):
+        nan.get_events("a", 0)

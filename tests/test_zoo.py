@@ -22,6 +22,7 @@ from tests.zoo.controls6 import CONTROLS as CONTROLS6
 from tests.zoo.controls6 import SLOW_CONTROLS
 from tests.zoo.controls8 import CONTROLS as CONTROLS8
 from tests.zoo.controls9 import CONTROLS as CONTROLS9
+from tests.zoo.controls11b import CONTROLS as CONTROLS11B
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.escapes3 import BROKEN as ESCAPES3
@@ -173,6 +174,14 @@ CONTROLS8_SLOW = {"sync_latency", "async_refcounted_locks"}
 def test_correct_store_of_the_eighth_review_is_certified(name, tmp_path):
     code, report, output = certify(f"tests.zoo.controls8:{name}", tmp_path)
     assert_verdict(name, None, code, report, output, control_may_miss_should=name in CONTROLS8_MISSING_SHOULD)
+
+
+# An eleventh review's correct stores (tests/zoo/controls11b.py); one rounds timestamps to the
+# microsecond, which misses only ES-READ-004's nanoseconds.
+@pytest.mark.parametrize("name", sorted(CONTROLS11B))
+def test_correct_store_of_the_eleventh_review_is_certified(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.controls11b:{name}", tmp_path)
+    assert_verdict(name, None, code, report, output, control_may_miss_should=name == "rounded_microseconds")
 
 
 # A ninth review's correct stores (tests/zoo/controls9.py): process-wide settings changed at connect

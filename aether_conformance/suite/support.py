@@ -20,7 +20,7 @@ from ..driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreRaised
 from ..errors import VersionConflictError, go_quote
 from ..model import ActorSnapshot, Event, Timestamp, json_equal
 from ..report import cited_ids
-from ..timestamps import utc_microseconds
+from ..timestamps import utc_nanoseconds
 
 __all__ = [
     "RequirementViolation",
@@ -305,7 +305,9 @@ def _not_refused(event: Event, latest: int, raised: StoreRaised | None) -> NoRet
 
 
 def _same_instant_to_microsecond(left: datetime, right: datetime) -> bool:
-    return utc_microseconds(left) == utc_microseconds(right)
+    """Less than a microsecond apart: a store may cut the nanoseconds or round them (TIMESTAMPTZ
+    rounds .123456789 to .123457), as spec section 2.3 says."""
+    return abs(utc_nanoseconds(left) - utc_nanoseconds(right)) < 1000
 
 
 def _diff(expected: Any, got: Any, exact: tuple[str, ...], json_field: str) -> list[str]:
