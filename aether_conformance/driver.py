@@ -956,7 +956,12 @@ def _plain_time(value: Any) -> Any:
     if zone is value.tzinfo and type(value) in (datetime, Timestamp):
         return value  # immutable already
     plain = datetime(*value.timetuple()[:6], value.microsecond, tzinfo=zone, fold=value.fold)
-    return Timestamp.from_datetime(plain, value.nanosecond) if isinstance(value, Timestamp) else plain
+    # The nanoseconds below the microsecond of any datetime that has them: the kit's Timestamp, or
+    # another library's (pandas.Timestamp's nanosecond is 0-999 too).
+    nanosecond = getattr(value, "nanosecond", 0)
+    if type(nanosecond) is int and 0 < nanosecond <= 999:
+        return Timestamp.from_datetime(plain, nanosecond)
+    return plain
 
 
 def _plain_json(value: Any) -> Any:
@@ -985,7 +990,7 @@ def _plain_json(value: Any) -> Any:
             parent[key] = int(operator.index(item))
         elif isinstance(item, numbers.Real):
             parent[key] = float(item)  # numpy's float32, say
-        elif isinstance(item, dict):
+        elif isinstance(item, Mapping):  # a dict, or a read-only view of one (MappingProxyType)
             copy: dict[str, Any] = {}
             parent[key] = copy
             for name, member in item.items():

@@ -799,3 +799,26 @@ def test_numbers_of_other_types_in_data_are_read_as_the_int_or_float_they_equal(
     nan.save_event(EVENT)
     with pytest.raises(StoreWrongType, match="NaN"):
         nan.get_events("a", 0)
+
+
+class _ForeignNanoseconds(datetime):
+    """Another library's datetime with nanoseconds below the microsecond (as pandas.Timestamp has)."""
+
+    nanosecond = 789
+
+
+class ReadOnlyViewsAndForeignTimes(ThreadRecordingStore):
+    def get_events(self, actor_id, from_version):
+        import types
+
+        return [dataclasses.replace(e, data={"inner": types.MappingProxyType({"k": (1, 2)})},
+                                    timestamp=_ForeignNanoseconds(2024, 1, 1, 0, 0, 0, 5, tzinfo=timezone.utc))
+                for e in super().get_events(actor_id, from_version)]
+
+
+def test_read_only_mappings_and_the_nanoseconds_of_other_datetimes_are_read_as_they_are():
+    handle = StoreDriver("tests.test_driver:ReadOnlyViewsAndForeignTimes", timeout=2).new_handle()
+    handle.save_event(EVENT)
+    read = handle.get_events("a", 0)[0]
+    assert read.data == {"inner": {"k": [1, 2]}} and type(read.data["inner"]) is dict
+    assert read.timestamp.microsecond == 5 and read.timestamp.nanosecond == 789

@@ -23,6 +23,7 @@ from tests.zoo.controls6 import SLOW_CONTROLS
 from tests.zoo.controls8 import CONTROLS as CONTROLS8
 from tests.zoo.controls9 import CONTROLS as CONTROLS9
 from tests.zoo.controls11b import CONTROLS as CONTROLS11B
+from tests.zoo.controls12a import CONTROLS as CONTROLS12A
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.escapes3 import BROKEN as ESCAPES3
@@ -182,6 +183,14 @@ def test_correct_store_of_the_eighth_review_is_certified(name, tmp_path):
 def test_correct_store_of_the_eleventh_review_is_certified(name, tmp_path):
     code, report, output = certify(f"tests.zoo.controls11b:{name}", tmp_path)
     assert_verdict(name, None, code, report, output, control_may_miss_should=name == "rounded_microseconds")
+
+
+# A twelfth review's correct stores (tests/zoo/controls12a.py); one reads timestamps back in New
+# York's time, which misses only ES-READ-004's offsets.
+@pytest.mark.parametrize("name", sorted(CONTROLS12A))
+def test_correct_store_of_the_twelfth_review_is_certified(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.controls12a:{name}", tmp_path)
+    assert_verdict(name, None, code, report, output, control_may_miss_should=name == "new_york_timestamps")
 
 
 # A ninth review's correct stores (tests/zoo/controls9.py): process-wide settings changed at connect

@@ -100,11 +100,14 @@ BROKEN = {
     # Breaks ES-ACTOR-001 for ids of more than 768 characters; ES-ACTOR-001's own tests use shorter
     # ones, and the tests of 4,096-character ids (ES-ACTOR-003, ES-READ-003, ES-LATEST-002) catch it.
     "prefix-unique": "ES-READ-003",
-    "unicode13-text": "ES-ERR-002",
     "hot-actor-text": "ES-ERR-002",
     "snprintf-1k": "ES-ERR-002",
 }
-CONTROLS = ["reorder", "exotic-json", "slow"]
+# unicode13-text was written as broken, and is correct: spec section 5 lets a store quote as its
+# language's Unicode tables do (the seed built with a Go of Unicode 13 writes the same), and a
+# twelfth review showed the suite's Unicode 14 emoji failing such a store.  The suite's ids no
+# longer hold characters whose quoting depends on the Unicode version.
+CONTROLS = ["reorder", "exotic-json", "slow", "unicode13-text"]
 THREADED = {"race-text", "race-current"}
 
 

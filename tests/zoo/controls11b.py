@@ -38,7 +38,7 @@ import time
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from aether_conformance import ActorSnapshot, Event, VersionConflictError
+from aether_conformance import ActorSnapshot, VersionConflictError
 from tests.zoo.base import CorrectStore, ShareState, T0, ev, factory, snap
 
 
