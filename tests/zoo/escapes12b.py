@@ -12,8 +12,10 @@ from __future__ import annotations
 import bisect
 import copy
 import json
+from dataclasses import replace
+from datetime import timedelta, timezone
 
-from tests.zoo.base import CorrectStore, ShareState, factory, ev
+from tests.zoo.base import CorrectStore, ShareState, T0, factory, ev
 
 
 def _size(event) -> int:
@@ -22,6 +24,13 @@ def _size(event) -> int:
 
 # 1 ---------------------------------------------------------------------------------------------
 HOT_KEEP, SEGMENT = 4_096, 1_000
+
+
+def _tier(shared, actor_id) -> None:
+    """Move the oldest 1,000 hot events of the actor to a cold segment once 5,096 are hot."""
+    archived = shared.archived.get(actor_id, 0)
+    if len(shared.events[actor_id]) - archived >= HOT_KEEP + SEGMENT:
+        shared.archived[actor_id] = archived + SEGMENT
 
 
 class ColdState(ShareState):
@@ -42,10 +51,7 @@ class ColdSegmentsListedStartAfter(CorrectStore):
 
     def append(self, event):
         super().append(event)
-        stream = self.shared.events[event.actor_id]
-        archived = self.shared.archived.get(event.actor_id, 0)
-        if len(stream) - archived >= HOT_KEEP + SEGMENT:
-            self.shared.archived[event.actor_id] = archived + SEGMENT
+        _tier(self.shared, event.actor_id)
 
     def select(self, actor_id, from_version):
         stream = self.shared.events.get(actor_id, [])
@@ -300,6 +306,97 @@ def trigger_inbox_head():
     return s.get_latest_version("a") != 2
 
 
+# 8 ---------------------------------------------------------------------------------------------
+class ArchivedSegments(CorrectStore):
+    """The tiering of ColdSegmentsListedStartAfter, listed correctly: the newest 4,096 events of an
+    actor hot, older ones moved to cold segments of 1,000.  ``archive`` is what a segment reads
+    back as."""
+
+    def append(self, event):
+        super().append(event)
+        _tier(self.shared, event.actor_id)
+
+    def archive(self, segment: list) -> list:
+        return segment
+
+    def select(self, actor_id, from_version):
+        stream = self.shared.events.get(actor_id, [])
+        archived = self.shared.archived.get(actor_id, 0)
+        out = []
+        for start in range(0, archived, SEGMENT):
+            out.extend(self.archive(copy.deepcopy(stream[start:start + SEGMENT])))
+        out.extend(copy.deepcopy(stream[archived:]))
+        return [e for e in out if e.version >= from_version]
+
+
+class ColumnarArchiveUnifiesKeys(ArchivedSegments):
+    """Cold segments written as Parquet (an S3/Iceberg archive, a ClickHouse or DuckDB columnar copy)
+    with `data` as a struct column: `pyarrow.Table.from_pylist` infers one schema per segment, the
+    union of the keys of its events' data, and fills a key an event does not have with null, so
+    `{"a": 1}` archived beside `{"b": 2}` reads back as `{"a": 1, "b": None}`.  The suite's long
+    stream gives every event data of the same keys, so its archive reads back unchanged."""
+
+    def archive(self, segment):
+        keys: dict[str, None] = {}
+        for event in segment:
+            if isinstance(event.data, dict):
+                keys.update(dict.fromkeys(event.data))
+        return [replace(e, data={key: e.data.get(key) for key in keys}) if isinstance(e.data, dict) else e
+                for e in segment]
+
+
+def trigger_columnar_keys():
+    s = factory(ColumnarArchiveUnifiesKeys, ColdState)()
+    for v in range(1, HOT_KEEP + SEGMENT + 1):
+        s.save_event(ev("a", v, data={"first": True} if v == 1 else {"v": v}))
+    return s.get_events("a", 0)[0].data != {"first": True}
+
+
+# 9 ---------------------------------------------------------------------------------------------
+class ArchivePartitionedByEventDay(ArchivedSegments):
+    """The archive laid out Hive-style, `s3://archive/<actor>/dt=<event date, UTC>/part-N.parquet`,
+    and read partition by partition in key order, each sorted by version.  Events carry the
+    caller's timestamps, so an event stamped earlier than the one before it (an import, a
+    backfill, a client clock behind) sits in an earlier partition and is read before events of
+    lower versions.  The suite's long stream stamps every event with one time."""
+
+    def archive(self, segment):
+        def day(event):
+            return event.timestamp.astimezone(timezone.utc).date().isoformat()
+        return sorted(segment, key=lambda e: (day(e), e.version))
+
+
+def trigger_event_day():
+    s = factory(ArchivePartitionedByEventDay, ColdState)()
+    for v in range(1, HOT_KEEP + SEGMENT + 1):
+        s.save_event(ev("a", v, data=None, timestamp=T0 - timedelta(days=2 if v == 2 else 0)))
+    return [e.version for e in s.get_events("a", 0)][:2] != [1, 2]
+
+
+# 10 --------------------------------------------------------------------------------------------
+class ColdReadWithExclusiveBound(ArchivedSegments):
+    """The same tiering, the cold side read through an API whose range start is exclusive (an
+    S3 Select / Athena query over the archive written as `version > :after`, the caller passing
+    from_version as `after`; DynamoDB's ExclusiveStartKey; ListObjectsV2's StartAfter), the hot
+    side with `version >= :from`.  A read starting at an archived version loses that one event;
+    a read from 0 or below, or from a hot version, is right.  The suite reads a long stream only
+    from 0 and from versions in its newest 5,096 events."""
+
+    def select(self, actor_id, from_version):
+        stream = self.shared.events.get(actor_id, [])
+        archived = self.shared.archived.get(actor_id, 0)
+        cold = [e for e in stream[:archived] if e.version > from_version]
+        hot = [e for e in stream[archived:] if e.version >= from_version]
+        return copy.deepcopy(cold + hot)
+
+
+def trigger_exclusive_cold():
+    s = factory(ColdReadWithExclusiveBound, ColdState)()
+    for v in range(1, HOT_KEEP + SEGMENT + 1):
+        s.save_event(ev("a", v, data=None))
+    return [e.version for e in s.get_events("a", 500)][:1] != [500]
+
+
 TRIGGERS = {
     "make_cold_start_after": trigger_cold_start_after,
     "make_near_cache_ids": trigger_near_cache_ids,
@@ -308,6 +405,9 @@ TRIGGERS = {
     "make_client_long_cache": trigger_client_long_cache,
     "make_first_read_cache": trigger_first_read_cache,
     "make_inbox_head": trigger_inbox_head,
+    "make_columnar_keys": trigger_columnar_keys,
+    "make_event_day": trigger_event_day,
+    "make_exclusive_cold": trigger_exclusive_cold,
 }
 
 make_cold_start_after = factory(ColdSegmentsListedStartAfter, ColdState)
@@ -317,6 +417,9 @@ make_latest_head_tail = factory(LatestFromHeadTail, HeadState)
 make_client_long_cache = factory(PerClientLongStreamCache)
 make_first_read_cache = factory(LongStreamCacheFilledByFirstRead, LongStreamState)
 make_inbox_head = factory(LatestFromIdempotentHeadProjection, InboxState)
+make_columnar_keys = factory(ColumnarArchiveUnifiesKeys, ColdState)
+make_event_day = factory(ArchivePartitionedByEventDay, ColdState)
+make_exclusive_cold = factory(ColdReadWithExclusiveBound, ColdState)
 
 BROKEN = {
     "make_cold_start_after": "ES-READ-001",
@@ -326,4 +429,7 @@ BROKEN = {
     "make_client_long_cache": "ES-HANDLE-001",
     "make_first_read_cache": "ES-READ-001",
     "make_inbox_head": "ES-LATEST-002",
+    "make_columnar_keys": "ES-READ-003",
+    "make_event_day": "ES-READ-001",
+    "make_exclusive_cold": "ES-READ-001",
 }
