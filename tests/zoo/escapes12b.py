@@ -251,16 +251,17 @@ class LongStreamCacheFilledByFirstRead(CorrectStore):
         super().append(event)
         cached = self.shared.cache.get(event.actor_id)
         if cached is not None:
-            cached.append(copy.deepcopy(event))
+            cached.append(self.shared.events[event.actor_id][-1])
 
     def select(self, actor_id, from_version):
         cached = self.shared.cache.get(actor_id)
         if cached is not None:
             return [copy.deepcopy(e) for e in cached if e.version >= from_version]
-        got = super().select(actor_id, from_version)
-        if len(self.shared.events.get(actor_id, [])) > LONG_STREAM:
-            self.shared.cache[actor_id] = copy.deepcopy(got)
-        return got
+        stream = self.shared.events.get(actor_id, [])
+        got = [e for e in stream if e.version >= from_version]  # the stored events, never mutated
+        if len(stream) > LONG_STREAM:
+            self.shared.cache[actor_id] = got
+        return copy.deepcopy(got)
 
 
 def trigger_first_read_cache():
