@@ -6,8 +6,10 @@ Each store is tests/zoo/base.py's CorrectStore broken in one place.  ``TRIGGERS`
 name to a deterministic function showing the bug by direct calls (True when it shows); ``BROKEN``
 names the MUST requirement each one breaks.  The real CLI (default profile) certified all ten as
 CONFORMANT when they were written; the thorough profile certified cold_start_after, near_cache_ids,
-head_tail, inbox_head and columnar_keys too, and caught client_long_cache only as ES-CONC-001 (its
-concurrent readers and writers grow a stream past 1,000 events over several handles).
+head_tail, inbox_head, columnar_keys and event_day too (latest_head_tail and exclusive_cold were
+not run there), and caught client_long_cache and first_read_cache only as ES-CONC-001 (its
+concurrent readers and writers grow a stream past 1,000 events over several handles, and its
+readers read tails first).
 """
 
 from __future__ import annotations
