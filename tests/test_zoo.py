@@ -45,6 +45,7 @@ from tests.zoo.escapes9a import NOT_CAUGHT as ESCAPES9A_NOT_CAUGHT
 from tests.zoo.escapes10a import BROKEN as ESCAPES10A
 from tests.zoo.escapes10b import BROKEN as ESCAPES10B
 from tests.zoo.escapes11a import BROKEN as ESCAPES11A
+from tests.zoo.escapes12b import BROKEN as ESCAPES12B
 from tests.zoo.subtle import SUBTLE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,6 +327,20 @@ def test_store_a_tenth_review_wrote_is_flagged_for_its_requirement(store, tmp_pa
 def test_store_an_eleventh_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
     code, report, output = certify(f"tests.zoo.escapes11a:{name}", tmp_path)
     assert_verdict(name, ESCAPES11A[name], code, report, output)
+
+
+# A twelfth review's stores (tests/zoo/escapes12b.py).  An archive behind the newest 4,096 events
+# needs the default profile's long stream (10,050 events).
+ESCAPE12B_RUN_OPTIONS: dict[str, tuple[str, ...]] = {
+    name: ("--profile", "default", "--", "-k", "test_a_long_stream_is_read_whole_from_anywhere")
+    for name in ("make_cold_start_after", "make_columnar_keys", "make_event_day", "make_exclusive_cold")
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES12B))
+def test_store_a_twelfth_review_wrote_is_flagged_for_its_requirement(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.escapes12b:{name}", tmp_path, *ESCAPE12B_RUN_OPTIONS.get(name, ()))
+    assert_verdict(name, ESCAPES12B[name], code, report, output)
 
 
 # A null-state snapshot cleaned 10,000 snapshot records after its save needs the default profile's

@@ -1,4 +1,4 @@
-"""Each store of tests/zoo/escapes.py and escapes3.py to escapes11a.py misbehaves at its trigger, called directly (not
+"""Each store of tests/zoo/escapes.py and escapes3.py to escapes12b.py misbehaves at its trigger, called directly (not
 through the suite)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aether_conformance.suite.support import new_event, new_snapshot
 from tests.children import escapes8d
 from tests.zoo import escapes as stores
 from tests.zoo import (escapes3, escapes4, escapes5, escapes6a, escapes6b, escapes7a, escapes7b, escapes7c, escapes9a, escapes10a,
-                       escapes10b, escapes11a)
+                       escapes10b, escapes11a, escapes12b)
 
 
 def fresh(name):
@@ -290,3 +290,8 @@ def test_tenth_review_store_misbehaves_at_its_trigger(store):
 @pytest.mark.parametrize("name", sorted(escapes11a.TRIGGERS))
 def test_eleventh_review_store_misbehaves_at_its_trigger(name):
     assert escapes11a.TRIGGERS[name]() is True
+
+
+@pytest.mark.parametrize("name", sorted(escapes12b.TRIGGERS))
+def test_twelfth_review_store_misbehaves_at_its_trigger(name):
+    assert escapes12b.TRIGGERS[name]() is True

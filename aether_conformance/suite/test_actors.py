@@ -214,8 +214,8 @@ def test_whole_ids_a_layer_confuses_keep_their_own_snapshots(snapshot_store, kin
                                     f"{q(other)} ({kind}: {why}); get_latest_snapshot({q(actor)}) returned {shown}")
 
 
-@pytest.mark.requirement("ES-READ-001")
-def test_an_actor_of_a_thousand_events_is_read_whole_beside_actors_below_it(store, fresh_actor):
+@pytest.mark.requirement("ES-READ-001", "ES-HANDLE-001")
+def test_an_actor_of_a_thousand_events_is_read_whole_beside_actors_below_it(store, other_store, fresh_actor):
     # Keys <actor>/<version> listed by prefix with '/' as the delimiter (S3's ListObjectsV2): the
     # folders of actors whose ids continue the id with '/' count towards a page of 1,000 keys, and a
     # loop that stops at the first page with fewer than 1,000 objects misses the rest.
@@ -225,9 +225,18 @@ def test_an_actor_of_a_thousand_events_is_read_whole_beside_actors_below_it(stor
         save_ok("ES-READ-001", store, new_event(other, 1))
     count = 1_100
     save_all_ok("ES-READ-001", store, [new_event(actor, version) for version in range(1, count + 1)])
-    for start in (0, 1, 900):
+    # The tail first: a cache of long streams filled by whatever the first read returned serves a
+    # later read of everything from it.
+    for start in (900, 1, 0):
         got = versions(store.get_events(actor, start))
         if got != list(range(max(start, 1), count + 1)):
             violated("ES-READ-001", f"{q(actor)} holds versions 1 to {count:,}, and actors {', '.join(q(b) for b in below)} "
                                     f"one event each; get_events from {start} returned {len(got):,} events "
                                     f"({got[:3]}...{got[-3:]})")
+    # One more through another handle: a handle that caches the long streams it read, and updates
+    # them with its own saves only, misses it.
+    save_ok("ES-HANDLE-001", other_store, new_event(actor, count + 1))
+    got = versions(store.get_events(actor, 0))
+    if got != list(range(1, count + 2)):
+        violated("ES-HANDLE-001", f"{store.name} read {q(actor)}'s {count:,} events; {other_store.name} then saved version "
+                                  f"{count + 1}, and {store.name} read {len(got):,} events ({got[:3]}...{got[-3:]})")

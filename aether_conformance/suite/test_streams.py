@@ -13,6 +13,7 @@ import json
 import random
 from bisect import bisect_left
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -51,6 +52,9 @@ def _read_points(stream: list[int]) -> list[int]:
     for window in READ_WINDOWS:
         if 2 * (window + 1) <= len(stream):
             points.update((stream[-window], stream[-window - 1]))
+    # From inside the oldest events too: an archive of segments of 1,000 behind the newest few
+    # thousand, read with an exclusive bound or listed after the from_version (S3's StartAfter).
+    points.update(stream[index] for index in (0, 499, 999, 1000) if index < len(stream) // 2)
     return sorted(p for p in points if p <= last + 1)
 
 
@@ -61,11 +65,15 @@ def test_a_long_stream_is_read_whole_from_anywhere(store, fresh_actor, aether_pr
     stream = long_stream_versions(aether_profile.long_stream_events)
     # Long types (past VARCHAR(200)), each event's its own: a dictionary of event types with codes
     # of 16 bits runs out in thorough's stream.
+    # The first event's data has keys of its own (a columnar archive fills every event with the
+    # union of a segment's keys), and the events are taken on three days out of order (an archive
+    # partitioned by the event's date and read a partition at a time).
     saved = [
         Event(id=f"{token}-{version}", event_type=f"LongStreamEventTypeName.{version}." + "t" * 200, actor_id=actor,
               version=version,
-              data={"version": version, "line": {"sku": f"SKU-{version % 977}", "qty": version % 7, "price": 9.5}},
-              timestamp=BASE_TIME, command_id=f"cmd-{token}-{version // 3}")
+              data={"first": True} if version == 1 else
+              {"version": version, "line": {"sku": f"SKU-{version % 977}", "qty": version % 7, "price": 9.5}},
+              timestamp=BASE_TIME - timedelta(days=version % 3), command_id=f"cmd-{token}-{version // 3}")
         for version in stream
     ]
     saved_count = 0
@@ -195,6 +203,26 @@ def test_a_large_actor_is_read_whole(store, fresh_actor, aether_profile):
             violated("ES-READ-003", f"saved {count} events with the same data of {EVENT_BYTES:,} bytes to {q(actor)}; "
                                     f"get_events(from_version={from_version}) returned other data for versions "
                                     f"{changed[:5]}{'...' if len(changed) > 5 else ''}")
+
+
+@pytest.mark.requirement("ES-READ-001", "ES-LATEST-002")
+def test_a_large_event_between_small_ones_is_read_and_counted(store, fresh_actor):
+    # A stream-head item that embeds the newest events under an item size limit (DynamoDB's 400 KB)
+    # skips one too large to embed: reads served from that tail, and a latest version taken from
+    # it, miss the large event.
+    actor = fresh_actor("mixed")
+    for version in (1, 2, 3):
+        data = {"blob": "L" * 450_000} if version == 2 else {"v": version}
+        save_ok("ES-READ-001", store, new_event(actor, version, data=data), context=" (event 2 of 450 KB, 1 and 3 small)")
+        latest = store.get_latest_version(actor)
+        if latest != version:
+            violated("ES-LATEST-002", f"saved versions 1 to {version} to {q(actor)} (version 2 of 450 KB, the others "
+                                      f"small); get_latest_version returned {latest}")
+    for start in (0, 1, 2, 3):
+        got = versions(store.get_events(actor, start))
+        if got != [v for v in (1, 2, 3) if v >= start]:
+            violated("ES-READ-001", f"saved versions 1 to 3 to {q(actor)} (version 2 of 450 KB, the others small); "
+                                    f"get_events(from_version={start}) returned versions {got}")
 
 
 @pytest.mark.requirement("SS-SNAP-004", "SS-SNAP-002")
