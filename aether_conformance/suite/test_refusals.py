@@ -45,6 +45,18 @@ def _accepted(store, event, what):
     return True
 
 
+def _snapshot_kept(store, snapshot, what):
+    """Save ``snapshot``: True when kept, False when refused; a refusal must be a ValueError (ES-REFUSE-001)."""
+    try:
+        store.save_snapshot(snapshot)
+    except StoreRaised as error:
+        if not isinstance(error.original, ValueError):
+            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; "
+                             "a refusal must be a ValueError")
+        return False
+    return True
+
+
 def _cleanly_refused_or_accepted(store, event, what, *, other_store=None, elsewhere=None, refused_for_its_id=False):
     """Save ``event``; a refusal must be a ValueError that stored nothing (ES-REFUSE-001): not in the
     stream, the latest version or the next conflict, through this handle or ``other_store``; not
@@ -161,22 +173,12 @@ def test_snapshots_of_empty_or_long_actor_ids_are_kept_or_cleanly_refused(snapsh
     if not _accepted(snapshot_store, new_event(actor, start + 1), f"saved an event to a {kind} actor id"):
         # Refused for events (ES-ACTOR-003): a snapshot of it, at 0 (never ahead), is refused the same
         # way or kept, never refused with another error (a key-value client's own InvalidKeyError).
-        snapshot, what = new_snapshot(actor, 0), f"saved a snapshot at version 0 of a {kind} actor id refused for events"
-        try:
-            snapshot_store.save_snapshot(snapshot)
-        except StoreRaised as error:
-            if not isinstance(error.original, ValueError):
-                violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; a "
-                                 "refusal must be a ValueError")
+        _snapshot_kept(snapshot_store, new_snapshot(actor, 0),
+                       f"saved a snapshot at version 0 of a {kind} actor id refused for events")
         return
     snapshot = new_snapshot(actor, start + 1)
     what = f"saved a snapshot at version {start + 1} of a {kind} actor id the store took events for"
-    try:
-        snapshot_store.save_snapshot(snapshot)
-    except StoreRaised as error:
-        if not isinstance(error.original, ValueError):
-            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; a refusal "
-                             "must be a ValueError")
+    if not _snapshot_kept(snapshot_store, snapshot, what):
         return
     with blame("SS-SNAP-003"):
         got = snapshot_store.get_latest_snapshot(actor)
@@ -319,23 +321,19 @@ def test_a_refused_snapshot_is_a_value_error_that_stores_nothing(snapshot_store,
     save_ok(REFUSE, snapshot_store, new_event(actor, 1), context=" while preparing the input")
     snapshot_store.save_snapshot(new_snapshot(actor, 1))
     what = f"saved a snapshot at version 9 of {q(actor)}, whose latest event is 1 (SS-SNAP-005 lets a store refuse it)"
-    try:
-        snapshot_store.save_snapshot(new_snapshot(actor, 9, state={"ahead": True}))
-    except StoreRaised as error:
-        if not isinstance(error.original, ValueError):
-            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; "
-                             "a refusal must be a ValueError")
-        got = snapshot_store.get_latest_snapshot(actor)
-        if got is None or got.version != 1:
-            violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
-                             f"{'None' if got is None else f'version {got.version}'}; expected version 1")
-        # Once the events pass 9: a row written before the refusal and hidden while it was ahead shows.
-        for version in range(2, 11):
-            save_ok(REFUSE, snapshot_store, new_event(actor, version), context=f" (after {what}, refused)")
-        got = snapshot_store.get_latest_snapshot(actor)
-        if got is None or got.version != 1:
-            violated(REFUSE, f"{what}: refused with ValueError; after events up to 10 the latest snapshot is "
-                             f"{'None' if got is None else f'version {got.version}'}; expected version 1")
+    if _snapshot_kept(snapshot_store, new_snapshot(actor, 9, state={"ahead": True}), what):
+        return
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or got.version != 1:
+        violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
+                         f"{'None' if got is None else f'version {got.version}'}; expected version 1")
+    # Once the events pass 9: a row written before the refusal and hidden while it was ahead shows.
+    for version in range(2, 11):
+        save_ok(REFUSE, snapshot_store, new_event(actor, version), context=f" (after {what}, refused)")
+    got = snapshot_store.get_latest_snapshot(actor)
+    if got is None or got.version != 1:
+        violated(REFUSE, f"{what}: refused with ValueError; after events up to 10 the latest snapshot is "
+                         f"{'None' if got is None else f'version {got.version}'}; expected version 1")
 
 
 @pytest.mark.requirement(REFUSE)
@@ -363,12 +361,7 @@ def test_snapshots_beyond_the_floors_are_kept_or_cleanly_refused(snapshot_store,
     bigger = new_snapshot(actor, 2, state=state)
     save_ok("ES-LIMIT-001", snapshot_store, new_event(actor, 2), context=" while preparing the input")
     what = f"saved a snapshot at version 2 of {q(actor)} ({kind})"
-    try:
-        snapshot_store.save_snapshot(bigger)
-    except StoreRaised as error:
-        if not isinstance(error.original, ValueError):
-            violated(REFUSE, f"{what}: refused with {type(error.original).__name__}: {error.original_text}; "
-                             "a refusal must be a ValueError")
+    if not _snapshot_kept(snapshot_store, bigger, what):
         got = snapshot_store.get_latest_snapshot(actor)
         if got is None or diff_snapshot(first, got):
             violated(REFUSE, f"{what}: refused with ValueError, yet the latest snapshot is now "
