@@ -8,7 +8,10 @@ says which call, with which arguments, and what came back.  The plugin
 prefixes that message with the requirement IDs of the test that made the call.
 
 Sync methods run on daemon worker threads, so a hung call can be abandoned
-without hanging the run.  ``async def`` methods, and any method whose result is
+without hanging the run.  A conformance test's own body runs on a thread of
+its own (:func:`run_test_body`), where its sync calls are made directly, each
+still timed: the thread that started it watches, and on a call past its
+timeout fails the test and abandons that thread.  ``async def`` methods, and any method whose result is
 awaitable (a decorated coroutine function, a future), are awaited on one event
 loop, in its own thread, that every driver of the process shares; factories
 that return an awaitable are awaited there too, so clients bind to that loop.
@@ -34,7 +37,9 @@ import operator
 import queue
 import sys
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -54,6 +59,8 @@ __all__ = [
     "load_factory",
     "StoreDriver",
     "DrivenHandle",
+    "run_test_body",
+    "while_hung",
 ]
 
 EVENT_METHODS = ("save_event", "get_events", "get_latest_version")
@@ -296,6 +303,133 @@ class _ThreadRunner:
         return slot[0]
 
 
+class _Abandoned(BaseException):
+    """Unwinds a test thread that its watcher gave up on: it must make no more calls."""
+
+
+class _Calling:
+    __slots__ = ("started", "timeout", "progress", "seen", "timed_out")
+
+    def __init__(self, timeout: float, progress: Callable[[], int] | None,
+                 timed_out: Callable[[], BaseException]) -> None:
+        self.started = time.monotonic()
+        self.timeout, self.progress, self.timed_out = timeout, progress, timed_out
+        self.seen = progress() if progress else 0
+
+
+class _TestThread:
+    """A test's body on a thread of its own, whose sync store calls are made directly.
+
+    Handing each call to a worker thread costs two thread wake-ups (about 65 µs a call across two
+    cores, seconds a run); a test thread pays that once per test.  Its calls are still timed: the
+    thread that started it polls the call in progress, and when one has run past its timeout (made
+    no progress for that long, for a run of calls) it raises that call's timeout error, as the call
+    would have, in place of the test's outcome.  The test thread is abandoned as a hung worker is:
+    if the call ever returns, the thread unwinds without making another.
+    """
+
+    POLL = 0.05  # seconds between looks at the call in progress: a hang is seen this late at most
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._calling: _Calling | None = None
+        self._abandoned = False
+        self._outcome: tuple[bool, Any] = (False, RuntimeError("the test thread ended without an outcome"))
+        # What the test would do to a timeout error it caught on its way out (support.blame names a
+        # requirement), innermost last: the watcher does it in the test's place.
+        self.on_hang: list[Callable[[BaseException], None]] = []
+
+    def run(self, body: Callable[[], Any]) -> Any:
+        thread = threading.Thread(target=self._body, args=(body,), name="aether-test", daemon=True)
+        thread.start()
+        while not self._finished.wait(self.POLL):
+            hang = self._hang()
+            if hang is not None:
+                raise hang
+        ok, value = self._outcome
+        if ok:
+            return value
+        raise value
+
+    def _body(self, body: Callable[[], Any]) -> None:
+        _this_thread.test = self
+        try:
+            self._outcome = (True, body())
+        except _Abandoned:
+            pass
+        except BaseException as error:  # the test's outcome, raised again by the thread that waits for it
+            self._outcome = (False, error)
+        finally:
+            self._finished.set()
+
+    def _hang(self) -> BaseException | None:
+        """The error of the call in progress if it has run past its timeout (the thread is then abandoned)."""
+        with self._lock:
+            calling = self._calling
+            if calling is None:
+                return None
+            now = time.monotonic()
+            if calling.progress is not None and calling.progress() != calling.seen:
+                calling.seen, calling.started = calling.progress(), now
+            if now - calling.started < calling.timeout:
+                return None
+            self._abandoned = True
+            charges = list(self.on_hang)
+        error = calling.timed_out()
+        for charge in reversed(charges):
+            charge(error)
+        return error
+
+    def call(self, fn: Callable, args: tuple, progress: Callable[[], int] | None, *, timeout: float,
+             timed_out: Callable[[], BaseException]) -> tuple[bool, Any]:
+        """``fn(*args)`` on this thread, as ``_ThreadRunner.run`` would run it on a worker."""
+        calling = _Calling(timeout, progress, timed_out)
+        with self._lock:
+            if self._abandoned:
+                raise _Abandoned
+            self._calling = calling
+        try:
+            result: tuple[bool, Any] = (True, fn(*args))
+        except BaseException as error:  # handed back to the caller, which decides
+            result = (False, error)
+        with self._lock:
+            self._calling = None
+            if self._abandoned:
+                raise _Abandoned
+        return result
+
+
+_this_thread = threading.local()
+
+
+def _test_thread() -> _TestThread | None:
+    return getattr(_this_thread, "test", None)
+
+
+def run_test_body(body: Callable[[], Any]) -> Any:
+    """Run a conformance test's ``body`` on a test thread and return what it returns, or raise what it
+    raises, or the timeout error of a store call it made that hung.  The body cannot catch that error
+    itself (its thread is still in the call): a test that goes on past a hung call makes the call
+    from a thread of its own, whose calls are handed to workers."""
+    return _TestThread().run(body)
+
+
+@contextmanager
+def while_hung(charge: Callable[[BaseException], None]) -> Iterator[None]:
+    """On a test thread, ``charge`` a timeout error that ends the test inside this block, as an
+    ``except`` clause of the block would have (see :class:`_TestThread`)."""
+    test = _test_thread()
+    if test is None:
+        yield
+        return
+    test.on_hang.append(charge)
+    try:
+        yield
+    finally:
+        test.on_hang.pop()
+
+
 # The event loop of every async call in this process, started on first use; it runs in a daemon
 # thread for as long as the process does.
 _store_loop: asyncio.AbstractEventLoop | None = None
@@ -469,13 +603,17 @@ class DrivenHandle:
         if inspect.iscoroutinefunction(fn):
             return self._timed(call, lambda: driver.run_coroutine(_materialised_async(call, fn, args, materialise),
                                                                   driver.timeout))
-        return self._timed(call, lambda: driver.runner.run(_materialised_sync, (call, fn, args, materialise, driver),
-                                                           driver.timeout))
+        work = (call, fn, args, materialise, driver)
+        return self._timed(call, lambda: driver.runner.run(_materialised_sync, work, driver.timeout),
+                           sync=(_materialised_sync, work, None))
 
     def _timed(self, call: _Call, run: Callable[[], tuple[bool, Any]], timeout: float | None = None,
-               hung_call: Callable[[], _Call] | None = None) -> Any:
+               hung_call: Callable[[], _Call] | None = None,
+               sync: tuple[Callable, tuple, Callable[[], int] | None] | None = None) -> Any:
         """``run()`` the call, unless the store is known hung; a timeout counts towards that (charged
-        to ``hung_call()``, the call of a run of calls that did not return, when given)."""
+        to ``hung_call()``, the call of a run of calls that did not return, when given).  On a test
+        thread, ``sync`` (what ``run`` hands to a worker: function, arguments, progress) is called
+        there directly instead."""
         driver = self.driver
         hung = driver.hung_calls
         method_hung = driver.hung_by_method.setdefault(call.method, [])
@@ -486,19 +624,23 @@ class DrivenHandle:
                     f"{_charged_to(calls[0])}{call} not attempted: the last {len(calls)} {what} never returned "
                     f"(first: {calls[0]}), so {treated} treated as hung"
                 )
-        try:
-            ok, value = run()
-        except TimeoutError:
-            if hung_call is not None:
-                call = hung_call()
-                method_hung = driver.hung_by_method.setdefault(call.method, [])
+
+        def timed_out() -> StoreTimeout:
+            hung_now = hung_call() if hung_call is not None else call
+            method_hung = driver.hung_by_method.setdefault(hung_now.method, [])
             # A call of a method that has hung since it last answered is the same hang again: it
             # names the requirement it was first seen under.
             again = _charged_to(method_hung[0]) if method_hung else ""
-            hung.append(call)
-            method_hung.append(call)
-            raise StoreTimeout(f"{again}{call} did not return within {timeout or driver.timeout:g}s "
-                               "(per-call timeout)") from None
+            hung.append(hung_now)
+            method_hung.append(hung_now)
+            return StoreTimeout(f"{again}{hung_now} did not return within {timeout or driver.timeout:g}s "
+                                "(per-call timeout)")
+
+        test = _test_thread() if sync is not None else None
+        try:
+            ok, value = test.call(*sync, timeout=timeout or driver.timeout, timed_out=timed_out) if test else run()
+        except TimeoutError:
+            raise timed_out() from None
         hung.clear()
         method_hung.clear()
         if ok:
@@ -532,7 +674,7 @@ class DrivenHandle:
             return self._timed(call, lambda: driver.run_coroutine(_one_after_another_async(steps, elsewhere), timeout),
                                timeout)
         return self._timed(call, lambda: driver.runner.run(_one_after_another, (steps, elsewhere, driver), timeout),
-                           timeout)
+                           timeout, sync=(_one_after_another, (steps, elsewhere, driver), None))
 
     def one_after_another(self, calls: list[tuple[str, tuple]], *, settle: bool = False) -> list[Any]:
         """Make ``calls`` (method name, arguments) of this handle one after another, each checked as
@@ -554,11 +696,13 @@ class DrivenHandle:
         if all(inspect.iscoroutinefunction(fn) for _, fn, _, _ in steps):
             run = lambda: driver.run_coroutine(_run_of_calls_async(self.number, steps, settle, made),  # noqa: E731
                                                driver.timeout, lambda: made[0])
+            sync = None
         else:
-            run = lambda: driver.runner.run(_run_of_calls, (self.number, steps, settle, made, driver),  # noqa: E731
-                                            driver.timeout, lambda: made[0])
+            work, progress = (self.number, steps, settle, made, driver), lambda: made[0]
+            run = lambda: driver.runner.run(_run_of_calls, work, driver.timeout, progress)  # noqa: E731
+            sync = (_run_of_calls, work, progress)
         try:
-            return self._timed(call, run, hung_call=hung_call)
+            return self._timed(call, run, hung_call=hung_call, sync=sync)
         except (StoreMisbehaviour, VersionConflictError) as error:
             error.call_index = made[0]
             raise

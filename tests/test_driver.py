@@ -19,6 +19,8 @@ from aether_conformance.driver import (
     StoreTimeout,
     StoreWrongType,
     load_factory,
+    run_test_body,
+    while_hung,
 )
 
 EVENT = Event(id="e", event_type="t", actor_id="a", version=1, data=None, timestamp=datetime(2024, 1, 1, tzinfo=timezone.utc))
@@ -591,6 +593,89 @@ def test_a_run_of_calls_logs_the_calls_it_made_and_no_others():
     finally:
         driver_module.call_log = log
     driver.close()
+
+
+# -- a test's body on a test thread ------------------------------------------------------------
+
+
+def test_a_test_body_makes_its_sync_calls_on_its_own_thread_and_hands_back_its_outcome():
+    driver = StoreDriver("tests.test_driver:ThreadRecordingStore", timeout=2)
+    handle = driver.new_handle()
+    body_threads = []
+
+    def body():
+        body_threads.append(threading.get_ident())
+        handle.save_event(EVENT)
+        handle.one_after_another([("get_latest_version", ("a",)), ("get_events", ("a", 0))])
+        return handle.get_latest_version("a")
+
+    assert run_test_body(body) == 1
+    assert set(handle.raw.callers) == {body_threads[0]} and body_threads[0] != threading.get_ident()
+    with pytest.raises(VersionConflictError):  # what the body raised, raised again here
+        run_test_body(lambda: StoreDriver("tests.test_driver:Conflicting").new_handle().save_event(EVENT))
+    with pytest.raises(pytest.skip.Exception, match="the test's own"):  # the test's outcomes pass through
+        run_test_body(lambda: pytest.skip("the test's own"))
+    driver.close()
+
+
+class HangsOnceReleased(ThreadRecordingStore):
+    """get_latest_version("hang") waits until the test releases it."""
+
+    release = threading.Event()
+
+    def get_latest_version(self, actor_id):
+        if actor_id == "hang":
+            self.release.wait()
+        return super().get_latest_version(actor_id)
+
+
+def test_a_hung_call_of_a_test_body_fails_it_and_the_body_makes_no_more_calls():
+    driver = StoreDriver("tests.test_driver:HangsOnceReleased", timeout=0.3)
+    handle = driver.new_handle()
+    second = dataclasses.replace(EVENT, version=2)
+    body_thread, charged = [], []
+
+    def body():
+        body_thread.append(threading.current_thread())
+        handle.save_event(EVENT)
+        with while_hung(charged.append):  # what an except clause here would have been handed
+            handle.get_latest_version("hang")
+        handle.save_event(second)  # never made: the test already failed
+
+    with pytest.raises(StoreTimeout, match=r'^get_latest_version\("hang"\) did not return within 0.3s') as raised:
+        run_test_body(body)
+    assert charged == [raised.value]
+    assert [str(call) for call in driver.hung_by_method["get_latest_version"]] == ['get_latest_version("hang")']
+    HangsOnceReleased.release.set()  # the hung call returns, to a thread that was abandoned
+    body_thread[0].join(timeout=30)
+    assert not body_thread[0].is_alive() and [e.version for e in handle.raw.events] == [1]
+    driver.close()
+
+
+def test_a_hang_in_a_blamed_block_of_a_test_body_names_the_blamed_requirement():
+    from aether_conformance.suite.support import blame
+
+    driver = StoreDriver("tests.test_driver:ReadsHang", timeout=0.3)
+    handle = driver.new_handle()
+
+    def body():
+        with blame("ES-READ-003"):
+            handle.get_events("a", 0)
+
+    with pytest.raises(StoreTimeout, match=r"^ES-READ-003: get_events\(.* did not return within 0.3s"):
+        run_test_body(body)
+
+
+def test_a_run_of_calls_of_a_test_body_may_outlast_the_timeout_while_each_call_is_within_it():
+    driver = StoreDriver("tests.test_driver:SlowAndHangingReads", timeout=1)
+    handle = driver.new_handle()
+    # Eight reads of a quarter of a second: twice the timeout in all, each well within it.
+    results = run_test_body(lambda: handle.one_after_another([("save_event", (EVENT,))]
+                                                             + [("get_latest_version", ("a",))] * 8))
+    assert results == [None] + [1] * 8
+    with pytest.raises(StoreTimeout, match=r'get_latest_version\("hang"\) did not return within 1s'):
+        run_test_body(lambda: handle.one_after_another([("get_latest_version", ("a",)),
+                                                        ("get_latest_version", ("hang",))]))
 
 
 def test_gathered_saves_are_all_under_way_at_once_and_each_outcome_is_kept():

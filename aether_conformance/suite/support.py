@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, NoReturn
 
-from ..driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreRaised
+from ..driver import DrivenHandle, StoreDriver, StoreMisbehaviour, StoreRaised, while_hung
 from ..errors import VersionConflictError, go_quote
 from ..model import ActorSnapshot, Event, Timestamp, json_equal
 from ..report import cited_ids
@@ -67,13 +67,19 @@ def violated(req_id: str, message: str) -> NoReturn:
 
 @contextmanager
 def blame(req_id: str) -> Iterator[None]:
-    """In a test of several requirements, attribute a store misbehaviour to the one being exercised."""
-    try:
-        yield
-    except StoreMisbehaviour as error:
-        if not cited_ids(str(error)):  # a misbehaviour the driver already charges to its own rule
+    """In a test of several requirements, attribute a store misbehaviour to the one being exercised
+    (a call that hangs too, which ends the test from outside the block: see driver.while_hung)."""
+
+    def charge(error: BaseException) -> None:
+        if isinstance(error, StoreMisbehaviour) and not cited_ids(str(error)):  # the driver may charge its own rule
             error.args = (f"{req_id}: {error}",)
-        raise
+
+    with while_hung(charge):
+        try:
+            yield
+        except StoreMisbehaviour as error:
+            charge(error)
+            raise
 
 
 def q(text: str) -> str:
