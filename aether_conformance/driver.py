@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 
 from .errors import VersionConflictError
 from .limits import RECURSION_LIMIT
-from .json_values import copy_json
+from .json_values import copy_json, plain_scalars_only
 from .model import ActorSnapshot, Event, Timestamp
 
 __all__ = [
@@ -341,8 +341,7 @@ class _TestThread:
         self.on_hang: list[Callable[[BaseException], None]] = []
 
     def run(self, body: Callable[[], Any]) -> Any:
-        thread = threading.Thread(target=self._body, args=(body,), name="aether-test", daemon=True)
-        thread.start()
+        _test_threads.start(self._body, (body,), _ignore)  # a thread another test left, unless it hung
         while not self._finished.wait(self.POLL):
             hang = self._hang()
             if hang is not None:
@@ -361,6 +360,7 @@ class _TestThread:
         except BaseException as error:  # the test's outcome, raised again by the thread that waits for it
             self._outcome = (False, error)
         finally:
+            _this_thread.test = None
             self._finished.set()
 
     def _hang(self) -> BaseException | None:
@@ -401,6 +401,12 @@ class _TestThread:
 
 
 _this_thread = threading.local()
+# The threads test bodies run on: starting a thread for each test costs as much as its calls saved.
+_test_threads = _ThreadRunner()
+
+
+def _ignore(result: tuple[bool, Any]) -> None:
+    pass
 
 
 def _test_thread() -> _TestThread | None:
@@ -1134,6 +1140,8 @@ def _plain_json(value: Any) -> Any:
             parent[key] = int(operator.index(item))
         elif isinstance(item, numbers.Real):
             parent[key] = float(item)  # numpy's float32, say
+        elif type(item) is dict and set(map(type, item)) == {str} and plain_scalars_only(item.values()):
+            parent[key] = dict(item)  # nothing in it to convert: copied at C speed
         elif isinstance(item, Mapping):  # a dict, or a read-only view of one (MappingProxyType)
             copy: dict[str, Any] = {}
             parent[key] = copy
@@ -1143,6 +1151,8 @@ def _plain_json(value: Any) -> Any:
                 name = str.__str__(name)
                 copy[name] = None
                 stack.append((member, copy, name))
+        elif isinstance(item, (list, tuple)) and plain_scalars_only(item):
+            parent[key] = list(item)
         elif isinstance(item, (list, tuple)):
             copy_list: list[Any] = [None] * len(item)
             parent[key] = copy_list

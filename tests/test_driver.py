@@ -633,22 +633,23 @@ def test_a_hung_call_of_a_test_body_fails_it_and_the_body_makes_no_more_calls():
     driver = StoreDriver("tests.test_driver:HangsOnceReleased", timeout=0.3)
     handle = driver.new_handle()
     second = dataclasses.replace(EVENT, version=2)
-    body_thread, charged = [], []
+    unwound, charged = threading.Event(), []
 
     def body():
-        body_thread.append(threading.current_thread())
-        handle.save_event(EVENT)
-        with while_hung(charged.append):  # what an except clause here would have been handed
-            handle.get_latest_version("hang")
-        handle.save_event(second)  # never made: the test already failed
+        try:
+            handle.save_event(EVENT)
+            with while_hung(charged.append):  # what an except clause here would have been handed
+                handle.get_latest_version("hang")
+            handle.save_event(second)  # never made: the test already failed
+        finally:
+            unwound.set()
 
     with pytest.raises(StoreTimeout, match=r'^get_latest_version\("hang"\) did not return within 0.3s') as raised:
         run_test_body(body)
     assert charged == [raised.value]
     assert [str(call) for call in driver.hung_by_method["get_latest_version"]] == ['get_latest_version("hang")']
     HangsOnceReleased.release.set()  # the hung call returns, to a thread that was abandoned
-    body_thread[0].join(timeout=30)
-    assert not body_thread[0].is_alive() and [e.version for e in handle.raw.events] == [1]
+    assert unwound.wait(timeout=30) and [e.version for e in handle.raw.events] == [1]
     driver.close()
 
 

@@ -141,10 +141,15 @@ NOT_GO_JSON = [
     ({"s": "ok \ud800"}, r"\['s'\]: lone surrogate '\\ud800' at index 3"),
     ({"l": ["x", {"k": "\udfff"}]}, r"\['l'\]\[1\]\['k'\]: lone surrogate '\\udfff' at index 0"),
     ({"k\udc80": 1}, r" key 'k\\udc80': lone surrogate '\\udc80' at index 1"),
+    # Lists of one kind of scalar are checked whole, at C speed: the one bad item is still named.
+    ({"a": [1.5] * 1000 + [float("-inf")]}, r"\['a'\]\[1000\]: -Inf is not valid JSON"),
+    ({"a": list(range(1000)) + [10**309]}, r"\['a'\]\[1000\]: an integer of 1027 bits"),
+    ({"a": ["x"] * 1000 + ["\ud800"]}, r"\['a'\]\[1000\]: lone surrogate"),
 ]
 # pytest cannot name a parameter holding an int beyond the int-string limit.
 NOT_GO_JSON_IDS = ["nan", "inf", "-inf", "int>float64", "-int>float64", "int>str-limit", "surrogate",
-                   "nested-surrogate", "surrogate-key"]
+                   "nested-surrogate", "surrogate-key", "-inf-among-floats", "int>float64-among-ints",
+                   "surrogate-among-strings"]
 
 
 @pytest.mark.parametrize(("value", "message"), NOT_GO_JSON, ids=NOT_GO_JSON_IDS)
@@ -491,6 +496,13 @@ def test_from_datetime_nanosecond_range(nanosecond):
         ([1, 2], [1, 2, 3], False),
         ("é", "é", True),
         ("é", "e\u0301", False),  # no Unicode normalisation
+        # Containers of scalars alone, compared whole when their types match item for item.
+        ([True, 2], [1, 2], False),
+        ([0, 2], [False, 2], False),
+        ([1, 2.5, None, "x"], [1.0, 2.5, None, "x"], True),
+        ({"a": 1, "b": True}, {"b": True, "a": 1}, True),
+        ({"a": 1, "b": True}, {"a": True, "b": 1}, False),
+        ([2**53 + 1, 3], [2**53, 3], True),
     ],
 )
 def test_json_equal(left, right, equal):
