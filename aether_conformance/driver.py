@@ -342,10 +342,15 @@ class _TestThread:
 
     def run(self, body: Callable[[], Any]) -> Any:
         _test_threads.start(self._body, (body,), _ignore)  # a thread another test left, unless it hung
-        while not self._finished.wait(self.POLL):
-            hang = self._hang()
-            if hang is not None:
-                raise hang
+        try:
+            while not self._finished.wait(self.POLL):
+                hang = self._hang()
+                if hang is not None:
+                    raise hang
+        except BaseException:  # a hang, or the run interrupted (SIGINT): the body makes no more calls
+            with self._lock:
+                self._abandoned = True
+            raise
         ok, value = self._outcome
         if ok:
             return value
@@ -685,8 +690,8 @@ class DrivenHandle:
     def one_after_another(self, calls: list[tuple[str, tuple]], *, settle: bool = False) -> list[Any]:
         """Make ``calls`` (method name, arguments) of this handle one after another, each checked as
         the method's own call is, with one hand-off to a worker thread (one task for ``async def``
-        methods) for all of them: a test of thousands of sequential calls then spends its time in the
-        store, not in waking threads (about 65 µs a call across two cores).  Each call has the per-call
+        methods) for all of them, or none on a test thread: a test of thousands of sequential calls
+        then spends its time in the store, not in waking threads (about 65 µs a call across two cores).  Each call has the per-call
         timeout: the wait ends when none returned for that long, and the one that did not is named.
         What a call raised stops the run and is raised, with the call's index in ``calls`` as its
         ``call_index``; with ``settle`` it is returned in the call's place (a test of thousands of

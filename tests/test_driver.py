@@ -653,6 +653,44 @@ def test_a_hung_call_of_a_test_body_fails_it_and_the_body_makes_no_more_calls():
     driver.close()
 
 
+class BlocksUntilReleased(ThreadRecordingStore):
+    """get_latest_version("block") says it started, then waits until the test releases it."""
+
+    started, release = threading.Event(), threading.Event()
+
+    def get_latest_version(self, actor_id):
+        if actor_id == "block":
+            self.started.set()
+            self.release.wait()
+        return super().get_latest_version(actor_id)
+
+
+def test_an_interrupted_run_leaves_the_test_body_making_no_more_calls():
+    import _thread
+
+    driver = StoreDriver("tests.test_driver:BlocksUntilReleased", timeout=60)
+    handle = driver.new_handle()
+    unwound = threading.Event()
+
+    def body():
+        try:
+            handle.get_latest_version("block")
+            handle.save_event(EVENT)  # never made: the run was interrupted
+        finally:
+            unwound.set()
+
+    def interrupt():
+        BlocksUntilReleased.started.wait()
+        _thread.interrupt_main()  # as SIGINT would, while pytest's thread waits for the body
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_test_body(body)
+    BlocksUntilReleased.release.set()
+    assert unwound.wait(timeout=30) and handle.raw.events == []
+    driver.close()
+
+
 def test_a_hang_in_a_blamed_block_of_a_test_body_names_the_blamed_requirement():
     from aether_conformance.suite.support import blame
 
