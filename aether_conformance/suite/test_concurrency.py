@@ -27,7 +27,7 @@ from ..errors import VersionConflictError
 from ..history import (HistoryRecorder, check_event_reads, check_history, check_snapshot_calls, history_to_json,
                        stored_events)
 from ..writers import draw_plan, prefill, racing, run_writer_process, run_writers
-from .support import SEQUENTIAL_RULES, check_saves_made_at_once, diff_event, drop, new_event, new_snapshot, q, save_ok, versions, violated
+from .support import SEQUENTIAL_RULES, check_saves_made_at_once, diff_event, drop, heap_frozen, new_event, new_snapshot, q, save_ok, versions, violated
 
 
 def _verdict(req_id, store, plan, recorder, request, how, log=None):
@@ -424,22 +424,23 @@ def test_handles_created_and_dropped_during_writes(store, fresh_actor, aether_pr
         number = 0
         while number < CHURNED_HANDLES or not writers_done.is_set():
             number += 1
-            held = [StoreDriver(store.driver.spec, timeout=store.driver.timeout)]
-            op = recorder.invoke(f"new-handle-{number}", "latest", plan.actor_id)
-            try:
-                latest = held[0].new_handle().get_latest_version(plan.actor_id)
-            except StoreTimeout as error:
-                op.error(error)
-                return
-            except Exception as error:  # recorded: the verdict reports it with its requirement
-                op.error(error)
-            else:
-                op.ok(version=latest)
-            finally:
-                held[0].close()
-            if not drop(held, store.driver.timeout):
-                stalled.append(f"new-handle-{number}")
-                return
+            with heap_frozen():  # the handle is among the few objects the collection looks at
+                held = [StoreDriver(store.driver.spec, timeout=store.driver.timeout)]
+                op = recorder.invoke(f"new-handle-{number}", "latest", plan.actor_id)
+                try:
+                    latest = held[0].new_handle().get_latest_version(plan.actor_id)
+                except StoreTimeout as error:
+                    op.error(error)
+                    return
+                except Exception as error:  # recorded: the verdict reports it with its requirement
+                    op.error(error)
+                else:
+                    op.ok(version=latest)
+                finally:
+                    held[0].close()
+                if not drop(held, store.driver.timeout):
+                    stalled.append(f"new-handle-{number}")
+                    return
             time.sleep(0.01)
 
     churner = threading.Thread(target=churn, name="aether-handle-churn", daemon=True)
