@@ -11,10 +11,11 @@ Sync methods run on daemon worker threads, so a hung call can be abandoned
 without hanging the run.  A conformance test's own body runs on a thread of
 its own (:func:`run_test_body`), where its sync calls are made directly, each
 still timed: the thread that started it watches, and on a call past its
-timeout fails the test and abandons that thread.  ``async def`` methods, and any method whose result is
-awaitable (a decorated coroutine function, a future), are awaited on one event
-loop, in its own thread, that every driver of the process shares; factories
-that return an awaitable are awaited there too, so clients bind to that loop.
+timeout fails the test and abandons that thread.  ``async def`` methods, and
+any method whose result is awaitable (a decorated coroutine function, a
+future), are awaited on one event loop, in its own thread, that every driver
+of the process shares; factories that return an awaitable are awaited there
+too, so clients bind to that loop.
 
 What a store returns is materialised inside the timed call: every event and
 snapshot is rebuilt from plain ``str``, ``int`` and JSON values, so a lazy
