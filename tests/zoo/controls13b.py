@@ -7,6 +7,20 @@ controls.py, controls6.py, controls8.py, controls9.py, controls11b.py or control
 Each class is tests/zoo/base.py's CorrectStore changed in one place, legally; its docstring says
 why the spec allows it.  ``CONTROLS`` lists the module-level factories; ``TRIGGERS`` maps each to
 a direct-call check that shows the unusual behaviour (True when it shows).
+
+Against spec 3.2.1 (real CLI, default profile, no -x), 19 of the 20 were certified CONFORMANT with
+every requirement passed (MUST 20/20).  One shows a kit finding:
+
+- kit_loop_sync_facade: NOT CONFORMANT, ES-CONC-001 and ES-ERR-001 (MUST), in
+  test_saves_gathered_at_once_are_checked_and_appended_atomically: a handle whose save_event is
+  ``async def`` and whose sync reads wait on the kit's loop (which spec 3.2 says works) has its
+  10,050 gathered get_latest_version calls each given a new worker thread, started on the loop
+  thread, before the loop can answer any of them; none answers within the 10 s stall timeout
+  (see its docstring).
+
+manager_server first failed ES-READ-003 on 512-level data: its server process pickled the answer
+at Python's default recursion limit.  That was the store's own bug (the kit raises the limit only
+in its own process), fixed here by the server's initializer; the store is certified since.
 """
 
 from __future__ import annotations
@@ -777,6 +791,12 @@ class _BackendManager(BaseManager):
 _BackendManager.register("Backend", _Backend)
 
 
+def _server_init() -> None:
+    # The server process is the store's own: it walks (pickles) 512-level data as the kit's process
+    # does (spec section 8: the kit raises the limit only in the process it calls).
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 3072))
+
+
 class ManagerState:
     """The factory's shared client: the server process is started (spawned) on first use."""
 
@@ -789,7 +809,7 @@ class ManagerState:
         with self.lock:
             if self.backend is None:
                 self.manager = _BackendManager(ctx=multiprocessing.get_context("spawn"))
-                self.manager.start()
+                self.manager.start(initializer=_server_init)
                 self.backend = self.manager.Backend()
             return self.backend
 
@@ -800,7 +820,8 @@ class ManagerServer:
     opens one connection per calling thread, lazily (BaseProxy keeps them in a threading.local), so
     each new thread of the caller costs a connection and a handshake.  The server serialises each
     request under one lock: check and append are one step.  Events travel pickled (Timestamp
-    survives pickling).  Spec 3.2: "a handle may be called from any of these threads"."""
+    survives pickling); the server raises its own recursion limit, as the kit does in its process,
+    so that 512-level data pickles there too.  Spec 3.2: "a handle may be called from any of these threads"."""
 
     def __init__(self, shared: ManagerState) -> None:
         self.shared = shared
@@ -859,7 +880,18 @@ class KitLoopSyncFacade:
     and wait (``asyncio.run_coroutine_threadsafe(...).result()``, what asgiref's async_to_sync and
     many "sync facades" do).  Made by an ``async def`` factory.  Spec 3.2: the kit awaits awaitables
     "on one event loop it owns ... and runs synchronous calls on threads other than the loop's, so
-    clients bound to that loop work"; section 6: "a store MAY rely on that"."""
+    clients bound to that loop work"; section 6: "a store MAY rely on that", and calls gathered at
+    once "may take as long as they need while some of them keep finishing".
+
+    KIT FINDING (spec 3.2.1, default profile): NOT CONFORMANT, ES-CONC-001 and ES-ERR-001 (MUST),
+    test_saves_gathered_at_once_are_checked_and_appended_atomically: "10,050 get_latest_version
+    calls gathered at once: 10,050 of them did not return, and none returned for 10s".  The kit
+    (driver._on_worker, _loop_side_runner) starts a worker thread for every gathered sync call that
+    finds no idle worker, on the loop thread itself; a sync call that waits on that loop keeps its
+    worker until the loop serves it, and the loop serves nothing until it has run the first step of
+    all 10,050 tasks, i.e. started 10,050 threads.  On this machine 2,000 such calls took 3 s and
+    10,050 took 33 s (10,054 threads) with no answer in the first 10 s; the same gathering of
+    controls.py's mixed_sync_async (sync reads that need no loop) takes 0.7 s on 162 threads."""
 
     def __init__(self, shared: KitLoopState) -> None:
         self.shared = shared
@@ -930,14 +962,27 @@ def trigger_kit_loop_sync_facade():
 # -- 19. SQLite, one connection per calling thread ------------------------------------------------
 
 class SqliteState:
-    """One database file (WAL) in a directory of its own, removed at exit."""
+    """One database file (WAL) in a directory of its own, made when a handle first touches it (not
+    at import: a process that imports the module and leaves by os._exit would leave it behind) and
+    removed at exit."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.directory = tempfile.mkdtemp(prefix="ctl13b-sqlite-")
-        self.path = os.path.join(self.directory, "store.db")
-        atexit.register(shutil.rmtree, self.directory, True)
-        with sqlite3.connect(self.path) as connection:
+        self._path: str | None = None
+
+    @property
+    def path(self) -> str:
+        with self.lock:
+            if self._path is None:
+                directory = tempfile.mkdtemp(prefix="ctl13b-sqlite-")
+                atexit.register(shutil.rmtree, directory, True)
+                self._create(os.path.join(directory, "store.db"))
+                self._path = os.path.join(directory, "store.db")
+            return self._path
+
+    @staticmethod
+    def _create(path: str) -> None:
+        with sqlite3.connect(path) as connection:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("CREATE TABLE events (actor BLOB, version INTEGER, body BLOB, "
                                "PRIMARY KEY (actor, version))")
