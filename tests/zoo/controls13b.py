@@ -889,9 +889,12 @@ class KitLoopSyncFacade:
     (driver._on_worker, _loop_side_runner) starts a worker thread for every gathered sync call that
     finds no idle worker, on the loop thread itself; a sync call that waits on that loop keeps its
     worker until the loop serves it, and the loop serves nothing until it has run the first step of
-    all 10,050 tasks, i.e. started 10,050 threads.  On this machine 2,000 such calls took 3 s and
-    10,050 took 33 s (10,054 threads) with no answer in the first 10 s; the same gathering of
-    controls.py's mixed_sync_async (sync reads that need no loop) takes 0.7 s on 162 threads."""
+    all 10,050 tasks, i.e. started 10,050 threads.  Measured with the driver alone on this shared
+    machine (load 4 to 6): the first of 10,050 such calls answered after 6.7 s, all after 33 to 42 s,
+    on 10,054 threads (2,000 calls: 3 s); inside the full default run the first took over 10 s.  The
+    test alone (-k) passed: the failure depends on load, and the margin is a few seconds.  The same
+    gathering of controls.py's mixed_sync_async (sync reads that need no loop) takes 0.7 s on 162
+    threads."""
 
     def __init__(self, shared: KitLoopState) -> None:
         self.shared = shared
