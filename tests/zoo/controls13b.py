@@ -8,15 +8,17 @@ Each class is tests/zoo/base.py's CorrectStore changed in one place, legally; it
 why the spec allows it.  ``CONTROLS`` lists the module-level factories; ``TRIGGERS`` maps each to
 a direct-call check that shows the unusual behaviour (True when it shows).
 
-Against spec 3.2.1 (real CLI, default profile, no -x), 19 of the 20 were certified CONFORMANT with
-every requirement passed (MUST 20/20).  One shows a kit finding:
+Against spec 3.2.1 (real CLI, default profile, no -x), 19 of the 21 were certified CONFORMANT with
+every requirement passed (MUST 20/20).  Two show one kit finding:
 
-- kit_loop_sync_facade: NOT CONFORMANT, ES-CONC-001 and ES-ERR-001 (MUST), in
-  test_saves_gathered_at_once_are_checked_and_appended_atomically: a handle whose save_event is
-  ``async def`` and whose sync reads wait on the kit's loop (which spec 3.2 says works) has its
-  10,050 gathered get_latest_version calls each given a new worker thread, started on the loop
-  thread, before the loop can answer any of them; none answers within the 10 s stall timeout
-  (see its docstring).
+- encoding_sync_facade: NOT CONFORMANT, ES-CONC-001 and ES-ERR-001 (MUST), in
+  test_saves_gathered_at_once_are_checked_and_appended_atomically, in the full run and in the test
+  alone (-k): a handle whose save_event is ``async def`` and whose sync reads build a request
+  (about 1 ms of CPU) and then wait on the kit's loop (which spec 3.2 says works) has its 10,050
+  gathered get_latest_version calls each given a new worker thread, started on the loop thread,
+  before the loop can answer any of them; the first answer came after 33 s, past the 10 s stall.
+- kit_loop_sync_facade: the same without the request building; the first answer comes after about
+  7 s, so it failed one full run of two (ES-CONC-001, ES-ERR-001) and passed the test alone.
 
 manager_server first failed ES-READ-003 on 512-level data: its server process pickled the answer
 at Python's default recursion limit.  That was the store's own bug (the kit raises the limit only
