@@ -39,6 +39,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -870,18 +871,28 @@ def _materialised_sync(call: _Call, fn: Callable, args: tuple, materialise: Call
 # worker threads, never on the loop, where a sync method that runs asyncio.run() or waits on the
 # loop would fail or block it.
 _loop_side_runner = _ThreadRunner()
+# How many of them run at once; the rest wait their turn on the loop.  A sync method may wait on the
+# loop itself (a sync facade over the store's asyncio client, bound to the kit's loop): unbounded,
+# the loop started a thread for each of 10,050 gathered calls before it served any of them, and
+# none answered within the timeout.
+LOOP_SIDE_WORKERS = 64
+_loop_side_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 async def _on_worker(fn: Callable, args: tuple) -> Any:
     """``fn(*args)`` on a worker thread, awaited from the loop (a cancelled await abandons it)."""
     loop = asyncio.get_running_loop()
-    answered = loop.create_future()
+    turns = _loop_side_turns.get(loop)
+    if turns is None:
+        turns = _loop_side_turns[loop] = asyncio.Semaphore(LOOP_SIDE_WORKERS)
+    async with turns:
+        answered = loop.create_future()
 
-    def deliver(result: tuple[bool, Any]) -> None:
-        loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(result))
+        def deliver(result: tuple[bool, Any]) -> None:
+            loop.call_soon_threadsafe(lambda: answered.done() or answered.set_result(result))
 
-    _loop_side_runner.start(fn, args, deliver)
-    ok, value = await answered
+        _loop_side_runner.start(fn, args, deliver)
+        ok, value = await answered
     if not ok:
         raise value
     return value

@@ -783,6 +783,37 @@ def test_sync_methods_of_an_async_handle_run_on_worker_threads_when_gathered_or_
     driver.close()
 
 
+class LoopWaitingReads(AsyncStore):
+    """Sync reads that wait on the loop the client met (the kit's), counting how many are in flight."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock, self.in_flight, self.most_in_flight = threading.Lock(), 0, 0
+
+    def get_latest_version(self, actor_id):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return asyncio.run_coroutine_threadsafe(AsyncStore.get_latest_version(self, actor_id), self.loop).result()
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+def test_gathered_sync_calls_that_wait_on_the_loop_take_turns_on_a_bounded_set_of_workers():
+    # Unbounded, the loop started a worker thread for every gathered call before it served any of
+    # them: 10,050 threads, and no answer within the timeout (a thirteenth review's control).
+    from aether_conformance.driver import LOOP_SIDE_WORKERS
+
+    driver = StoreDriver("tests.test_driver:LoopWaitingReads", timeout=30)
+    handle = driver.new_handle()
+    handle.save_event(EVENT)
+    assert handle.gathered([("get_latest_version", (EVENT.actor_id,))] * 1_000) == [EVENT.version] * 1_000
+    assert handle.raw.most_in_flight <= LOOP_SIDE_WORKERS
+    driver.close()
+
+
 class HangsInGather(AsyncStore):
     async def save_event(self, event):
         await asyncio.Event().wait()
