@@ -24,6 +24,7 @@ from tests.zoo.controls8 import CONTROLS as CONTROLS8
 from tests.zoo.controls9 import CONTROLS as CONTROLS9
 from tests.zoo.controls11b import CONTROLS as CONTROLS11B
 from tests.zoo.controls12a import CONTROLS as CONTROLS12A
+from tests.zoo.controls13b import CONTROLS as CONTROLS13B
 from tests.zoo.specimens import SPECIMENS, run_options
 from tests.zoo.escapes import ESCAPES
 from tests.zoo.escapes3 import BROKEN as ESCAPES3
@@ -192,6 +193,28 @@ def test_correct_store_of_the_eleventh_review_is_certified(name, tmp_path):
 def test_correct_store_of_the_twelfth_review_is_certified(name, tmp_path):
     code, report, output = certify(f"tests.zoo.controls12a:{name}", tmp_path)
     assert_verdict(name, None, code, report, output, control_may_miss_should=name == "new_york_timestamps")
+
+
+# A thirteenth review's correct stores (tests/zoo/controls13b.py): connections, caches and
+# transactions per thread or per context, their own loops and threads, pauses, frozen or tuned
+# garbage collection. Three take 30 to 40 s a run here (checkpoints, a blocking driver, a SQLite
+# file per thread); they were certified by hand on 2026-12-08.
+CONTROLS13B_SLOW = {"checkpoint_pauses", "blocking_driver_async", "sqlite_per_thread"}
+
+
+@pytest.mark.parametrize("name", sorted(set(CONTROLS13B) - CONTROLS13B_SLOW))
+def test_correct_store_of_the_thirteenth_review_is_certified(name, tmp_path):
+    code, report, output = certify(f"tests.zoo.controls13b:{name}", tmp_path)
+    assert_verdict(name, None, code, report, output)
+
+
+def test_a_sync_facade_over_the_kits_loop_answers_ten_thousand_gathered_reads(tmp_path):
+    # Its sync reads wait on the kit's loop; the default profile gathers 10,050 of them, which
+    # failed while the loop started a thread for each before serving any.
+    code, report, output = certify("tests.zoo.controls13b:encoding_sync_facade", tmp_path, "--profile", "default",
+                                   "--", "-k", "test_saves_gathered_at_once_are_checked_and_appended_atomically")
+    failed = [r["id"] for r in report["requirements"] if r["outcome"] == "failed"]
+    assert report["tests"]["ran"] == 1 and not failed, output[-3000:]
 
 
 # A ninth review's correct stores (tests/zoo/controls9.py): process-wide settings changed at connect
