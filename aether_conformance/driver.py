@@ -919,7 +919,10 @@ def _one_after_another(steps: list[tuple[_Call, Callable, tuple, Callable]], els
     results = []
     for step, other in zip(steps, elsewhere):
         if other:
-            ok, value = driver.runner.run(_materialised_sync, (*step, driver), driver.timeout)
+            try:
+                ok, value = driver.runner.run(_materialised_sync, (*step, driver), driver.timeout)
+            except TimeoutError:
+                raise StoreTimeout(f"{step[0]} did not return within {driver.timeout:g}s (per-call timeout)") from None
             if not ok:
                 raise value
             results.append(value)

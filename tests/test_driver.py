@@ -543,6 +543,13 @@ class SlowAndHangingReads(ThreadRecordingStore):
         return super().get_latest_version(actor_id)
 
 
+def test_a_call_of_another_handle_in_one_thread_that_hangs_is_a_store_timeout():
+    driver = StoreDriver("tests.test_driver:SlowAndHangingReads", timeout=0.3)
+    handle, other = driver.new_handle(), driver.new_handle()
+    with pytest.raises(StoreTimeout, match=r'get_latest_version\("hang"\) did not return within 0.3s'):
+        handle.in_one_task([("save_event", (EVENT,)), (other, "get_latest_version", ("hang",))])
+
+
 def test_a_run_of_calls_is_made_on_one_thread_each_call_timed_on_its_own():
     driver = StoreDriver("tests.test_driver:SlowAndHangingReads", timeout=1)
     handle = driver.new_handle()
