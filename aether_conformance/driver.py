@@ -377,8 +377,9 @@ class _TestThread:
             if calling is None:
                 return None
             now = time.monotonic()
-            if calling.progress is not None and calling.progress() != calling.seen:
-                calling.seen, calling.started = calling.progress(), now
+            seen = calling.progress() if calling.progress is not None else calling.seen
+            if seen != calling.seen:
+                calling.seen, calling.started = seen, now
             if now - calling.started < calling.timeout:
                 return None
             self._abandoned = True

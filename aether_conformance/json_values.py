@@ -156,7 +156,7 @@ def check_json_value(where: str, value: Any, *, json_only: bool = False) -> None
             raise _too_deep(where, value, link)
         is_dict = isinstance(container, dict)
         if _plain_leaves(container.values() if is_dict else container) and (
-                not is_dict or _plain_leaves(container.keys()) and set(map(type, container)) == {str}):
+                not is_dict or set(map(type, container)) == {str} and "".join(container).isascii()):
             continue
         for key, item in container.items() if is_dict else enumerate(container):
             if is_dict:
@@ -269,14 +269,16 @@ def copy_json(value: Any, memo: dict[int, Any] | None = None) -> Any:
     pending = [(value, root)] if fill else []
     while pending:
         source, target = pending.pop()
-        if plain_scalars_only(source.values() if type(source) is dict else source):
-            target.update(source) if type(source) is dict else target.extend(source)
-            continue
         if type(source) is dict:
+            if plain_scalars_only(source.values()):
+                target.update(source)
+                continue
             for key, item in source.items():
                 target[key], fill = clone(item)
                 if fill:
                     pending.append((item, target[key]))
+        elif plain_scalars_only(source):
+            target.extend(source)
         else:
             for item in source:
                 child, fill = clone(item)

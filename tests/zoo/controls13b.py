@@ -50,7 +50,7 @@ import weakref
 from multiprocessing.managers import BaseManager
 
 from aether_conformance import VersionConflictError
-from tests.zoo.base import CorrectStore, ShareState, ev, factory, snap
+from tests.zoo.base import CorrectStore, ShareState, ev, factory
 
 _log = logging.getLogger("tests.zoo.controls13b")
 
